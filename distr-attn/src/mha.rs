@@ -1,0 +1,305 @@
+//! `DistrMultiHeadAttention`: a drop-in for Burn's `MultiHeadAttention` whose score product
+//! runs through [`distr_attention`](crate::distr_attention).
+
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{Bool, Tensor};
+
+use crate::reference::attention_probabilities;
+use crate::{
+    AttentionKind, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig,
+    DistrAttentionError,
+};
+
+/// Configuration of [`DistrMultiHeadAttention`]: the fields and defaults of Burn's
+/// `MultiHeadAttentionConfig`, plus `n_kv_heads` and `attention`.
+#[derive(Config, Debug)]
+pub struct DistrMultiHeadAttentionConfig {
+    /// The size of each linear layer.
+    pub d_model: usize,
+    /// The number of query heads.
+    pub n_heads: usize,
+    /// The number of key/value heads (grouped-query attention); must divide `n_heads`.
+    /// Default: `None`, meaning `n_heads`.
+    pub n_kv_heads: Option<usize>,
+    /// The dropout rate, applied to the attention output (the fused op never materialises the
+    /// attention weights). Default: 0.1
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Kept for compatibility with `MultiHeadAttentionConfig`: masked positions here get
+    /// exactly zero weight, and fully masked rows give zeros. Default: -1.0e4
+    #[config(default = -1.0e4)]
+    pub min_float: f64,
+    /// Use "quiet softmax" (an implicit extra zero logit). Only exact attention supports it;
+    /// DistrAttention returns an error. Default: false
+    #[config(default = false)]
+    pub quiet_softmax: bool,
+    /// The initializer of the linear layers. Default: as `MultiHeadAttentionConfig`.
+    #[config(
+        default = "Initializer::KaimingUniform{gain:1.0/num_traits::Float::sqrt(3.0), fan_out_only:false}"
+    )]
+    pub initializer: Initializer,
+    /// Exact attention or DistrAttention with its parameters. Default: DistrAttention with
+    /// the default [`DistrAttentionConfig`] (group size 2).
+    #[config(default = "AttentionKind::Distr(DistrAttentionConfig::new())")]
+    pub attention: AttentionKind,
+}
+
+/// Multi-head attention with DistrAttention scores.
+///
+/// The parameters carry the names of Burn's `MultiHeadAttention` (`query`, `key`, `value`,
+/// `output`), so a record saved from it loads unchanged (with `n_kv_heads == n_heads`).
+#[derive(Module, Debug)]
+pub struct DistrMultiHeadAttention<B: DistrAttentionBackend> {
+    /// `d_model -> d_model` query projection.
+    pub query: Linear<B>,
+    /// `d_model -> n_kv_heads * d_k` key projection.
+    pub key: Linear<B>,
+    /// `d_model -> n_kv_heads * d_k` value projection.
+    pub value: Linear<B>,
+    /// `d_model -> d_model` output projection.
+    pub output: Linear<B>,
+    /// Dropout on the attention output.
+    pub dropout: Dropout,
+    /// The size of each linear layer.
+    pub d_model: usize,
+    /// The number of query heads.
+    pub n_heads: usize,
+    /// The number of key/value heads.
+    pub n_kv_heads: usize,
+    /// Size of each head.
+    pub d_k: usize,
+    /// Quiet softmax (exact attention only).
+    pub quiet_softmax: bool,
+    /// The attention the scores are computed with.
+    pub attention: AttentionKind,
+}
+
+impl DistrMultiHeadAttentionConfig {
+    /// Builds the module, checking that the heads divide the model width.
+    pub fn init<B: DistrAttentionBackend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<DistrMultiHeadAttention<B>, DistrAttentionError> {
+        let n_kv_heads = self.n_kv_heads.unwrap_or(self.n_heads);
+        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            return Err(DistrAttentionError::InvalidParameter {
+                name: "n_heads",
+                value: self.n_heads.to_string(),
+                expected: format!("a non-zero divisor of d_model = {}", self.d_model),
+            });
+        }
+        if n_kv_heads == 0 || self.n_heads % n_kv_heads != 0 {
+            return Err(DistrAttentionError::KvHeads {
+                heads: self.n_heads,
+                kv_heads: n_kv_heads,
+            });
+        }
+        let d_k = self.d_model / self.n_heads;
+        let linear = |d_output: usize| {
+            LinearConfig::new(self.d_model, d_output)
+                .with_initializer(self.initializer.clone())
+                .init(device)
+        };
+        Ok(DistrMultiHeadAttention {
+            query: linear(self.d_model),
+            key: linear(n_kv_heads * d_k),
+            value: linear(n_kv_heads * d_k),
+            output: linear(self.d_model),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            n_kv_heads,
+            d_k,
+            quiet_softmax: self.quiet_softmax,
+            attention: self.attention.clone(),
+        })
+    }
+}
+
+/// Input of [`DistrMultiHeadAttention::forward`], built like Burn's `MhaInput`.
+#[derive(Debug, Clone)]
+pub struct DistrMhaInput<B: DistrAttentionBackend> {
+    /// `[batch_size, seq_length_1, d_model]`
+    query: Tensor<B, 3>,
+    /// `[batch_size, seq_length_2, d_model]`
+    key: Tensor<B, 3>,
+    /// `[batch_size, seq_length_2, d_model]`
+    value: Tensor<B, 3>,
+    /// `[batch_size, seq_length_2]`, `true` = padding
+    mask_pad: Option<Tensor<B, 2, Bool>>,
+    /// `[batch_size, seq_length_1, seq_length_2]`, `true` = masked
+    mask_attn: Option<Tensor<B, 3, Bool>>,
+}
+
+impl<B: DistrAttentionBackend> DistrMhaInput<B> {
+    /// Self-attention: query, key and value are `tensor` `[batch_size, seq_length, d_model]`.
+    pub fn self_attn(tensor: Tensor<B, 3>) -> Self {
+        Self::new(tensor.clone(), tensor.clone(), tensor)
+    }
+
+    /// Attention of `query` over `key` and `value`.
+    pub fn new(query: Tensor<B, 3>, key: Tensor<B, 3>, value: Tensor<B, 3>) -> Self {
+        Self {
+            query,
+            key,
+            value,
+            mask_pad: None,
+            mask_attn: None,
+        }
+    }
+
+    /// Padding mask `[batch_size, seq_length_2]`, `true` = padding.
+    pub fn mask_pad(mut self, mask_pad: Tensor<B, 2, Bool>) -> Self {
+        self.mask_pad = Some(mask_pad);
+        self
+    }
+
+    /// Attention mask `[batch_size, seq_length_1, seq_length_2]`, `true` = masked.
+    pub fn mask_attn(mut self, mask_attn: Tensor<B, 3, Bool>) -> Self {
+        self.mask_attn = Some(mask_attn);
+        self
+    }
+}
+
+/// Output of [`DistrMultiHeadAttention::forward`].
+#[derive(Debug, Clone)]
+pub struct DistrMhaOutput<B: DistrAttentionBackend> {
+    /// The context `[batch_size, seq_length_1, d_model]`.
+    pub context: Tensor<B, 3>,
+}
+
+/// Query, key, value heads and the combined mask of one forward call.
+struct Heads<B: DistrAttentionBackend> {
+    query: Tensor<B, 4>,
+    key: Tensor<B, 4>,
+    value: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+}
+
+impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
+    /// The forward pass: projections, DistrAttention, output projection.
+    ///
+    /// The attention weights are not returned: the fused op never materialises them. Use
+    /// [`Self::attention_weights`] to inspect them (it computes the full matrix).
+    ///
+    /// # Shapes
+    ///
+    /// - query: `[batch_size, seq_length_1, d_model]`
+    /// - key, value: `[batch_size, seq_length_2, d_model]`
+    /// - context: `[batch_size, seq_length_1, d_model]`
+    pub fn forward(&self, input: DistrMhaInput<B>) -> Result<DistrMhaOutput<B>, DistrAttentionError> {
+        let [batch_size, seq_length_1, _] = input.query.dims();
+        let heads = self.heads(input)?;
+        let config = self.op_config()?;
+        let context = crate::distr_attention(heads.query, heads.key, heads.value, heads.mask, &config)?;
+        let context = context
+            .swap_dims(1, 2)
+            .reshape([batch_size, seq_length_1, self.d_model]);
+        let context = self.dropout.forward(context);
+        Ok(DistrMhaOutput {
+            context: self.output.forward(context),
+        })
+    }
+
+    /// The attention weights `[batch_size, n_heads, seq_length_1, seq_length_2]` that
+    /// `forward` uses, computed with the tensor-op reference (materialises the full matrix).
+    pub fn attention_weights(&self, input: DistrMhaInput<B>) -> Result<Tensor<B, 4>, DistrAttentionError> {
+        let heads = self.heads(input)?;
+        let config = self.op_config()?;
+        let problem = AttentionProblem::check(
+            &heads.query,
+            &heads.key,
+            &heads.value,
+            heads.mask.as_ref(),
+            &config,
+        )?;
+        Ok(attention_probabilities(heads.query, heads.key, heads.mask, &problem))
+    }
+
+    fn op_config(&self) -> Result<DistrAttentionConfig, DistrAttentionError> {
+        if self.quiet_softmax {
+            return Err(DistrAttentionError::InvalidParameter {
+                name: "quiet_softmax",
+                value: "true".into(),
+                expected: "false: DistrMultiHeadAttention uses the standard softmax".into(),
+            });
+        }
+        Ok(self.attention.op_config())
+    }
+
+    fn heads(&self, input: DistrMhaInput<B>) -> Result<Heads<B>, DistrAttentionError> {
+        let [batch_size, seq_length_1, d_query] = input.query.dims();
+        let [key_batch, seq_length_2, d_key] = input.key.dims();
+        let value_dims = input.value.dims();
+        let expected_kv = [batch_size, seq_length_2, self.d_model];
+        if d_query != self.d_model {
+            return Err(shape_error("query", &input.query.dims(), "[batch_size, seq_length_1, d_model]", self.d_model));
+        }
+        if key_batch != batch_size || d_key != self.d_model {
+            return Err(shape_error("key", &input.key.dims(), "[batch_size, seq_length_2, d_model]", self.d_model));
+        }
+        if value_dims != expected_kv {
+            return Err(shape_error("value", &value_dims, "the key's shape", self.d_model));
+        }
+        let mask = combine_masks(input.mask_pad, input.mask_attn, [batch_size, seq_length_1, seq_length_2])?;
+        Ok(Heads {
+            query: split_heads(self.query.forward(input.query), self.n_heads, self.d_k),
+            key: split_heads(self.key.forward(input.key), self.n_kv_heads, self.d_k),
+            value: split_heads(self.value.forward(input.value), self.n_kv_heads, self.d_k),
+            mask,
+        })
+    }
+}
+
+fn shape_error(tensor: &'static str, actual: &[usize], expected: &str, d_model: usize) -> DistrAttentionError {
+    DistrAttentionError::Shape {
+        tensor,
+        actual: actual.to_vec(),
+        expected: format!("{expected} with d_model = {d_model}"),
+    }
+}
+
+/// `[batch, seq, heads * d_k]` -> `[batch, heads, seq, d_k]`.
+fn split_heads<B: DistrAttentionBackend>(x: Tensor<B, 3>, heads: usize, d_k: usize) -> Tensor<B, 4> {
+    let [batch_size, seq_length, _] = x.dims();
+    x.reshape([batch_size, seq_length, heads, d_k]).swap_dims(1, 2)
+}
+
+/// The padding and attention masks as one `[batch, 1, seq_1, seq_2]` mask.
+fn combine_masks<B: DistrAttentionBackend>(
+    mask_pad: Option<Tensor<B, 2, Bool>>,
+    mask_attn: Option<Tensor<B, 3, Bool>>,
+    [batch_size, seq_length_1, seq_length_2]: [usize; 3],
+) -> Result<Option<Tensor<B, 4, Bool>>, DistrAttentionError> {
+    let pad = match mask_pad {
+        Some(mask) if mask.dims() != [batch_size, seq_length_2] => {
+            return Err(DistrAttentionError::Shape {
+                tensor: "mask_pad",
+                actual: mask.dims().to_vec(),
+                expected: format!("[{batch_size}, {seq_length_2}]"),
+            })
+        }
+        Some(mask) => Some(
+            mask.reshape([batch_size, 1, 1, seq_length_2])
+                .expand([batch_size, 1, seq_length_1, seq_length_2]),
+        ),
+        None => None,
+    };
+    let attn = match mask_attn {
+        Some(mask) if mask.dims() != [batch_size, seq_length_1, seq_length_2] => {
+            return Err(DistrAttentionError::Shape {
+                tensor: "mask_attn",
+                actual: mask.dims().to_vec(),
+                expected: format!("[{batch_size}, {seq_length_1}, {seq_length_2}]"),
+            })
+        }
+        Some(mask) => Some(mask.reshape([batch_size, 1, seq_length_1, seq_length_2])),
+        None => None,
+    };
+    Ok(match (pad, attn) {
+        (Some(pad), Some(attn)) => Some(pad.bool_or(attn)),
+        (pad, attn) => pad.or(attn),
+    })
+}

@@ -1,0 +1,106 @@
+//! DistrAttention in plain Burn tensor ops: the definition of `../shared/DISTR_ATTENTION.md`,
+//! step by step and with the same names. It runs on every backend, is differentiable through
+//! `Autodiff`, and is the oracle the fused kernels are tested against.
+//!
+//! Memory: it materialises the `[batch, heads, seq_q, seq_k]` scores, and the fused keys of
+//! every query block (`[batch, heads, blocks, seq_k, head_dim / group_size]`).
+
+mod grouping;
+mod hashing;
+mod softmax;
+
+pub use grouping::{block_permutations, split_blocks};
+pub use hashing::{inverse_gray, sign_codes};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, DType, FloatDType, Tensor};
+
+use crate::AttentionProblem;
+use grouping::{fuse_keys, group_membership, representative_queries};
+
+/// The op's output `[batch, heads, seq_q, value_dim]`, in the query's dtype.
+pub fn distr_attention_reference<B: Backend>(
+    query: Tensor<B, 4>,
+    key: Tensor<B, 4>,
+    value: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    problem: &AttentionProblem,
+) -> Tensor<B, 4> {
+    let dtype = query.dtype();
+    let value = repeat_kv_heads(to_accumulation(value), problem);
+    let probabilities = attention_probabilities(query, key, mask, problem);
+    from_accumulation(probabilities.matmul(value), dtype)
+}
+
+/// The attention weights `softmax(S)` `[batch, heads, seq_q, seq_k]`, in f32 (f64 for f64
+/// inputs). Fully masked rows are zero.
+pub fn attention_probabilities<B: Backend>(
+    query: Tensor<B, 4>,
+    key: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    problem: &AttentionProblem,
+) -> Tensor<B, 4> {
+    let query = to_accumulation(query);
+    let key = repeat_kv_heads(to_accumulation(key), problem);
+    let scores = scores(query, key, problem).mul_scalar(problem.scale);
+    let mask = softmax::combined_mask(mask, problem, &scores.device());
+    softmax::masked_softmax(scores, mask)
+}
+
+/// Step 7's `Q' K'^T` before scaling, `[batch, heads, seq_q, seq_k]`.
+fn scores<B: Backend>(
+    query: Tensor<B, 4>,
+    key: Tensor<B, 4>,
+    problem: &AttentionProblem,
+) -> Tensor<B, 4> {
+    if problem.config.is_exact() {
+        return query.matmul(key.transpose());
+    }
+    let [batch, heads, num_blocks] = [problem.batch, problem.heads, problem.num_blocks()];
+    let block_rows = problem.config.block_rows;
+
+    // Step 1: query blocks of `block_rows` rows, the last one zero-padded.
+    let blocks = split_blocks(query, block_rows);
+    // Steps 2-3: one column permutation per block (from detached queries: a constant).
+    let permutation = block_permutations(blocks.clone().detach(), problem);
+    // Step 4: groups of `group_size` consecutive columns in permutation order.
+    let membership = group_membership(permutation, problem);
+    // Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]`.
+    let reduced_queries = representative_queries(blocks, &membership, problem);
+    // Step 6: K' `[batch, heads, blocks, seq_k, head_dim / group_size]`.
+    let fused_keys = fuse_keys(key, &membership, problem);
+
+    reduced_queries
+        .matmul(fused_keys.swap_dims(3, 4))
+        .reshape([batch, heads, num_blocks * block_rows, problem.seq_k])
+        .narrow(2, 0, problem.seq_q)
+}
+
+/// Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
+fn repeat_kv_heads<B: Backend>(tensor: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
+    let repeats = problem.heads / problem.kv_heads;
+    if repeats == 1 {
+        return tensor;
+    }
+    let [batch, kv_heads, seq, dim] = tensor.dims();
+    tensor
+        .unsqueeze_dim::<5>(2)
+        .expand([batch, kv_heads, repeats, seq, dim])
+        .reshape([batch, kv_heads * repeats, seq, dim])
+}
+
+/// Half-precision inputs are computed in f32; f32 and f64 stay as they are.
+fn to_accumulation<B: Backend>(tensor: Tensor<B, 4>) -> Tensor<B, 4> {
+    match tensor.dtype() {
+        DType::F16 | DType::BF16 => tensor.cast(FloatDType::F32),
+        _ => tensor,
+    }
+}
+
+fn from_accumulation<B: Backend>(tensor: Tensor<B, 4>, dtype: DType) -> Tensor<B, 4> {
+    match dtype {
+        DType::F16 => tensor.cast(FloatDType::F16),
+        DType::BF16 => tensor.cast(FloatDType::BF16),
+        _ => tensor,
+    }
+}

@@ -49,7 +49,10 @@ impl BackendKind {
     }
 
     /// Runs `runner` on this backend wrapped in `Autodiff`, for training.
-    pub fn run_autodiff<R: BackendRunner>(self, runner: R) -> Result<R::Output, BackendUnavailable> {
+    pub fn run_autodiff<R: BackendRunner>(
+        self,
+        runner: R,
+    ) -> Result<R::Output, BackendUnavailable> {
         use burn::backend::Autodiff;
         match self {
             BackendKind::NdArray => Ok(runner.run::<Autodiff<NdArrayBackend>>(Default::default())),
@@ -81,7 +84,9 @@ impl FromStr for BackendKind {
             "ndarray" | "cpu" => Ok(BackendKind::NdArray),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
-            other => Err(format!("unknown backend `{other}`: expected ndarray, wgpu or cuda")),
+            other => Err(format!(
+                "unknown backend `{other}`: expected ndarray, wgpu or cuda"
+            )),
         }
     }
 }

@@ -103,3 +103,40 @@ impl AttentionKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(name: &str) -> DistrAttentionConfig {
+        let path = format!(
+            "{}/../configs/attention/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        DistrAttentionConfig::load(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    #[test]
+    fn presets_load() {
+        assert!(preset("exact").is_exact());
+        for (name, group_size) in [("g2", 2), ("g4", 4), ("g8", 8)] {
+            let config = preset(name);
+            assert_eq!(config.group_size, group_size);
+            assert_eq!(config.block_rows, 128);
+            assert_eq!(config.num_projections, 16);
+            assert_eq!(config.grouping, Grouping::Lsh);
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let config = DistrAttentionConfig::new()
+            .with_representative(Representative::Mean)
+            .with_scale(Some(0.5));
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            serde_json::from_str::<DistrAttentionConfig>(&json).unwrap(),
+            config
+        );
+    }
+}

@@ -24,13 +24,15 @@ mod validate;
 
 pub use backend::DistrAttentionBackend;
 pub use config::{
-    AttentionKind, DistrAttentionConfig, Grouping, Representative, MAX_BLOCK_ROWS,
-    MAX_GROUP_SIZE, MAX_HEAD_DIM, MAX_NUM_PROJECTIONS,
+    AttentionKind, DistrAttentionConfig, Grouping, Representative, MAX_BLOCK_ROWS, MAX_GROUP_SIZE,
+    MAX_HEAD_DIM, MAX_NUM_PROJECTIONS,
 };
 pub use error::DistrAttentionError;
 pub use hyperplanes::hyperplanes;
 pub use layers::ModelAttentionConfig;
-pub use mha::{DistrMhaInput, DistrMhaOutput, DistrMultiHeadAttention, DistrMultiHeadAttentionConfig};
+pub use mha::{
+    DistrMhaInput, DistrMhaOutput, DistrMultiHeadAttention, DistrMultiHeadAttentionConfig,
+};
 pub use op::distr_attention;
 pub use validate::AttentionProblem;
 

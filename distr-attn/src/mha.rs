@@ -189,11 +189,15 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
     /// - query: `[batch_size, seq_length_1, d_model]`
     /// - key, value: `[batch_size, seq_length_2, d_model]`
     /// - context: `[batch_size, seq_length_1, d_model]`
-    pub fn forward(&self, input: DistrMhaInput<B>) -> Result<DistrMhaOutput<B>, DistrAttentionError> {
+    pub fn forward(
+        &self,
+        input: DistrMhaInput<B>,
+    ) -> Result<DistrMhaOutput<B>, DistrAttentionError> {
         let [batch_size, seq_length_1, _] = input.query.dims();
         let heads = self.heads(input)?;
         let config = self.op_config()?;
-        let context = crate::distr_attention(heads.query, heads.key, heads.value, heads.mask, &config)?;
+        let context =
+            crate::distr_attention(heads.query, heads.key, heads.value, heads.mask, &config)?;
         let context = context
             .swap_dims(1, 2)
             .reshape([batch_size, seq_length_1, self.d_model]);
@@ -205,7 +209,10 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
 
     /// The attention weights `[batch_size, n_heads, seq_length_1, seq_length_2]` that
     /// `forward` uses, computed with the tensor-op reference (materialises the full matrix).
-    pub fn attention_weights(&self, input: DistrMhaInput<B>) -> Result<Tensor<B, 4>, DistrAttentionError> {
+    pub fn attention_weights(
+        &self,
+        input: DistrMhaInput<B>,
+    ) -> Result<Tensor<B, 4>, DistrAttentionError> {
         let heads = self.heads(input)?;
         let config = self.op_config()?;
         let problem = AttentionProblem::check(
@@ -215,7 +222,12 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
             heads.mask.as_ref(),
             &config,
         )?;
-        Ok(attention_probabilities(heads.query, heads.key, heads.mask, &problem))
+        Ok(attention_probabilities(
+            heads.query,
+            heads.key,
+            heads.mask,
+            &problem,
+        ))
     }
 
     fn op_config(&self) -> Result<DistrAttentionConfig, DistrAttentionError> {
@@ -235,15 +247,34 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         let value_dims = input.value.dims();
         let expected_kv = [batch_size, seq_length_2, self.d_model];
         if d_query != self.d_model {
-            return Err(shape_error("query", &input.query.dims(), "[batch_size, seq_length_1, d_model]", self.d_model));
+            return Err(shape_error(
+                "query",
+                &input.query.dims(),
+                "[batch_size, seq_length_1, d_model]",
+                self.d_model,
+            ));
         }
         if key_batch != batch_size || d_key != self.d_model {
-            return Err(shape_error("key", &input.key.dims(), "[batch_size, seq_length_2, d_model]", self.d_model));
+            return Err(shape_error(
+                "key",
+                &input.key.dims(),
+                "[batch_size, seq_length_2, d_model]",
+                self.d_model,
+            ));
         }
         if value_dims != expected_kv {
-            return Err(shape_error("value", &value_dims, "the key's shape", self.d_model));
+            return Err(shape_error(
+                "value",
+                &value_dims,
+                "the key's shape",
+                self.d_model,
+            ));
         }
-        let mask = combine_masks(input.mask_pad, input.mask_attn, [batch_size, seq_length_1, seq_length_2])?;
+        let mask = combine_masks(
+            input.mask_pad,
+            input.mask_attn,
+            [batch_size, seq_length_1, seq_length_2],
+        )?;
         Ok(Heads {
             query: split_heads(self.query.forward(input.query), self.n_heads, self.d_k),
             key: split_heads(self.key.forward(input.key), self.n_kv_heads, self.d_k),
@@ -253,7 +284,12 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
     }
 }
 
-fn shape_error(tensor: &'static str, actual: &[usize], expected: &str, d_model: usize) -> DistrAttentionError {
+fn shape_error(
+    tensor: &'static str,
+    actual: &[usize],
+    expected: &str,
+    d_model: usize,
+) -> DistrAttentionError {
     DistrAttentionError::Shape {
         tensor,
         actual: actual.to_vec(),
@@ -262,9 +298,14 @@ fn shape_error(tensor: &'static str, actual: &[usize], expected: &str, d_model: 
 }
 
 /// `[batch, seq, heads * d_k]` -> `[batch, heads, seq, d_k]`.
-fn split_heads<B: DistrAttentionBackend>(x: Tensor<B, 3>, heads: usize, d_k: usize) -> Tensor<B, 4> {
+fn split_heads<B: DistrAttentionBackend>(
+    x: Tensor<B, 3>,
+    heads: usize,
+    d_k: usize,
+) -> Tensor<B, 4> {
     let [batch_size, seq_length, _] = x.dims();
-    x.reshape([batch_size, seq_length, heads, d_k]).swap_dims(1, 2)
+    x.reshape([batch_size, seq_length, heads, d_k])
+        .swap_dims(1, 2)
 }
 
 /// The padding and attention masks as one `[batch, 1, seq_1, seq_2]` mask.
@@ -281,10 +322,12 @@ fn combine_masks<B: DistrAttentionBackend>(
                 expected: format!("[{batch_size}, {seq_length_2}]"),
             })
         }
-        Some(mask) => Some(
-            mask.reshape([batch_size, 1, 1, seq_length_2])
-                .expand([batch_size, 1, seq_length_1, seq_length_2]),
-        ),
+        Some(mask) => Some(mask.reshape([batch_size, 1, 1, seq_length_2]).expand([
+            batch_size,
+            1,
+            seq_length_1,
+            seq_length_2,
+        ])),
         None => None,
     };
     let attn = match mask_attn {
@@ -302,4 +345,125 @@ fn combine_masks<B: DistrAttentionBackend>(
         (Some(pad), Some(attn)) => Some(pad.bool_or(attn)),
         (pad, attn) => pad.or(attn),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::TestBackend;
+    use burn::nn::attention::{MhaInput, MultiHeadAttentionConfig};
+    use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+    use burn::tensor::{Distribution, Tolerance};
+
+    type B = TestBackend;
+
+    fn input(shape: [usize; 3]) -> Tensor<B, 3> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    #[test]
+    fn record_of_burn_mha_loads_and_exact_matches_it() {
+        let device = Default::default();
+        let burn_mha = MultiHeadAttentionConfig::new(32, 4)
+            .with_dropout(0.0)
+            .init::<B>(&device);
+        let x = input([2, 11, 32]);
+        let mut padding = [[false; 11]; 2];
+        padding[1][8..].fill(true);
+        let pad = Tensor::<B, 2, Bool>::from_data(padding, &device);
+        let expected = burn_mha.forward(MhaInput::self_attn(x.clone()).mask_pad(pad.clone()));
+
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes = recorder.record(burn_mha.into_record(), ()).unwrap();
+        let distr = DistrMultiHeadAttentionConfig::new(32, 4)
+            .with_dropout(0.0)
+            .with_attention(AttentionKind::Exact)
+            .init::<B>(&device)
+            .unwrap()
+            .load_record(recorder.load(bytes, &device).unwrap());
+
+        let actual = distr
+            .forward(DistrMhaInput::self_attn(x.clone()).mask_pad(pad.clone()))
+            .unwrap();
+        actual
+            .context
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.context.into_data(), Tolerance::absolute(1e-5));
+        let weights = distr
+            .attention_weights(DistrMhaInput::self_attn(x).mask_pad(pad))
+            .unwrap();
+        weights
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.weights.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn distr_attention_with_grouped_query_heads_and_cross_attention() {
+        let device = Default::default();
+        let mha = DistrMultiHeadAttentionConfig::new(64, 4)
+            .with_n_kv_heads(Some(2))
+            .with_attention(AttentionKind::Distr(
+                DistrAttentionConfig::new().with_block_rows(8),
+            ))
+            .init::<B>(&device)
+            .unwrap();
+        assert_eq!(mha.key.weight.dims(), [64, 32]);
+        let context = mha
+            .forward(DistrMhaInput::new(
+                input([3, 13, 64]),
+                input([3, 20, 64]),
+                input([3, 20, 64]),
+            ))
+            .unwrap()
+            .context;
+        assert_eq!(context.dims(), [3, 13, 64]);
+    }
+
+    #[test]
+    fn bad_configuration_and_input_are_errors() {
+        let device = Default::default();
+        let init = |config: DistrMultiHeadAttentionConfig| config.init::<B>(&device);
+        assert!(init(DistrMultiHeadAttentionConfig::new(30, 4)).is_err());
+        assert!(init(DistrMultiHeadAttentionConfig::new(32, 4).with_n_kv_heads(Some(3))).is_err());
+        let mha = init(DistrMultiHeadAttentionConfig::new(32, 4)).unwrap();
+        let error = mha
+            .forward(DistrMhaInput::self_attn(input([1, 5, 16])))
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DistrAttentionError::Shape {
+                    tensor: "query",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let pad = Tensor::<B, 2, Bool>::from_data([[false; 4]], &device);
+        let error = mha
+            .forward(DistrMhaInput::self_attn(input([1, 5, 32])).mask_pad(pad))
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DistrAttentionError::Shape {
+                    tensor: "mask_pad",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // head_dim 8 is not divisible by group_size 16
+        let grouped = init(DistrMultiHeadAttentionConfig::new(32, 4).with_attention(
+            AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(16)),
+        ))
+        .unwrap();
+        let error = grouped
+            .forward(DistrMhaInput::self_attn(input([1, 5, 32])))
+            .unwrap_err();
+        assert!(
+            matches!(error, DistrAttentionError::GroupSize { .. }),
+            "{error}"
+        );
+    }
 }

@@ -27,5 +27,7 @@ pub fn distr_attention<B: DistrAttentionBackend>(
     config: &DistrAttentionConfig,
 ) -> Result<Tensor<B, 4>, DistrAttentionError> {
     let problem = AttentionProblem::check(&query, &key, &value, mask.as_ref(), config)?;
-    Ok(B::distr_attention_checked(query, key, value, mask, &problem))
+    Ok(B::distr_attention_checked(
+        query, key, value, mask, &problem,
+    ))
 }

@@ -71,14 +71,20 @@ impl AttentionProblem {
             return Err(DistrAttentionError::Shape {
                 tensor: "key",
                 actual: key.dims().to_vec(),
-                expected: format!("[{batch}, kv_heads, seq_k, {head_dim}] (query is {:?})", query.dims()),
+                expected: format!(
+                    "[{batch}, kv_heads, seq_k, {head_dim}] (query is {:?})",
+                    query.dims()
+                ),
             });
         }
         if value_batch != batch || value_heads != kv_heads || value_seq != seq_k {
             return Err(DistrAttentionError::Shape {
                 tensor: "value",
                 actual: value.dims().to_vec(),
-                expected: format!("[{batch}, {kv_heads}, {seq_k}, value_dim] (key is {:?})", key.dims()),
+                expected: format!(
+                    "[{batch}, {kv_heads}, {seq_k}, value_dim] (key is {:?})",
+                    key.dims()
+                ),
             });
         }
         if heads % kv_heads != 0 {
@@ -164,7 +170,11 @@ fn check_config(config: &DistrAttentionConfig) -> Result<(), DistrAttentionError
     range("group_size", config.group_size, MAX_GROUP_SIZE)?;
     range("block_rows", config.block_rows, MAX_BLOCK_ROWS)?;
     if config.grouping == Grouping::Lsh {
-        range("num_projections", config.num_projections, MAX_NUM_PROJECTIONS)?;
+        range(
+            "num_projections",
+            config.num_projections,
+            MAX_NUM_PROJECTIONS,
+        )?;
     }
     Ok(())
 }

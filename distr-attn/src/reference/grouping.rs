@@ -46,7 +46,10 @@ pub fn block_permutations<B: Backend>(
             let mut rng = SplitMix64::new(config.seed);
             let count = batch * heads * num_blocks * head_dim;
             let keys: Vec<i64> = (0..count).map(|_| (rng.next_u64() >> 44) as i64).collect();
-            Tensor::from_data(TensorData::new(keys, [batch, heads, num_blocks, head_dim]), &device)
+            Tensor::from_data(
+                TensorData::new(keys, [batch, heads, num_blocks, head_dim]),
+                &device,
+            )
         }
         Grouping::IndexOrder => Tensor::zeros([batch, heads, num_blocks, head_dim], &device),
     };
@@ -81,7 +84,14 @@ pub(super) fn group_membership<B: Backend>(
         .expand(shape)
         .equal(columns)
         .float()
-        .reshape([batch, heads, num_blocks, head_dim / group_size, group_size, head_dim]);
+        .reshape([
+            batch,
+            heads,
+            num_blocks,
+            head_dim / group_size,
+            group_size,
+            head_dim,
+        ]);
     GroupMembership { one_hot }
 }
 

@@ -48,11 +48,16 @@ pub fn sign_codes<B: Backend>(
 
 /// The inverse Gray code of each code (`b = g ^ g>>1 ^ g>>2 ^ ...`), so that keys of codes
 /// that differ in one hyperplane are neighbours.
-pub fn inverse_gray<B: Backend>(codes: Tensor<B, 4, Int>, num_projections: usize) -> Tensor<B, 4, Int> {
+pub fn inverse_gray<B: Backend>(
+    codes: Tensor<B, 4, Int>,
+    num_projections: usize,
+) -> Tensor<B, 4, Int> {
     let mut keys = codes;
     let mut shift = 1;
     while shift < num_projections {
-        keys = keys.clone().bitwise_xor(keys.bitwise_right_shift_scalar((shift as i64).elem()));
+        keys = keys
+            .clone()
+            .bitwise_xor(keys.bitwise_right_shift_scalar((shift as i64).elem()));
         shift *= 2;
     }
     keys
@@ -68,9 +73,14 @@ mod tests {
         let device = Default::default();
         let values: Vec<i64> = (0..1 << 10).collect();
         let gray: Vec<i64> = values.iter().map(|&b| b ^ (b >> 1)).collect();
-        let codes = Tensor::<TestBackend, 1, Int>::from_data(TensorData::new(gray, [1 << 10]), &device)
-            .reshape([1, 1, 1, 1 << 10]);
-        let keys = inverse_gray(codes, 10).into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let codes =
+            Tensor::<TestBackend, 1, Int>::from_data(TensorData::new(gray, [1 << 10]), &device)
+                .reshape([1, 1, 1, 1 << 10]);
+        let keys = inverse_gray(codes, 10)
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
         assert_eq!(keys, values);
     }
 
@@ -78,8 +88,9 @@ mod tests {
     fn sign_codes_follow_the_hyperplanes() {
         let device = Default::default();
         // One block of 2 rows, 3 columns; hyperplanes e0 and e1 of R^2.
-        let blocks = Tensor::<TestBackend, 1>::from_floats([1.0, -1.0, 2.0, 1.0, 3.0, -2.0], &device)
-            .reshape([1, 1, 1, 2, 3]);
+        let blocks =
+            Tensor::<TestBackend, 1>::from_floats([1.0, -1.0, 2.0, 1.0, 3.0, -2.0], &device)
+                .reshape([1, 1, 1, 2, 3]);
         let codes = sign_codes(blocks, &[1.0, 0.0, 0.0, 1.0], 2);
         let codes = codes.into_data().convert::<i64>().to_vec::<i64>().unwrap();
         // column 0 = (1, 1): both bits; column 1 = (-1, 3): bit 1; column 2 = (2, -2): bit 0.

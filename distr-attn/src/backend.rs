@@ -10,11 +10,13 @@ use burn::backend::ndarray::{
 };
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
-use burn_fusion::{Fusion, FusionBackend};
+use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
-use crate::reference;
+use crate::{kernel, reference};
 use crate::AttentionProblem;
 
 /// A Burn backend that can run DistrAttention.
@@ -48,9 +50,87 @@ where
 /// permutation is computed from detached queries and so is a constant.
 impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {}
 
+/// The fused kernel (`kernels-cubecl`) when it covers the call; a mask tensor, f64 and the
+/// shapes and options outside the kernel's specialisations take the reference, with a log
+/// line saying why.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAttentionBackend
     for CubeBackend<R, F, I, BT>
 {
+    fn distr_attention_checked(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: Option<Tensor<Self, 4, Bool>>,
+        problem: &AttentionProblem,
+    ) -> Tensor<Self, 4> {
+        if mask.is_some() {
+            log::info!("distr_attention: a mask tensor takes the reference path (causal runs in-kernel)");
+            return reference::distr_attention_reference(query, key, value, mask, problem);
+        }
+        let primitives = [&query, &key, &value].map(|tensor| tensor.clone().into_primitive().tensor());
+        let [query_primitive, key_primitive, value_primitive] = primitives;
+        match kernel::fused_forward(query_primitive, key_primitive, value_primitive, problem) {
+            Ok(output) => Tensor::from_primitive(TensorPrimitive::Float(output)),
+            Err(reason) => {
+                log::info!("distr_attention: reference path: {reason}");
+                reference::distr_attention_reference(query, key, value, None, problem)
+            }
+        }
+    }
 }
 
-impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<B> {}
+/// Without a mask the call is one custom operation of the fusion stream, run by the inner
+/// backend (the fused kernel on `CubeBackend`); with a mask, the reference in fused tensor
+/// ops.
+impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<B> {
+    fn distr_attention_checked(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: Option<Tensor<Self, 4, Bool>>,
+        problem: &AttentionProblem,
+    ) -> Tensor<Self, 4> {
+        if mask.is_some() {
+            log::info!("distr_attention: a mask tensor takes the reference path (causal runs in-kernel)");
+            return reference::distr_attention_reference(query, key, value, mask, problem);
+        }
+        let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
+        let client = query.client.clone();
+        let streams = OperationStreams::with_inputs([&query, &key, &value]);
+        let shape = Shape::new([problem.batch, problem.heads, problem.seq_q, problem.value_dim]);
+        let output = TensorIr::uninit(client.create_empty_handle(), shape, query.dtype);
+        let desc = CustomOpIr::new(
+            "distr_attention",
+            &[query.into_ir(), key.into_ir(), value.into_ir()],
+            &[output],
+        );
+        let operation = FusedDistrAttention::<B> {
+            desc: desc.clone(),
+            problem: problem.clone(),
+            backend: core::marker::PhantomData,
+        };
+        let output = client
+            .register(streams, OperationIr::Custom(desc), operation)
+            .output();
+        Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
+}
+
+/// The fusion stream's record of one DistrAttention call.
+#[derive(Debug, Clone)]
+struct FusedDistrAttention<B> {
+    desc: CustomOpIr,
+    problem: AttentionProblem,
+    backend: core::marker::PhantomData<B>,
+}
+
+impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for FusedDistrAttention<B> {
+    fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+        let ([query, key, value], [output]) = self.desc.as_fixed();
+        let [query, key, value] = [query, key, value].map(|ir| {
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(handles.get_float_tensor::<B>(ir)))
+        });
+        let result = B::distr_attention_checked(query, key, value, None, &self.problem);
+        handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
+    }
+}

@@ -16,6 +16,7 @@ pub mod backends;
 mod config;
 mod error;
 mod hyperplanes;
+pub mod kernel;
 mod layers;
 mod mha;
 mod op;

@@ -1,1 +1,16 @@
+//! CubeCL kernels of DistrAttention, compiled for CUDA and WGPU from one source.
+//!
+//! - [`block_permutation`]: per query block, the LSH codes of the block's columns and their
+//!   bitonic sort in shared memory (steps 2-4 of the definition).
+//! - [`flash_forward`]: the fused forward pass, FlashAttention-2 style: one cube per (query
+//!   block, batch, head), grouped queries formed once, fused keys built tile by tile in shared
+//!   memory, online softmax, no `[seq_q, seq_k]` matrix in device memory.
+//!
+//! This crate knows nothing about Burn: it takes CubeCL tensor bindings.
 
+pub mod block_permutation;
+mod error;
+pub mod flash_forward;
+
+pub use error::KernelError;
+pub use flash_forward::{launch_flash_forward, FlashForwardOptions, Representative, SUPPORTED_HEAD_DIMS};

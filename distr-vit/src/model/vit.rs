@@ -1,0 +1,144 @@
+//! The ViT / DINOv2 backbone: patch tokens and a CLS token through pre-norm blocks.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+
+use super::block::{Block, BlockShape};
+use super::config::VitConfig;
+use super::patch_embed::PatchEmbed;
+use super::position::position_embeddings;
+use crate::VitError;
+
+/// A vision transformer (ViT, DINOv2) with per-layer exact or DistrAttention.
+#[derive(Module, Debug)]
+pub struct Vit<B: DistrAttentionBackend> {
+    /// Image to patch tokens.
+    pub patch_embed: PatchEmbed<B>,
+    /// `[1, 1, hidden]` learned CLS token.
+    pub cls_token: Param<Tensor<B, 3>>,
+    /// `[1, 1 + grid^2, hidden]` learned positions (CLS first) for the config's grid.
+    pub position_embedding: Param<Tensor<B, 3>>,
+    /// Transformer blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Final layer norm.
+    pub norm: LayerNorm<B>,
+    /// Classification head on the normed CLS token, if the model has one.
+    pub head: Option<Linear<B>>,
+    /// Side of the position table's grid.
+    pub grid_size: usize,
+    /// Side of a patch, in pixels.
+    pub patch_size: usize,
+    /// Expected image channels.
+    pub num_channels: usize,
+}
+
+/// Output of [`Vit::forward`].
+#[derive(Debug, Clone)]
+pub struct VitOutput<B: DistrAttentionBackend> {
+    /// Final-norm tokens `[batch, 1 + grid_h * grid_w, hidden]`, CLS first.
+    pub tokens: Tensor<B, 3>,
+    /// The patch grid `[grid_h, grid_w]` of the input.
+    pub grid: [usize; 2],
+}
+
+impl<B: DistrAttentionBackend> VitOutput<B> {
+    /// The CLS token's features `[batch, hidden]`.
+    pub fn cls(&self) -> Tensor<B, 2> {
+        let [batch, _, hidden] = self.tokens.dims();
+        self.tokens.clone().narrow(1, 0, 1).reshape([batch, hidden])
+    }
+}
+
+impl VitConfig {
+    /// Builds the model with random weights; load real ones with [`crate::import`].
+    pub fn init<B: DistrAttentionBackend>(&self, device: &B::Device) -> Result<Vit<B>, VitError> {
+        if self.patch_size == 0 || self.image_size < self.patch_size {
+            return Err(VitError::Config {
+                name: "patch_size",
+                value: self.patch_size.to_string(),
+                expected: format!("between 1 and image_size = {}", self.image_size),
+            });
+        }
+        let shape = BlockShape {
+            hidden: self.hidden_size,
+            heads: self.num_heads,
+            intermediate: self.intermediate_size,
+            layer_norm_eps: self.layer_norm_eps,
+            layer_scale: self.layer_scale,
+        };
+        let blocks = (0..self.num_layers)
+            .map(|layer| {
+                let kind = self.attention.kind_for_layer(layer, self.num_layers)?;
+                Block::new(&shape, kind, device)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let grid = self.grid_size();
+        Ok(Vit {
+            patch_embed: PatchEmbed::new(self.num_channels, self.hidden_size, self.patch_size, device),
+            cls_token: Param::from_tensor(Tensor::zeros([1, 1, self.hidden_size], device)),
+            position_embedding: Param::from_tensor(Tensor::zeros([1, 1 + grid * grid, self.hidden_size], device)),
+            blocks,
+            norm: LayerNormConfig::new(self.hidden_size)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device),
+            head: self
+                .num_classes
+                .map(|classes| LinearConfig::new(self.hidden_size, classes).init(device)),
+            grid_size: grid,
+            patch_size: self.patch_size,
+            num_channels: self.num_channels,
+        })
+    }
+}
+
+impl<B: DistrAttentionBackend> Vit<B> {
+    /// Switches every block's attention to what `plan` says for its layer (weights kept).
+    pub fn set_attention(&mut self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
+        let num_layers = self.blocks.len();
+        for (layer, block) in self.blocks.iter_mut().enumerate() {
+            block.attention.attention = plan.kind_for_layer(layer, num_layers)?;
+        }
+        Ok(())
+    }
+
+    /// `[batch, channels, height, width]` normalised images -> final-norm tokens.
+    ///
+    /// Any image size of at least one patch works: the position table is resized to the
+    /// input's grid (`floor(side / patch_size)` patches per side).
+    pub fn forward(&self, images: Tensor<B, 4>) -> Result<VitOutput<B>, VitError> {
+        let dims = images.dims();
+        let [batch, channels, height, width] = dims;
+        if channels != self.num_channels || height < self.patch_size || width < self.patch_size {
+            return Err(VitError::InputShape {
+                actual: dims,
+                channels: self.num_channels,
+                patch_size: self.patch_size,
+            });
+        }
+        let patches = self.patch_embed.forward(images);
+        let [_, hidden, grid_h, grid_w] = patches.dims();
+        let patches = patches.reshape([batch, hidden, grid_h * grid_w]).swap_dims(1, 2);
+        let cls = self.cls_token.val().expand([batch, 1, hidden]);
+        let positions = position_embeddings(self.position_embedding.val(), self.grid_size, [grid_h, grid_w]);
+        let mut x = Tensor::cat(vec![cls, patches], 1) + positions;
+        for block in &self.blocks {
+            x = block.forward(x)?;
+        }
+        Ok(VitOutput {
+            tokens: self.norm.forward(x),
+            grid: [grid_h, grid_w],
+        })
+    }
+
+    /// Class logits `[batch, num_classes]` from the head on the CLS token.
+    pub fn classify(&self, images: Tensor<B, 4>) -> Result<Tensor<B, 2>, VitError> {
+        let head = self.head.as_ref().ok_or_else(|| VitError::Config {
+            name: "num_classes",
+            value: "None".into(),
+            expected: "a model with a classification head".into(),
+        })?;
+        Ok(head.forward(self.forward(images)?.cls()))
+    }
+}

@@ -1,1 +1,29 @@
-//! (in progress)
+//! A pretrained Llama in Burn whose attention is DistrAttention (or exact) per layer.
+//!
+//! - [`model`]: the architecture, generic over `B: DistrAttentionBackend`; each layer's
+//!   attention comes from a [`distr_attn::ModelAttentionConfig`].
+//! - [`cache`]: the key/value cache, outside the module.
+//! - [`gguf`] and [`pretrained`]: weights from a llama.cpp GGUF file (dequantised) or a
+//!   Hugging Face checkpoint directory.
+//! - [`tokenizer`]: byte-level BPE and the chat template.
+//! - [`sampling`] and [`generation`]: greedy / temperature / top-p decoding; [`evaluation`]:
+//!   perplexity pieces.
+//! - [`cli`]: the `distr-llama` command line.
+
+pub mod cache;
+pub mod cli;
+pub mod error;
+pub mod evaluation;
+pub mod generation;
+pub mod gguf;
+pub mod model;
+pub mod npy;
+pub mod pretrained;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use cache::KvCache;
+pub use error::{LlamaError, Result};
+pub use model::{Llama, LlamaConfig};
+pub use pretrained::{load_pretrained, Pretrained};
+pub use tokenizer::{BpeTokenizer, ChatMessage, ChatTemplate, Tokenizer};

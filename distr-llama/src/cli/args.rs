@@ -1,0 +1,115 @@
+//! Options shared by every command.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::config::Config;
+use clap::{Args, ValueEnum};
+use distr_attn::backends::BackendKind;
+use distr_attn::{AttentionKind, DistrAttentionBackend, DistrAttentionConfig, ModelAttentionConfig, Representative};
+
+use crate::error::{LlamaError, Result};
+use crate::pretrained::{load_pretrained, Pretrained};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A `.gguf` file or a Hugging Face checkpoint directory (config.json, *.safetensors,
+    /// tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Backend: ndarray (CPU), wgpu or cuda (when compiled in).
+    #[arg(long, default_value = "ndarray")]
+    pub backend: BackendKind,
+}
+
+impl ModelArgs {
+    /// Loads the model, telling stderr what was loaded and how long it took.
+    pub fn load<B: DistrAttentionBackend>(&self, device: &B::Device) -> Result<Pretrained<B>> {
+        let start = Instant::now();
+        let pretrained = load_pretrained::<B>(&self.model, device)?;
+        let config = &pretrained.config;
+        eprintln!(
+            "loaded {} on {}: {} layers, d_model {}, {} heads / {} kv heads, vocab {}, {:.1}M parameters ({:.1} s)",
+            self.model.display(),
+            self.backend,
+            config.num_layers,
+            config.d_model,
+            config.num_heads,
+            config.num_kv_heads,
+            config.vocab_size,
+            config.num_parameters() as f64 / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(pretrained)
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionChoice {
+    Exact,
+    Distr,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepresentativeChoice {
+    Sample,
+    Mean,
+}
+
+/// Which attention each layer uses. `--config` gives a whole `ModelAttentionConfig` JSON;
+/// otherwise `--attention distr` with the op parameters below applies to every layer after
+/// the first `--exact-first-layers`.
+#[derive(Args, Debug, Clone)]
+pub struct AttentionArgs {
+    /// Attention of the layers: exact, or DistrAttention.
+    #[arg(long, default_value = "exact")]
+    pub attention: AttentionChoice,
+    /// A ModelAttentionConfig JSON file (overrides the options below).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Query columns fused per group (must divide head_dim).
+    #[arg(long, default_value_t = 2)]
+    pub group_size: usize,
+    /// Query rows that share one grouping.
+    #[arg(long, default_value_t = 128)]
+    pub block_rows: usize,
+    /// How a group's representative query column is formed.
+    #[arg(long, default_value = "sample")]
+    pub representative: RepresentativeChoice,
+    /// Random hyperplanes of the LSH.
+    #[arg(long, default_value_t = 16)]
+    pub num_projections: usize,
+    /// Keep the first K layers exact.
+    #[arg(long, default_value_t = 0)]
+    pub exact_first_layers: usize,
+    /// Also use DistrAttention for single-token decode steps.
+    #[arg(long)]
+    pub distr_decode: bool,
+}
+
+impl AttentionArgs {
+    pub fn plan(&self) -> Result<ModelAttentionConfig> {
+        if let Some(path) = &self.config {
+            return ModelAttentionConfig::load(path)
+                .map_err(|e| LlamaError::Config(format!("cannot read attention config `{}`: {e}", path.display())));
+        }
+        Ok(match self.attention {
+            AttentionChoice::Exact => ModelAttentionConfig::exact(),
+            AttentionChoice::Distr => ModelAttentionConfig::new()
+                .with_default(AttentionKind::Distr(self.op_config()))
+                .with_exact_first_layers(self.exact_first_layers)
+                .with_distr_decode(self.distr_decode),
+        })
+    }
+
+    fn op_config(&self) -> DistrAttentionConfig {
+        DistrAttentionConfig::new()
+            .with_group_size(self.group_size)
+            .with_block_rows(self.block_rows)
+            .with_num_projections(self.num_projections)
+            .with_representative(match self.representative {
+                RepresentativeChoice::Sample => Representative::Sample,
+                RepresentativeChoice::Mean => Representative::Mean,
+            })
+    }
+}

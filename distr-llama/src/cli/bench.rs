@@ -1,0 +1,122 @@
+//! `distr-llama bench`: prefill and decode throughput, exact vs DistrAttention.
+//!
+//! For each context length C the prompt is `C - decode_tokens` tokens of the text (repeated
+//! as needed), so that the last decode step attends over C positions. Each measurement runs
+//! once untimed first (kernel compilation, autotuning), then `--repeats` times; the best
+//! run is reported. Reading the logits back to the host is the device sync.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use serde_json::json;
+
+use crate::cli::{AttentionArgs, ModelArgs};
+use crate::error::LlamaError;
+use crate::generation::host_row;
+use crate::model::Llama;
+use crate::sampling::argmax;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The DistrAttention setting compared with exact attention (`--attention` is ignored:
+    /// both are run).
+    #[command(flatten)]
+    pub attention: AttentionArgs,
+    /// Context lengths, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "512,2048,8192")]
+    pub context: Vec<usize>,
+    /// Decode steps timed at the end of each context.
+    #[arg(long, default_value_t = 32)]
+    pub decode_tokens: usize,
+    /// Timed repetitions (best reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Text whose tokens form the prompts.
+    #[arg(long, default_value = "distr-llama/data/hamlet-act1-scene1.md")]
+    pub text: PathBuf,
+}
+
+pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
+    let pretrained = args.model.load::<B>(device)?;
+    let mut distr_args = args.attention.clone();
+    distr_args.attention = crate::cli::args::AttentionChoice::Distr;
+    let settings = [("exact", ModelAttentionConfig::exact()), ("distr", distr_args.plan()?)];
+    let text = std::fs::read_to_string(&args.text).map_err(LlamaError::io(&args.text))?;
+    let text_ids = pretrained.tokenizer.encode(&text)?;
+    if text_ids.is_empty() {
+        return Err(LlamaError::Empty("the benchmark text has no tokens").into());
+    }
+    let model = &pretrained.model;
+    let mut rows = Vec::new();
+    for &context in &args.context {
+        if context <= args.decode_tokens || context > model.max_seq_len {
+            return Err(format!(
+                "context {context} must exceed --decode-tokens {} and be at most {}",
+                args.decode_tokens, model.max_seq_len
+            )
+            .into());
+        }
+        let prompt: Vec<u32> = text_ids.iter().copied().cycle().take(context - args.decode_tokens).collect();
+        for (name, plan) in &settings {
+            let mut best = (f64::INFINITY, f64::INFINITY);
+            for repeat in 0..=args.repeats {
+                let (prefill, decode) = time_once(model, &prompt, args.decode_tokens, plan, device)?;
+                if repeat > 0 {
+                    best = (best.0.min(prefill), best.1.min(decode));
+                }
+            }
+            let row = json!({
+                "backend": args.model.backend.to_string(),
+                "attention": name,
+                "attention_config": serde_json::from_str::<serde_json::Value>(&plan.to_string())?,
+                "context": context,
+                "prefill_tokens": prompt.len(),
+                "prefill_seconds": best.0,
+                "prefill_tokens_per_second": prompt.len() as f64 / best.0,
+                "decode_tokens": args.decode_tokens,
+                "decode_seconds": best.1,
+                "decode_tokens_per_second": args.decode_tokens as f64 / best.1,
+            });
+            println!("{row}");
+            rows.push(row);
+        }
+    }
+    eprintln!("\n| context | attention | prefill tokens/s | decode tokens/s |");
+    eprintln!("| --- | --- | --- | --- |");
+    for row in &rows {
+        eprintln!(
+            "| {} | {} | {:.1} | {:.1} |",
+            row["context"], row["attention"].as_str().unwrap_or("?"),
+            row["prefill_tokens_per_second"].as_f64().unwrap_or(f64::NAN),
+            row["decode_tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+/// Seconds of one prefill of `prompt` and of `decode_tokens` greedy decode steps after it.
+fn time_once<B: DistrAttentionBackend>(
+    model: &Llama<B>,
+    prompt: &[u32],
+    decode_tokens: usize,
+    plan: &ModelAttentionConfig,
+    device: &B::Device,
+) -> Result<(f64, f64), LlamaError> {
+    let mut cache = model.new_cache();
+    let start = Instant::now();
+    let logits = model.forward_last(model.tokens(prompt, device)?, &mut cache, plan)?;
+    let mut next = argmax(&host_row(logits));
+    let prefill = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..decode_tokens {
+        let logits = model.forward_last(model.tokens(&[next], device)?, &mut cache, plan)?;
+        next = argmax(&host_row(logits));
+    }
+    Ok((prefill, start.elapsed().as_secs_f64()))
+}

@@ -1,0 +1,91 @@
+//! Next-token scoring of a text: the pieces of perplexity and top-1 accuracy.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+
+use crate::error::{LlamaError, Result};
+use crate::model::Llama;
+
+/// Scores of the targets of one window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowScore {
+    /// Sum of `-log p(target)` in nats.
+    pub negative_log_likelihood: f64,
+    /// The model's top-1 prediction for each scored target.
+    pub predictions: Vec<u32>,
+    /// How many predictions equal their target.
+    pub correct: usize,
+}
+
+/// Windows `(begin, end, first_target)` over `len` tokens: the first holds the first
+/// `context` tokens, each next one ends `stride` tokens later with `context` tokens of
+/// history. Every token from the second on is scored exactly once (targets
+/// `first_target..end`), each with at least `context - stride` tokens before it.
+pub fn windows(len: usize, context: usize, stride: usize) -> Result<Vec<(usize, usize, usize)>> {
+    if context < 2 || stride == 0 || stride >= context {
+        return Err(LlamaError::Config(format!(
+            "context {context} and stride {stride}: need context >= 2 and 1 <= stride < context"
+        )));
+    }
+    let mut windows = Vec::new();
+    let mut scored_until = 1;
+    while scored_until < len {
+        let end = if windows.is_empty() { context.min(len) } else { (scored_until + stride).min(len) };
+        windows.push((end.saturating_sub(context), end, scored_until));
+        scored_until = end;
+    }
+    Ok(windows)
+}
+
+/// Runs `window` in one forward pass and scores the targets `window[first_target..]`.
+pub fn score_window<B: DistrAttentionBackend>(
+    model: &Llama<B>,
+    window: &[u32],
+    first_target: usize,
+    attention: &ModelAttentionConfig,
+    device: &B::Device,
+) -> Result<WindowScore> {
+    if first_target == 0 || first_target >= window.len() {
+        return Err(LlamaError::Config(format!(
+            "first target {first_target} must lie in 1..{} (a window of {} tokens)",
+            window.len(),
+            window.len()
+        )));
+    }
+    let logits = model.forward(model.tokens(window, device)?, &mut model.new_cache(), attention)?;
+    let [_, seq, vocab] = logits.dims();
+    let scored = seq - first_target;
+    let logits = logits.narrow(1, first_target - 1, scored).reshape([scored, vocab]);
+    let targets: Vec<i64> = window[first_target..].iter().map(|&id| id.into()).collect();
+    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets.clone(), [scored]), device).reshape([scored, 1]);
+    let target_log_probs = log_softmax(logits.clone(), 1).gather(1, targets);
+    let nll: Vec<f32> = host(target_log_probs.reshape([scored]).neg().into_data())?;
+    let predictions: Vec<i64> = host(logits.argmax(1).reshape([scored]).into_data())?;
+    let predictions: Vec<u32> = predictions.into_iter().map(|id| id as u32).collect();
+    let correct = predictions.iter().zip(&window[first_target..]).filter(|(p, t)| p == t).count();
+    Ok(WindowScore {
+        negative_log_likelihood: nll.iter().map(|&v| f64::from(v)).sum(),
+        predictions,
+        correct,
+    })
+}
+
+fn host<E: burn::tensor::Element>(data: TensorData) -> Result<Vec<E>> {
+    data.convert::<E>()
+        .into_vec()
+        .map_err(|e| LlamaError::Config(format!("cannot read back scores: {e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_score_every_token_once() {
+        assert_eq!(windows(10, 10, 5).unwrap(), vec![(0, 10, 1)]);
+        assert_eq!(windows(10, 4, 2).unwrap(), vec![(0, 4, 1), (2, 6, 4), (4, 8, 6), (6, 10, 8)]);
+        assert_eq!(windows(9, 4, 3).unwrap(), vec![(0, 4, 1), (3, 7, 4), (5, 9, 7)]);
+        assert!(windows(10, 4, 4).is_err());
+    }
+}

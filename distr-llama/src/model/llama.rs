@@ -1,0 +1,112 @@
+//! The Llama decoder: token embedding, blocks, final RMSNorm, output head (tied or not).
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+
+use crate::cache::KvCache;
+use crate::error::{LlamaError, Result};
+use crate::model::config::LlamaConfig;
+use crate::model::rope::RotaryEmbedding;
+use crate::model::transformer::TransformerBlock;
+
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// `[vocab_size, d_model]`
+    pub embedding: Embedding<B>,
+    pub layers: Vec<TransformerBlock<B>>,
+    pub norm: RmsNorm<B>,
+    /// `[d_model, vocab_size]`; `None` when the head is the transposed embedding.
+    pub output: Option<Linear<B>>,
+    pub rope: RotaryEmbedding<B>,
+    pub vocab_size: usize,
+    pub max_seq_len: usize,
+}
+
+impl<B: DistrAttentionBackend> Llama<B> {
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Final hidden states `[batch, seq, d_model]` of `tokens` `[batch, seq]`, which continue
+    /// the sequence in `cache` (empty cache: a fresh sequence). Layer `i` attends with
+    /// `attention.op_config_for(i, layers, seq)`, made causal.
+    pub fn hidden_states(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        attention: &ModelAttentionConfig,
+    ) -> Result<Tensor<B, 3>> {
+        let [_, seq] = tokens.dims();
+        if seq == 0 {
+            return Err(LlamaError::Empty("no tokens to run"));
+        }
+        let start = cache.len();
+        if start + seq > self.max_seq_len {
+            return Err(LlamaError::Context { tokens: start + seq, max: self.max_seq_len });
+        }
+        let num_layers = self.layers.len();
+        let mut x = self.embedding.forward(tokens);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let config = attention.op_config_for(index, num_layers, seq)?.with_causal(true);
+            x = layer.forward(x, &self.rope, start, cache.layer(index), &config)?;
+        }
+        cache.advance(seq);
+        Ok(self.norm.forward(x))
+    }
+
+    /// Logits `[batch, seq, vocab_size]` of every position.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        attention: &ModelAttentionConfig,
+    ) -> Result<Tensor<B, 3>> {
+        Ok(self.head(self.hidden_states(tokens, cache, attention)?))
+    }
+
+    /// Logits `[batch, vocab_size]` of the last position only: what generation needs, without
+    /// projecting every prompt position onto the vocabulary.
+    pub fn forward_last(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+        attention: &ModelAttentionConfig,
+    ) -> Result<Tensor<B, 2>> {
+        let hidden = self.hidden_states(tokens, cache, attention)?;
+        let [batch, seq, _] = hidden.dims();
+        let last = hidden.narrow(1, seq - 1, 1);
+        Ok(self.head(last).reshape([batch, self.vocab_size]))
+    }
+
+    /// `[batch, seq, d_model]` -> `[batch, seq, vocab_size]`
+    pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.output {
+            Some(output) => output.forward(hidden),
+            None => hidden.matmul(self.embedding.weight.val().transpose().unsqueeze()),
+        }
+    }
+
+    /// Token ids `[batch, seq]` on this model's device, checked against the vocabulary.
+    pub fn tokens(&self, ids: &[u32], device: &B::Device) -> Result<Tensor<B, 2, Int>> {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(LlamaError::TokenId { id, vocab_size: self.vocab_size });
+        }
+        let ids: Vec<i64> = ids.iter().map(|&id| id.into()).collect();
+        let len = ids.len();
+        Ok(Tensor::<B, 1, Int>::from_data(burn::tensor::TensorData::new(ids, [len]), device).unsqueeze())
+    }
+}
+
+impl LlamaConfig {
+    /// Parameter count of a model with this configuration.
+    pub fn num_parameters(&self) -> usize {
+        let attention = self.d_model * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads);
+        let block = attention + 3 * self.d_model * self.d_ff + 2 * self.d_model;
+        let head = if self.tie_embeddings { 0 } else { self.vocab_size * self.d_model };
+        self.vocab_size * self.d_model + self.num_layers * block + self.d_model + head
+    }
+}

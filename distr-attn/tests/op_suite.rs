@@ -349,6 +349,23 @@ fn bad_input_is_an_error<B: DistrAttentionBackend>(device: &B::Device) {
     );
 }
 
+/// f16 storage with f32 accumulation stays within f16 rounding of the f32 result.
+#[cfg(feature = "wgpu")]
+fn half_precision_matches_single<B: DistrAttentionBackend>(device: &B::Device) {
+    use burn::tensor::{DType, FloatDType};
+    let shape = [1, 2, 40, 32];
+    let config = DistrAttentionConfig::new().with_block_rows(16).with_causal(true);
+    // The same f16-representable values in both runs, so that both hash identically.
+    let inputs = [61, 62, 63].map(|seed| random::<B>(seed, shape, device).cast(FloatDType::F16));
+    let [query, key, value] = inputs.clone().map(|t| t.cast(FloatDType::F32));
+    let single = distr_attention(query, key, value, None, &config).unwrap();
+    let [query, key, value] = inputs;
+    let half = distr_attention(query, key, value, None, &config).unwrap();
+    assert_eq!(half.dtype(), DType::F16);
+    let error = relative_error(&to_vec(half.cast(FloatDType::F32)), &to_vec(single));
+    assert!(error < 5e-3, "f16 relative error {error}");
+}
+
 macro_rules! backend_suite {
     ($module:ident, $backend:ty) => {
         mod $module {
@@ -393,3 +410,9 @@ macro_rules! backend_suite {
 backend_suite!(ndarray, distr_attn::backends::NdArrayBackend);
 #[cfg(feature = "wgpu")]
 backend_suite!(wgpu, distr_attn::backends::WgpuBackend);
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_half_precision_matches_single() {
+    half_precision_matches_single::<distr_attn::backends::WgpuBackend>(&Default::default());
+}

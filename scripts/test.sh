@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: fetches the real models the tests use (once, into .cache/models),
+# then runs every crate's tests on NdArray and on wgpu (Mesa's lavapipe where there is no GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/fetch-models.sh
+export DISTR_MODELS_DIR="$PWD/.cache/models"
+# wgpu's Vulkan loader wants a runtime dir; CI containers often lack one.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+cargo test --workspace --locked

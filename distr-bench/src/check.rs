@@ -2,8 +2,11 @@
 //! the host (NdArray, f32, on the same values), before any timing.
 //!
 //! The grid is the timing grid's kernels (f16, head dims 64 and 128, every group size, causal
-//! or not: the same compiled variants) with odd lengths and GQA, plus f32 at 1e-4, bf16, and
-//! the other head dims. Each case prints a progress line.
+//! or not: the same compiled variants, on the tensor-core path where the device has it) with
+//! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
+//! portable path, both block row counts, and the other head dims. Each case prints a
+//! progress line naming the kernel path that ran; the summary gives the largest error per
+//! (dtype, path).
 
 use std::time::Instant;
 
@@ -11,26 +14,33 @@ use burn::tensor::{Distribution, FloatDType, Tensor, TensorData, TensorPrimitive
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
-use distr_attn::kernel::fused_forward;
+use distr_attn::kernel::fused_forward_on_path;
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{AttentionProblem, DistrAttentionConfig};
+use distr_attn::kernel::KernelPath;
 
-/// One check: head dim, group size, causal, dtype, block rows.
-type Case = (usize, usize, bool, FloatDType, usize);
+/// One check: head dim, group size, causal, dtype, block rows, tensor cores allowed.
+type Case = (usize, usize, bool, FloatDType, usize, bool);
 
 fn cases(block_rows: usize) -> Vec<Case> {
+    let other_rows = if block_rows == 64 { 128 } else { 64 };
     let mut cases = Vec::new();
     for head_dim in [64, 128] {
         for group_size in [1, 2, 4, 8] {
             for causal in [false, true] {
-                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows));
+                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows, true));
             }
         }
     }
-    cases.push((64, 2, true, FloatDType::F32, block_rows));
-    cases.push((128, 4, false, FloatDType::BF16, block_rows));
+    cases.push((128, 4, false, FloatDType::BF16, block_rows, true));
+    cases.push((64, 1, true, FloatDType::BF16, block_rows, true));
+    cases.push((128, 2, true, FloatDType::F16, other_rows, true));
+    cases.push((64, 8, false, FloatDType::F16, other_rows, true));
+    cases.push((64, 2, true, FloatDType::F32, block_rows, true));
+    cases.push((64, 2, true, FloatDType::F16, block_rows, false));
+    cases.push((128, 1, false, FloatDType::F16, block_rows, false));
     for head_dim in [32, 80, 96] {
-        cases.push((head_dim, 2, false, FloatDType::F16, block_rows));
+        cases.push((head_dim, 2, false, FloatDType::F16, block_rows, true));
     }
     cases
 }
@@ -38,8 +48,9 @@ fn cases(block_rows: usize) -> Vec<Case> {
 /// Runs the suite; `Err` lists every failing case.
 pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Result<(), String> {
     let mut failures = Vec::new();
+    let mut worst: Vec<(String, f64)> = Vec::new();
     let cases = cases(block_rows);
-    for (index, &(head_dim, group_size, causal, dtype, block_rows)) in cases.iter().enumerate() {
+    for (index, &(head_dim, group_size, causal, dtype, block_rows, tensor_cores)) in cases.iter().enumerate() {
         let start = Instant::now();
         let config = DistrAttentionConfig::new()
             .with_group_size(group_size)
@@ -53,19 +64,32 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Resul
             _ => 1e-2,
         };
         let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?}");
-        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config) {
-            Ok(error) if error < tolerance => {
-                eprintln!("check {}/{}: {name}: relative error {error:.2e} ok ({:.1} s)", index + 1, cases.len(), start.elapsed().as_secs_f64());
-            }
-            Ok(error) => {
-                eprintln!("check {}/{}: {name}: relative error {error:.2e} FAILED", index + 1, cases.len());
-                failures.push(format!("{name}: relative error {error:e}"));
+        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, tensor_cores) {
+            Ok((error, path)) => {
+                let key = format!("{dtype:?} {path:?}");
+                match worst.iter_mut().find(|(name, _)| *name == key) {
+                    Some((_, largest)) => *largest = largest.max(error),
+                    None => worst.push((key, error)),
+                }
+                let verdict = if error < tolerance { "ok" } else { "FAILED" };
+                eprintln!(
+                    "check {}/{}: {name} {path:?}: relative error {error:.2e} {verdict} ({:.1} s)",
+                    index + 1,
+                    cases.len(),
+                    start.elapsed().as_secs_f64()
+                );
+                if error >= tolerance {
+                    failures.push(format!("{name} {path:?}: relative error {error:e}"));
+                }
             }
             Err(reason) => {
                 eprintln!("check {}/{}: {name}: kernel refused: {reason}", index + 1, cases.len());
                 failures.push(format!("{name}: kernel refused: {reason}"));
             }
         }
+    }
+    for (key, error) in &worst {
+        eprintln!("check: largest relative error {key}: {error:.2e}");
     }
     eprintln!("check: {} cases, {} failures", cases.len(), failures.len());
     if failures.is_empty() {
@@ -76,14 +100,15 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Resul
 }
 
 /// Relative error of the kernel (in `dtype`) against the f32 host reference on the same
-/// (rounded to `dtype`) values.
+/// (rounded to `dtype`) values, and the kernel path that ran.
 fn compare<R: CubeRuntime>(
     device: &R::Device,
     [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
     head_dim: usize,
     dtype: FloatDType,
     config: &DistrAttentionConfig,
-) -> Result<f64, String> {
+    tensor_cores: bool,
+) -> Result<(f64, KernelPath), String> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
     let random = |shape: [usize; 4]| {
         Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
@@ -93,7 +118,7 @@ fn compare<R: CubeRuntime>(
     let value = random([batch, kv_heads, seq_k, head_dim]);
     let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
     let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
-    let output = fused_forward(primitive(&query), primitive(&key), primitive(&value), &problem)
+    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, tensor_cores)
         .map_err(|e| e.to_string())?;
     let actual = host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(output)));
     let on_host = |tensor: Tensor<B<R>, 4>| {
@@ -107,7 +132,7 @@ fn compare<R: CubeRuntime>(
         difference += (a as f64 - e as f64).powi(2);
         norm += (e as f64).powi(2);
     }
-    Ok((difference / norm).sqrt())
+    Ok(((difference / norm).sqrt(), path))
 }
 
 fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec<f32> {

@@ -8,8 +8,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
-use distr_attn::kernel::kernel_launches;
-use distr_attn::{distr_attention, DistrAttentionConfig};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig};
 
 use crate::{Args, StorageDtype};
 
@@ -30,6 +30,8 @@ struct Measurement {
     dtype: StorageDtype,
     causal: bool,
     block_rows: usize,
+    /// Which kernel path ran (our kernel only).
+    path: Option<String>,
     runs: usize,
     median_ms: f64,
     tflops: f64,
@@ -51,16 +53,18 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                 let shape = [args.batch, args.heads, seq, head_dim];
                 let random = || Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
                 let (query, key, value) = (random(), random(), random());
-                let mut methods: Vec<(String, Box<dyn Fn()>)> = Vec::new();
+                let mut methods: Vec<(String, Option<String>, Box<dyn Fn()>)> = Vec::new();
                 for &group_size in &args.group_sizes {
                     let config = DistrAttentionConfig::new()
                         .with_group_size(group_size)
                         .with_block_rows(args.block_rows)
                         .with_causal(causal);
                     let name = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+                    let path = kernel_path(&query, &key, &value, &config);
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
                     methods.push((
                         name,
+                        Some(path),
                         Box::new(move || {
                             let before = kernel_launches();
                             let output = distr_attention(query.clone(), key.clone(), value.clone(), None, &config);
@@ -74,10 +78,11 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                     let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
                     methods.push((
                         "burn_attention".into(),
+                        None,
                         Box::new(move || drop(attention(query.clone(), key.clone(), value.clone(), None, None, options))),
                     ));
                 }
-                for (method, run) in methods {
+                for (method, path, run) in methods {
                     eprintln!("timing {method} N={seq} d={head_dim} causal={causal} ...");
                     let (median_ms, runs) = median_ms(&run, || {
                         let _ = B::<R>::sync(device);
@@ -93,6 +98,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         dtype: args.dtype,
                         causal,
                         block_rows: args.block_rows,
+                        path,
                         runs,
                         median_ms,
                         tflops: flops / (median_ms * 1e-3) / 1e12,
@@ -100,13 +106,28 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                     if args.json {
                         println!("{}", serde_json::to_string(&row).expect("plain struct"));
                     }
-                    eprintln!("{:>15} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s", row.method, row.tflops);
+                    eprintln!("{:>15} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}", row.method, row.tflops, row.path.as_deref().unwrap_or(""));
                     rows.push(row);
                 }
             }
         }
     }
     print_table(&rows);
+}
+
+/// The kernel path `distr_attention` takes for these inputs (one untimed launch).
+fn kernel_path<R: CubeRuntime>(
+    query: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
+    key: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
+    value: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
+    config: &DistrAttentionConfig,
+) -> String {
+    let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
+    let primitive = |tensor: &Tensor<CubeBackend<R, f32, i32, u32>, 4>| tensor.clone().into_primitive().tensor();
+    match fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, true) {
+        Ok((_, path)) => format!("{path:?}"),
+        Err(reason) => format!("refused: {reason}"),
+    }
 }
 
 /// Two warm-up runs (compilation, autotune), then runs until `budget_ms` (at least 5, at

@@ -57,6 +57,62 @@ pub fn column_sort_values<F: Float>(
     }
 }
 
+/// [`column_sort_values`] with the work spread over every (column, hyperplane) pair, for
+/// cubes with more units than columns (the tensor-core path): each unit computes whole dot
+/// products, in the same row order, so the codes are bit-identical; `signs`
+/// (`num_projections * head_dim`) holds each pair's bit until the units of a column combine
+/// them. Synchronises the cube; every unit must call it.
+#[cube]
+pub fn column_sort_values_by_pair<F: Float>(
+    query: &Tensor<F>,
+    hyperplanes: &Array<f32>,
+    signs: &mut SharedMemory<u32>,
+    order: &mut SharedMemory<u32>,
+    block_base: usize,
+    block_first_row: usize,
+    seq_q: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] sort_size: usize,
+    #[comptime] block_rows: usize,
+    #[comptime] num_projections: usize,
+    #[comptime] units: usize,
+) {
+    let row_stride = query.stride(2);
+    let column_stride = query.stride(3);
+    let valid_rows = min(seq_q - block_first_row, block_rows);
+    let mut pair = UNIT_POS as usize;
+    while pair < comptime!(head_dim * num_projections) {
+        let column = pair % head_dim;
+        let plane = pair / head_dim;
+        let mut dot = 0.0f32;
+        for row in 0..valid_rows {
+            let x = f32::cast_from(query[block_base + row * row_stride + column * column_stride]);
+            dot += x * hyperplanes[plane * block_rows + row];
+        }
+        let mut sign = 0u32;
+        if dot > 0.0 {
+            sign = 1u32 << (plane as u32);
+        }
+        signs[pair] = sign;
+        pair += units;
+    }
+    sync_cube();
+    let mut column = UNIT_POS as usize;
+    while column < sort_size {
+        if column < head_dim {
+            let mut code = 0u32;
+            for plane in 0..num_projections {
+                code |= signs[plane * head_dim + column];
+            }
+            order[column] = (inverse_gray(code) << COLUMN_BITS) | (column as u32);
+        } else {
+            order[column] = u32::MAX;
+        }
+        column += units;
+    }
+    sync_cube();
+}
+
 /// `b = g ^ g>>1 ^ g>>2 ^ ...`: codes one hyperplane apart get neighbouring keys.
 #[cube]
 pub fn inverse_gray(code: u32) -> u32 {

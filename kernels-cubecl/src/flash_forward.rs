@@ -13,10 +13,18 @@
 //! Portable: plain f32 arithmetic, no plane operations or tensor cores, so it runs on every
 //! CubeCL runtime (lavapipe included). Shared memory holds f32 tiles, read as 4-wide vectors,
 //! sized from the device's limit.
+//!
+//! [`launch_flash_forward`] picks the path: the tensor-core kernel
+//! ([`crate::flash_forward_mma`]) where the device reports `mma` m16n8k16 for the storage
+//! type with f32 accumulation and 32-lane planes, this kernel everywhere else.
 
 use cubecl::prelude::*;
 
+use cubecl::ir::features::MmaConfig;
+use cubecl::ir::{ElemType, FloatKind};
+
 use crate::block_permutation::{bitonic_sort, column_sort_values, permuted_column, MAX_PROJECTIONS};
+use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, PLANE_SIZE, WARP_ROWS};
 use crate::KernelError;
 
 /// Head dims (and value dims) with a comptime specialisation.
@@ -290,8 +298,20 @@ pub struct FlashForwardOptions<'a> {
     pub causal: bool,
     /// Score scale.
     pub scale: f32,
-    /// Unroll the per-row loops (see [`FlashForwardConfig::unroll`]).
+    /// Unroll the per-row loops of the portable path (see [`FlashForwardConfig::unroll`]).
     pub unroll: bool,
+    /// Take the tensor-core path where the device supports it; `false` forces the portable
+    /// path (to compare the two on one device).
+    pub tensor_cores: bool,
+}
+
+/// Which kernel a launch ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// [`flash_forward`]: f32 arithmetic, every runtime.
+    Portable,
+    /// [`crate::flash_forward_mma`]: `mma.sync` m16n8k16, f16/bf16 operands.
+    TensorCore,
 }
 
 /// The four tensors of one attention call, `[batch, heads, seq, dim]` each: `query`
@@ -304,14 +324,14 @@ pub struct AttentionBindings<R: Runtime> {
     pub output: TensorBinding<R>,
 }
 
-/// Checks shapes and options, picks the key tile from the device's shared memory and
-/// launches [`flash_forward`] with one cube per (query block, batch * head).
+/// Checks shapes and options, picks the path (see the module doc) and launches it with one
+/// cube per (query block, batch * head); returns the path taken.
 pub fn launch_flash_forward<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: AttentionBindings<R>,
     dtype: StorageType,
     options: &FlashForwardOptions<'_>,
-) -> Result<(), KernelError> {
+) -> Result<KernelPath, KernelError> {
     let config = check(client, &tensors, dtype, options)?;
     let [batch, heads, seq_q] = [0, 1, 2].map(|axis| tensors.query.shape[axis]);
     let num_blocks = seq_q.div_ceil(options.block_rows);
@@ -326,12 +346,35 @@ pub fn launch_flash_forward<R: Runtime>(
     }
     let planes = if config.group_size > 1 { options.hyperplanes } else { &[0.0f32][..] };
     let hyperplanes = client.create_from_slice(f32::as_bytes(planes));
+    let cube_count = CubeCount::Static(num_blocks as u32, batch_heads as u32, 1);
+    if options.tensor_cores {
+        if let Some(mma_config) = tensor_core_config(client, dtype, &config) {
+            // SAFETY: as below; the fragment layouts assume 32-lane planes, which
+            // `tensor_core_config` checked.
+            unsafe {
+                flash_forward_mma::launch_unchecked::<R>(
+                    client,
+                    cube_count,
+                    CubeDim::new_2d(PLANE_SIZE, (options.block_rows / WARP_ROWS) as u32),
+                    tensors.query.into_tensor_arg(),
+                    tensors.key.into_tensor_arg(),
+                    tensors.value.into_tensor_arg(),
+                    ArrayArg::from_raw_parts(hyperplanes, planes.len()),
+                    tensors.output.into_tensor_arg(),
+                    options.scale,
+                    mma_config,
+                    dtype,
+                );
+            }
+            return Ok(KernelPath::TensorCore);
+        }
+    }
     // SAFETY: `check` validated ranks, shapes, dtypes and the hyperplane count against the
     // config, and the kernel guards every row index by `seq_q` / `seq_k`.
     unsafe {
         flash_forward::launch_unchecked::<R>(
             client,
-            CubeCount::Static(num_blocks as u32, batch_heads as u32, 1),
+            cube_count,
             CubeDim::new_1d(options.block_rows as u32),
             tensors.query.into_tensor_arg(),
             tensors.key.into_tensor_arg(),
@@ -343,7 +386,48 @@ pub fn launch_flash_forward<R: Runtime>(
             dtype,
         );
     }
-    Ok(())
+    Ok(KernelPath::Portable)
+}
+
+/// The tensor-core specialisation of `config`, if this device can run it: f16 or bf16
+/// storage, `mma` m16n8k16 for that type with f32 accumulation among the device's features,
+/// 32-lane planes, and the kernel's shared memory within the device's (and CUDA's static
+/// 48 KiB) limit.
+pub fn tensor_core_config<R: Runtime>(
+    client: &ComputeClient<R>,
+    dtype: StorageType,
+    config: &FlashForwardConfig,
+) -> Option<MmaForwardConfig> {
+    let element_bytes = match dtype {
+        StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16)) => 2,
+        _ => return None,
+    };
+    let properties = client.properties();
+    let wanted = MmaConfig {
+        a_type: dtype,
+        b_type: dtype,
+        cd_type: StorageType::Scalar(ElemType::Float(FloatKind::F32)),
+        m: 16,
+        n: 8,
+        k: 16,
+    };
+    let hardware = &properties.hardware;
+    let planes_fit = hardware.plane_size_min == PLANE_SIZE && hardware.plane_size_max == PLANE_SIZE;
+    let mma_config = MmaForwardConfig {
+        head_dim: config.head_dim,
+        value_dim: config.value_dim,
+        group_size: config.group_size,
+        block_rows: config.block_rows,
+        num_projections: config.num_projections,
+        representative: config.representative,
+        causal: config.causal,
+    };
+    let shared_limit = hardware.max_shared_memory_size.min(48 * 1024);
+    let fits = mma_config.shared_bytes(element_bytes) <= shared_limit
+        && mma_config.units() <= hardware.max_units_per_cube as usize
+        && config.value_dim % 8 == 0
+        && config.block_rows % WARP_ROWS == 0;
+    (properties.features.matmul.mma.contains(&wanted) && planes_fit && fits).then_some(mma_config)
 }
 
 fn one_of(name: &'static str, value: usize, supported: &[usize]) -> Result<(), KernelError> {
@@ -365,7 +449,6 @@ fn check<R: Runtime>(
     dtype: StorageType,
     options: &FlashForwardOptions<'_>,
 ) -> Result<FlashForwardConfig, KernelError> {
-    use cubecl::ir::{ElemType, FloatKind};
     let supported = matches!(
         dtype,
         StorageType::Scalar(ElemType::Float(FloatKind::F32 | FloatKind::F16 | FloatKind::BF16))

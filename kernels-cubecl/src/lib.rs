@@ -4,13 +4,18 @@
 //!   bitonic sort in shared memory (steps 2-4 of the definition).
 //! - [`flash_forward`]: the fused forward pass, FlashAttention-2 style: one cube per (query
 //!   block, batch, head), grouped queries formed once, fused keys built tile by tile in shared
-//!   memory, online softmax, no `[seq_q, seq_k]` matrix in device memory.
+//!   memory, online softmax, no `[seq_q, seq_k]` matrix in device memory. Portable path.
+//! - [`flash_forward_mma`]: the same pass on tensor cores (CUDA `mma.sync`), chosen at launch
+//!   from the device's features.
 //!
 //! This crate knows nothing about Burn: it takes CubeCL tensor bindings.
 
 pub mod block_permutation;
 mod error;
 pub mod flash_forward;
+pub mod flash_forward_mma;
 
 pub use error::KernelError;
-pub use flash_forward::{launch_flash_forward, FlashForwardOptions, Representative, SUPPORTED_HEAD_DIMS};
+pub use flash_forward::{
+    launch_flash_forward, tensor_core_config, FlashForwardOptions, KernelPath, Representative, SUPPORTED_HEAD_DIMS,
+};

@@ -14,6 +14,8 @@ use burn_cubecl::CubeRuntime;
 use kernels_cubecl::flash_forward::AttentionBindings;
 use kernels_cubecl::{launch_flash_forward, FlashForwardOptions, KernelError, Representative};
 
+pub use kernels_cubecl::KernelPath;
+
 use crate::{hyperplanes, AttentionProblem, Grouping};
 
 static KERNEL_LAUNCHES: AtomicUsize = AtomicUsize::new(0);
@@ -35,6 +37,18 @@ pub fn fused_forward<R: CubeRuntime>(
     value: CubeTensor<R>,
     problem: &AttentionProblem,
 ) -> Result<CubeTensor<R>, KernelError> {
+    fused_forward_on_path(query, key, value, problem, true).map(|(output, _)| output)
+}
+
+/// [`fused_forward`], also returning which kernel ran; `tensor_cores = false` forces the
+/// portable path (the benchmark's check runs both on one device).
+pub fn fused_forward_on_path<R: CubeRuntime>(
+    query: CubeTensor<R>,
+    key: CubeTensor<R>,
+    value: CubeTensor<R>,
+    problem: &AttentionProblem,
+    tensor_cores: bool,
+) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
     let config = &problem.config;
     if !config.is_exact() && config.grouping != Grouping::Lsh {
         return Err(KernelError::Unsupported {
@@ -69,6 +83,7 @@ pub fn fused_forward<R: CubeRuntime>(
         // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader
         // compilers (lavapipe above all) take minutes on the unrolled bodies.
         unroll: R::name(&query.client).contains("cuda"),
+        tensor_cores,
     };
     let output = empty_device_contiguous_dtype(
         query.client.clone(),
@@ -84,7 +99,7 @@ pub fn fused_forward<R: CubeRuntime>(
         value: value.binding(),
         output: output.clone().binding(),
     };
-    launch_flash_forward(&client, bindings, dtype, &options)?;
+    let path = launch_flash_forward(&client, bindings, dtype, &options)?;
     KERNEL_LAUNCHES.fetch_add(1, Ordering::SeqCst);
-    Ok(output)
+    Ok((output, path))
 }

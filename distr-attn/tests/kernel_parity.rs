@@ -4,7 +4,8 @@
 //! refuses, so a silent fallback cannot pass.
 //!
 //! Each distinct (head dim, group size, block rows, causal, dtype) is a shader compiled at
-//! first launch: the grid is kept small for CI.
+//! first launch: the grid is kept small for CI. lavapipe reports no `mma`, so every case runs
+//! the portable path; the tensor-core path is checked on CUDA by `distr-bench --check`.
 
 #![cfg(feature = "wgpu")]
 
@@ -14,7 +15,7 @@ use burn::backend::wgpu::WgpuRuntime;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_cubecl::CubeBackend;
 use common::*;
-use distr_attn::kernel::{fused_forward, kernel_launches};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
 
@@ -55,8 +56,8 @@ impl Case {
     }
 }
 
-/// The kernel's output and the reference's, both as f32 host vectors.
-fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>) {
+/// The kernel's output and the reference's, both as f32 host vectors, and the kernel path.
+fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>, KernelPath) {
     let device = Default::default();
     let [query, key, value] = case.inputs(case.dims.iter().sum::<usize>() as u64).map(|(values, shape)| {
         let tensor = tensor::<Cube>(values, shape, &device);
@@ -68,7 +69,7 @@ fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>) {
     });
     let problem = AttentionProblem::check(&query, &key, &value, None, &case.config()).unwrap();
     let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
-    let output = fused_forward(primitive(&query), primitive(&key), primitive(&value), &problem)
+    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, true)
         .unwrap_or_else(|reason| panic!("kernel refused {:?}: {reason}", case.dims));
     let output = Tensor::<Cube, 4>::from_primitive(TensorPrimitive::Float(output));
     // The reference in f32 on the CPU, on the same (for f16: f16-rounded) values: on lavapipe
@@ -78,11 +79,11 @@ fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>) {
         common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
     };
     let expected = distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem);
-    (to_vec(output), to_vec(expected))
+    (to_vec(output), to_vec(expected), path)
 }
 
-fn assert_parity(case: Case, half: bool, tolerance: f64) {
-    let (actual, expected) = kernel_and_reference(&case, half);
+fn assert_parity(case: Case, half: bool, tolerance: f64) -> KernelPath {
+    let (actual, expected, path) = kernel_and_reference(&case, half);
     let error = relative_error(&actual, &expected);
     assert!(
         error < tolerance,
@@ -92,6 +93,7 @@ fn assert_parity(case: Case, half: bool, tolerance: f64) {
         case.block_rows,
         case.causal
     );
+    path
 }
 
 fn case(dims: [usize; 6], group_size: usize, block_rows: usize, causal: bool) -> Case {
@@ -122,16 +124,19 @@ fn other_head_dims_group_sizes_and_block_rows_match_reference() {
 #[test]
 fn group_size_one_is_exact_flash_attention() {
     let exact = case([1, 3, 1, 50, 81, 64], 1, 64, true);
-    let (actual, _) = kernel_and_reference(&exact, false);
+    let (actual, _, _) = kernel_and_reference(&exact, false);
     let [query, key, value] = exact.inputs(exact.dims.iter().sum::<usize>() as u64).map(|(values, _)| values);
     let expected = plain_attention(&query, &key, &value, None, [1, 3, 50, 64], 1, 81, 64, true);
     let error = relative_error(&actual, &expected);
     assert!(error < 1e-4, "relative error {error:e}");
 }
 
+/// f16 is a tensor-core storage type: on a device without `mma` the feature query must keep
+/// the launch on the portable path (a cmma/mma kernel on wgpu would return zeros).
 #[test]
-fn f16_matches_reference_within_half_precision() {
-    assert_parity(case([1, 2, 2, 90, 100, 64], 2, 64, false), true, 3e-3);
+fn f16_matches_reference_within_half_precision_on_the_portable_path() {
+    let path = assert_parity(case([1, 2, 2, 90, 100, 64], 2, 64, false), true, 3e-3);
+    assert_eq!(path, KernelPath::Portable);
 }
 
 /// The public op on `burn::backend::Wgpu` (fusion) goes through the kernel.

@@ -10,6 +10,12 @@ pub enum Representative {
     /// The mean of the group's columns: costs one extra pass over the query block but
     /// keeps more of each column's information.
     Mean,
+    /// The mean, with each key column fused with weight `<q_c, r> / <r, r>` (over the block's
+    /// rows) instead of 1: the least-squares fit of its query column `q_c` onto the
+    /// representative `r`. Columns that LSH groups point the same way but may differ in
+    /// length; plain sums assume equal lengths, the weights do not. Costs one more pass over
+    /// the query block; runs on the tensor-op path only.
+    Projected,
 }
 
 /// How the columns of a query block are grouped (steps 2-4 of the definition).

@@ -29,8 +29,8 @@ pub fn kernel_launches() -> usize {
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
 ///
 /// Errors (nothing launched) for what the kernel does not cover: f64, grouping other than
-/// [`Grouping::Lsh`], and the head dims, group sizes and block rows outside its comptime
-/// specialisations.
+/// [`Grouping::Lsh`], the `Projected` representative, and the head dims, group sizes and
+/// block rows outside its comptime specialisations.
 pub fn fused_forward<R: CubeRuntime>(
     query: CubeTensor<R>,
     key: CubeTensor<R>,
@@ -64,6 +64,18 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
             expected: "f32, f16 or bf16".into(),
         });
     }
+    let representative = match config.representative {
+        crate::Representative::Mean => Representative::Mean,
+        crate::Representative::Projected if !config.is_exact() => {
+            return Err(KernelError::Unsupported {
+                name: "representative",
+                value: "Projected".into(),
+                expected: "Sample or Mean (Projected runs on the reference)".into(),
+            });
+        }
+        // Exact attention (group size 1) has no representative to form.
+        _ => Representative::Sample,
+    };
     let planes = if config.is_exact() {
         Vec::new()
     } else {
@@ -74,10 +86,7 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
         block_rows: config.block_rows,
         num_projections: config.num_projections,
         hyperplanes: &planes,
-        representative: match config.representative {
-            crate::Representative::Sample => Representative::Sample,
-            crate::Representative::Mean => Representative::Mean,
-        },
+        representative,
         causal: config.causal,
         scale: problem.scale as f32,
         // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader

@@ -91,6 +91,9 @@ fn configs() -> Vec<DistrAttentionConfig> {
             .with_group_size(4)
             .with_block_rows(4)
             .with_representative(Representative::Mean),
+        DistrAttentionConfig::new()
+            .with_block_rows(4)
+            .with_representative(Representative::Projected),
     ]
 }
 

@@ -166,13 +166,13 @@ fn problem_for<B: Backend>(
     AttentionProblem::check(query, query, query, None, config).unwrap()
 }
 
-/// The core claim: when query columns come in identical pairs, LSH puts each pair in one
-/// group and G=2 is exact; grouping at random or in index order is not.
-fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &B::Device) {
+/// A `[1, 2, 48, 32]` query whose 32 columns are 16 pairs, shuffled: the second column of pair
+/// `p` is the first times `scales[p]`. Keys and values are plain random.
+fn paired_columns(scales: [f32; 16]) -> ([usize; 4], [Vec<f32>; 3]) {
     let [batch, heads, seq, distinct] = [1, 2, 48, 16];
     let head_dim = 2 * distinct;
     let base = seeded_values(21, batch * heads * seq * distinct);
-    // Column c of the query is base column `shuffle[c] / 2`: pairs of equal columns, shuffled.
+    // Column c of the query is (a multiple of) base column `shuffle[c] / 2`.
     let shuffle: Vec<usize> = {
         let mut order: Vec<usize> = (0..head_dim).collect();
         let keys = seeded_values(22, head_dim);
@@ -182,29 +182,45 @@ fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &
     let mut query = vec![0.0f32; batch * heads * seq * head_dim];
     for row in 0..batch * heads * seq {
         for (column, &source) in shuffle.iter().enumerate() {
-            query[row * head_dim + column] = base[row * distinct + source / 2];
+            let pair = source / 2;
+            let scale = if source % 2 == 1 { scales[pair] } else { 1.0 };
+            query[row * head_dim + column] = scale * base[row * distinct + pair];
         }
     }
     let shape = [batch, heads, seq, head_dim];
     let key = seeded_values(23, shape.iter().product());
     let value = seeded_values(24, shape.iter().product());
-    let exact = plain_attention(
-        &query, &key, &value, None, shape, heads, seq, head_dim, false,
-    );
+    (shape, [query, key, value])
+}
+
+/// Relative error of G=2 DistrAttention (`block_rows` 16, seed 3) against plain attention.
+fn pair_grouping_error<B: DistrAttentionBackend>(
+    shape: [usize; 4],
+    [query, key, value]: &[Vec<f32>; 3],
+    config: DistrAttentionConfig,
+    device: &B::Device,
+) -> f64 {
+    let [_, heads, seq, head_dim] = shape;
+    let exact = plain_attention(query, key, value, None, shape, heads, seq, head_dim, false);
+    let config = config.with_block_rows(16).with_seed(3);
+    let output = distr_attention(
+        tensor::<B>(query.clone(), shape, device),
+        tensor::<B>(key.clone(), shape, device),
+        tensor::<B>(value.clone(), shape, device),
+        None,
+        &config,
+    )
+    .unwrap();
+    relative_error(&to_vec(output), &exact)
+}
+
+/// The core claim: when query columns come in identical pairs, LSH puts each pair in one
+/// group and G=2 is exact; grouping at random or in index order is not.
+fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &B::Device) {
+    let (shape, inputs) = paired_columns([1.0; 16]);
     let error = |grouping: Grouping| {
-        let config = DistrAttentionConfig::new()
-            .with_block_rows(16)
-            .with_grouping(grouping)
-            .with_seed(3);
-        let output = distr_attention(
-            tensor::<B>(query.clone(), shape, device),
-            tensor::<B>(key.clone(), shape, device),
-            tensor::<B>(value.clone(), shape, device),
-            None,
-            &config,
-        )
-        .unwrap();
-        relative_error(&to_vec(output), &exact)
+        let config = DistrAttentionConfig::new().with_grouping(grouping);
+        pair_grouping_error::<B>(shape, &inputs, config, device)
     };
     let lsh = error(Grouping::Lsh);
     let random = error(Grouping::Random);
@@ -215,6 +231,26 @@ fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &
         index_order > 1e-2,
         "index-order grouping error {index_order}"
     );
+}
+
+/// Pairs that point the same way but differ in length land in one group too; only the
+/// `Projected` representative, which weighs each key column by its query column's length
+/// along the representative, is then exact.
+fn projected_representative_is_exact_on_scaled_pairs<B: DistrAttentionBackend>(
+    device: &B::Device,
+) {
+    let scales = std::array::from_fn(|pair| 0.25 + 0.2 * pair as f32);
+    let (shape, inputs) = paired_columns(scales);
+    let error = |representative: Representative| {
+        let config = DistrAttentionConfig::new().with_representative(representative);
+        pair_grouping_error::<B>(shape, &inputs, config, device)
+    };
+    let projected = error(Representative::Projected);
+    let mean = error(Representative::Mean);
+    let sample = error(Representative::Sample);
+    assert!(projected < 1e-5, "projected representative error {projected}");
+    assert!(mean > 1e-2, "mean representative error {mean}");
+    assert!(sample > 1e-2, "sample representative error {sample}");
 }
 
 /// Error grows with the group size on data whose columns are not duplicates.
@@ -390,6 +426,11 @@ macro_rules! backend_suite {
             #[test]
             fn duplicate_columns_make_lsh_grouping_exact() {
                 super::duplicate_columns_make_lsh_grouping_exact::<B>(&device());
+            }
+
+            #[test]
+            fn projected_representative_is_exact_on_scaled_pairs() {
+                super::projected_representative_is_exact_on_scaled_pairs::<B>(&device());
             }
             #[test]
             fn error_grows_with_group_size() {

@@ -111,7 +111,7 @@ impl<B: Backend> GroupMembership<B> {
 }
 
 /// Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]`, column `j` the
-/// group's first column (`Sample`) or the mean of its columns (`Mean`).
+/// group's first column (`Sample`) or the mean of its columns (`Mean`, `Projected`).
 pub(super) fn representative_queries<B: Backend>(
     blocks: Tensor<B, 5>,
     membership: &GroupMembership<B>,
@@ -120,16 +120,21 @@ pub(super) fn representative_queries<B: Backend>(
     let group_size = problem.config.group_size;
     let selection = match problem.config.representative {
         Representative::Sample => membership.selection(0..1, 1.0),
-        Representative::Mean => membership.selection(0..group_size, 1.0 / group_size as f64),
+        Representative::Mean | Representative::Projected => {
+            membership.selection(0..group_size, 1.0 / group_size as f64)
+        }
     };
     let dtype = blocks.dtype();
     blocks.matmul(selection.cast(dtype))
 }
 
 /// Step 6: K' `[batch, heads, blocks, seq_k, head_dim / group_size]`, column `j` the sum of
-/// the group's key columns, with the block's own permutation.
+/// the group's key columns, with the block's own permutation. For `Projected` each key column
+/// is weighted by its query column's least-squares coefficient on the representative.
 pub(super) fn fuse_keys<B: Backend>(
     key: Tensor<B, 4>,
+    blocks: Tensor<B, 5>,
+    reduced_queries: Tensor<B, 5>,
     membership: &GroupMembership<B>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 5> {
@@ -137,7 +142,28 @@ pub(super) fn fuse_keys<B: Backend>(
     let sums = membership
         .selection(0..problem.config.group_size, 1.0)
         .cast(key.dtype());
+    let fusion = match problem.config.representative {
+        Representative::Projected => {
+            let weights = projection_weights(blocks, reduced_queries, sums.clone());
+            sums * weights.swap_dims(3, 4)
+        }
+        Representative::Sample | Representative::Mean => sums,
+    };
     key.unsqueeze_dim::<5>(2)
         .expand([batch, heads, problem.num_blocks(), seq_k, head_dim])
-        .matmul(sums)
+        .matmul(fusion)
+}
+
+/// `<q_c, r_c> / <r_c, r_c>` over the block's rows, `[batch, heads, blocks, 1, head_dim]`,
+/// where `r_c` is the representative of column `c`'s group; 0 where the representative is zero.
+fn projection_weights<B: Backend>(
+    blocks: Tensor<B, 5>,
+    reduced_queries: Tensor<B, 5>,
+    sums: Tensor<B, 5>,
+) -> Tensor<B, 5> {
+    // Each column's own representative, `[batch, heads, blocks, block_rows, head_dim]`.
+    let representatives = reduced_queries.matmul(sums.swap_dims(3, 4));
+    let along = (blocks * representatives.clone()).sum_dim(3);
+    let length = representatives.powi_scalar(2).sum_dim(3);
+    along / length.clamp_min(f32::MIN_POSITIVE as f64)
 }

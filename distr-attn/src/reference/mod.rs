@@ -66,9 +66,9 @@ fn scores<B: Backend>(
     // Step 4: groups of `group_size` consecutive columns in permutation order.
     let membership = group_membership(permutation, problem);
     // Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]`.
-    let reduced_queries = representative_queries(blocks, &membership, problem);
+    let reduced_queries = representative_queries(blocks.clone(), &membership, problem);
     // Step 6: K' `[batch, heads, blocks, seq_k, head_dim / group_size]`.
-    let fused_keys = fuse_keys(key, &membership, problem);
+    let fused_keys = fuse_keys(key, blocks, reduced_queries.clone(), &membership, problem);
 
     reduced_queries
         .matmul(fused_keys.swap_dims(3, 4))

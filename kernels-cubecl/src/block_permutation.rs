@@ -57,13 +57,19 @@ pub fn column_sort_values<F: Float>(
     }
 }
 
-/// [`column_sort_values`] with the work spread over every (column, hyperplane) pair, for
-/// cubes with more units than columns (the tensor-core path): each unit computes whole dot
-/// products, in the same row order, so the codes are bit-identical; `signs`
-/// (`num_projections * head_dim`) holds each pair's bit until the units of a column combine
-/// them. Synchronises the cube; every unit must call it.
+/// Hyperplanes one unit of [`column_sort_values_by_plane_group`] projects a column on.
+pub const PLANES_PER_UNIT: usize = 4;
+/// Query rows [`column_sort_values_by_plane_group`] loads at once.
+const ROWS_PER_CHUNK: usize = 8;
+
+/// [`column_sort_values`] for cubes with more units than columns (the tensor-core path): the
+/// work is spread over (column, group of [`PLANES_PER_UNIT`] hyperplanes) pairs, and each unit
+/// reads a query element once for its planes' independent dot products. Each dot product still
+/// sums the rows in order, so the codes are bit-identical. `signs`
+/// (`head_dim * num_projections.div_ceil(PLANES_PER_UNIT)`) holds each pair's bits until the
+/// units of a column combine them. Synchronises the cube; every unit must call it.
 #[cube]
-pub fn column_sort_values_by_pair<F: Float>(
+pub fn column_sort_values_by_plane_group<F: Float>(
     query: &Tensor<F>,
     hyperplanes: &Array<f32>,
     signs: &mut SharedMemory<u32>,
@@ -77,23 +83,50 @@ pub fn column_sort_values_by_pair<F: Float>(
     #[comptime] num_projections: usize,
     #[comptime] units: usize,
 ) {
+    let plane_groups = comptime!(num_projections.div_ceil(PLANES_PER_UNIT));
     let row_stride = query.stride(2);
     let column_stride = query.stride(3);
     let valid_rows = min(seq_q - block_first_row, block_rows);
     let mut pair = UNIT_POS as usize;
-    while pair < comptime!(head_dim * num_projections) {
+    while pair < comptime!(head_dim * plane_groups) {
         let column = pair % head_dim;
-        let plane = pair / head_dim;
-        let mut dot = 0.0f32;
-        for row in 0..valid_rows {
-            let x = f32::cast_from(query[block_base + row * row_stride + column * column_stride]);
-            dot += x * hyperplanes[plane * block_rows + row];
+        let first_plane = (pair / head_dim) * PLANES_PER_UNIT;
+        let mut dots = Array::<f32>::new(PLANES_PER_UNIT);
+        #[unroll]
+        for lane in 0..PLANES_PER_UNIT {
+            dots[lane] = 0.0;
         }
-        let mut sign = 0u32;
-        if dot > 0.0 {
-            sign = 1u32 << (plane as u32);
+        // Rows in unrolled chunks, so that a chunk's loads are in flight together; rows past
+        // `seq_q` are skipped, as in the reference's zero padding.
+        for chunk in 0..comptime!(block_rows / ROWS_PER_CHUNK) {
+            let first_row = chunk * ROWS_PER_CHUNK;
+            if first_row < valid_rows {
+                let mut xs = Array::<f32>::new(ROWS_PER_CHUNK);
+                #[unroll]
+                for offset in 0..ROWS_PER_CHUNK {
+                    let row = min(first_row + offset, valid_rows - 1);
+                    xs[offset] = f32::cast_from(query[block_base + row * row_stride + column * column_stride]);
+                }
+                #[unroll]
+                for offset in 0..ROWS_PER_CHUNK {
+                    if first_row + offset < valid_rows {
+                        #[unroll]
+                        for lane in 0..PLANES_PER_UNIT {
+                            let plane = min(first_plane + lane, num_projections - 1);
+                            dots[lane] += xs[offset] * hyperplanes[plane * block_rows + first_row + offset];
+                        }
+                    }
+                }
+            }
         }
-        signs[pair] = sign;
+        let mut bits = 0u32;
+        #[unroll]
+        for lane in 0..PLANES_PER_UNIT {
+            if first_plane + lane < num_projections && dots[lane] > 0.0 {
+                bits |= 1u32 << ((first_plane + lane) as u32);
+            }
+        }
+        signs[pair] = bits;
         pair += units;
     }
     sync_cube();
@@ -101,8 +134,9 @@ pub fn column_sort_values_by_pair<F: Float>(
     while column < sort_size {
         if column < head_dim {
             let mut code = 0u32;
-            for plane in 0..num_projections {
-                code |= signs[plane * head_dim + column];
+            #[unroll]
+            for group in 0..plane_groups {
+                code |= signs[group * head_dim + column];
             }
             order[column] = (inverse_gray(code) << COLUMN_BITS) | (column as u32);
         } else {

@@ -16,7 +16,8 @@
 //!
 //! [`launch_flash_forward`] picks the path: the tensor-core kernel
 //! ([`crate::flash_forward_mma`]) where the device reports `mma` m16n8k16 for the storage
-//! type with f32 accumulation and 32-lane planes, this kernel everywhere else.
+//! type with f32 accumulation and 32-lane planes, and K and V rows can be read 16 bytes at a
+//! time (contiguous head dim); this kernel everywhere else.
 
 use cubecl::prelude::*;
 
@@ -24,7 +25,7 @@ use cubecl::ir::features::MmaConfig;
 use cubecl::ir::{ElemType, FloatKind};
 
 use crate::block_permutation::{bitonic_sort, column_sort_values, permuted_column, MAX_PROJECTIONS};
-use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, PLANE_SIZE, WARP_ROWS};
+use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, LOAD_WIDTH, PLANE_SIZE, WARP_ROWS};
 use crate::KernelError;
 
 /// Head dims (and value dims) with a comptime specialisation.
@@ -348,7 +349,9 @@ pub fn launch_flash_forward<R: Runtime>(
     let hyperplanes = client.create_from_slice(f32::as_bytes(planes));
     let cube_count = CubeCount::Static(num_blocks as u32, batch_heads as u32, 1);
     if options.tensor_cores {
-        if let Some(mma_config) = tensor_core_config(client, dtype, &config) {
+        let key_rows_whole = config.group_size > 1 || rows_load_whole(&tensors.key);
+        let vector_loads_fit = key_rows_whole && rows_load_whole(&tensors.value);
+        if let Some(mma_config) = tensor_core_config(client, dtype, &config).filter(|_| vector_loads_fit) {
             // SAFETY: as below; the fragment layouts assume 32-lane planes, which
             // `tensor_core_config` checked.
             unsafe {
@@ -356,6 +359,8 @@ pub fn launch_flash_forward<R: Runtime>(
                     client,
                     cube_count,
                     CubeDim::new_2d(PLANE_SIZE, (options.block_rows / WARP_ROWS) as u32),
+                    mma_config.key_width(),
+                    LOAD_WIDTH,
                     tensors.query.into_tensor_arg(),
                     tensors.key.into_tensor_arg(),
                     tensors.value.into_tensor_arg(),
@@ -387,6 +392,14 @@ pub fn launch_flash_forward<R: Runtime>(
         );
     }
     Ok(KernelPath::Portable)
+}
+
+/// Whether the rows of a `[batch, heads, seq, dim]` tensor can be read [`LOAD_WIDTH`]
+/// elements at a time: contiguous along `dim`, every other stride and `dim` a multiple.
+fn rows_load_whole<R: Runtime>(binding: &TensorBinding<R>) -> bool {
+    binding.strides[3] == 1
+        && binding.shape[3] % LOAD_WIDTH == 0
+        && binding.strides[..3].iter().all(|stride| stride % LOAD_WIDTH == 0)
 }
 
 /// The tensor-core specialisation of `config`, if this device can run it: f16 or bf16

@@ -10,7 +10,9 @@
 //! 3. per tile of [`KEY_TILE`] keys the cube stages K' (group sums in the block's permutation,
 //!    row-major) and V transposed in shared memory, both as element pairs so that every B
 //!    fragment register is one 32-bit load; rows are padded by [`ROW_PAD`] elements so the 32
-//!    lanes of a fragment load hit 32 distinct banks;
+//!    lanes of a fragment load hit 32 distinct banks. V (and K when `G = 1`) is read from
+//!    global memory [`LOAD_WIDTH`] elements (16 bytes) at a time; the grouped K columns are
+//!    gathered one by one in the block's permutation;
 //! 4. each warp scores its rows against the tile (`S = Q' K'^T`, inner dimension `d / G`
 //!    zero-padded to a multiple of 16), masks, updates the running maximum and sum, and feeds
 //!    the probabilities to `O += P V` without leaving registers: the m16n8 accumulator layout
@@ -22,7 +24,9 @@
 use cubecl::cmma::MmaDefinition;
 use cubecl::prelude::*;
 
-use crate::block_permutation::{bitonic_sort, column_sort_values_by_pair, permuted_column};
+use crate::block_permutation::{
+    bitonic_sort, column_sort_values_by_plane_group, permuted_column, PLANES_PER_UNIT,
+};
 use crate::Representative;
 
 /// Keys per shared-memory tile: four k16 steps of `P V` per barrier pair.
@@ -32,6 +36,8 @@ pub const KEY_TILE: usize = 64;
 pub const ROW_PAD: usize = 8;
 /// Query rows per warp: the `m` of m16n8k16.
 pub const WARP_ROWS: usize = 16;
+/// Elements per global load of V (and of K when `G = 1`): 16 bytes of f16/bf16.
+pub const LOAD_WIDTH: usize = 8;
 /// Lanes per plane that the fragment layouts assume.
 pub const PLANE_SIZE: u32 = 32;
 /// Scores of masked keys, and the running maximum before the first visible key: finite, so
@@ -53,9 +59,22 @@ pub struct MmaForwardConfig {
 }
 
 impl MmaForwardConfig {
-    /// Inner dimension of the score product after zero padding to the mma `k` of 16.
+    /// Inner dimension of the score product after zero padding: to the mma `k` of 16 for
+    /// `G = 1`; to a power of two (at least 16) for `G > 1`, so that a row of K' pairs divides
+    /// the cube's units and each unit fuses the same groups in every tile.
     pub fn padded_reduced_dim(&self) -> usize {
-        (self.head_dim / self.group_size).next_multiple_of(16)
+        let reduced = self.head_dim / self.group_size;
+        if self.group_size == 1 {
+            reduced.next_multiple_of(16)
+        } else {
+            reduced.next_power_of_two().max(16)
+        }
+    }
+
+    /// Elements per global load of K: [`LOAD_WIDTH`] when its rows are copied whole
+    /// (`G = 1`), 1 when grouped columns are gathered.
+    pub fn key_width(&self) -> usize {
+        if self.group_size == 1 { LOAD_WIDTH } else { 1 }
     }
 
     /// Units per cube: one warp per [`WARP_ROWS`] query rows.
@@ -68,16 +87,22 @@ impl MmaForwardConfig {
         let fused_keys = KEY_TILE * (self.padded_reduced_dim() + ROW_PAD) * element_bytes;
         let values = self.value_dim * (KEY_TILE + ROW_PAD) * element_bytes;
         let order = self.head_dim.next_power_of_two() * 4;
-        let signs = if self.group_size > 1 { self.num_projections * self.head_dim * 4 } else { 0 };
+        let signs = if self.group_size > 1 {
+            self.num_projections.div_ceil(PLANES_PER_UNIT) * self.head_dim * 4
+        } else {
+            0
+        };
         fused_keys + values + order + signs
     }
 }
 
-#[cube(launch_unchecked)]
-pub(crate) fn flash_forward_mma<F: Float>(
+/// `NK` / `NV`: the vector widths of K and V, [`MmaForwardConfig::key_width`] and
+/// [`LOAD_WIDTH`]. Fast math: `exp` becomes `__expf`; no value is ever infinite or NaN.
+#[cube(launch_unchecked, fast_math = FastMath::all())]
+pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
     query: &Tensor<F>,
-    key: &Tensor<F>,
-    value: &Tensor<F>,
+    key: &Tensor<Vector<F, NK>>,
+    value: &Tensor<Vector<F, NV>>,
     hyperplanes: &Array<f32>,
     output: &mut Tensor<F>,
     scale: f32,
@@ -86,7 +111,6 @@ pub(crate) fn flash_forward_mma<F: Float>(
 ) {
     let group_size = config.group_size;
     let reduced_dim = comptime!(config.head_dim / config.group_size);
-    let padded_dim = comptime!(config.padded_reduced_dim());
     let key_steps = comptime!(config.padded_reduced_dim() / 16);
     // Row lengths of the shared tiles, in pairs.
     let key_row_pairs = comptime!((config.padded_reduced_dim() + ROW_PAD) / 2);
@@ -115,8 +139,9 @@ pub(crate) fn flash_forward_mma<F: Float>(
     // Steps 2-4: the block's column permutation.
     let mut order = SharedMemory::<u32>::new(sort_size);
     if comptime!(config.group_size > 1) {
-        let mut signs = SharedMemory::<u32>::new(comptime!(config.num_projections * config.head_dim));
-        column_sort_values_by_pair::<F>(
+        let mut signs =
+            SharedMemory::<u32>::new(comptime!(config.num_projections.div_ceil(PLANES_PER_UNIT) * config.head_dim));
+        column_sort_values_by_plane_group::<F>(
             query,
             hyperplanes,
             &mut signs,
@@ -198,55 +223,91 @@ pub(crate) fn flash_forward_mma<F: Float>(
         running_sum[half] = 0.0;
     }
 
+    // G > 1: this unit fuses the same two groups (one K' pair) of every key it handles;
+    // their K columns are looked up in the permutation once.
+    let pairs_per_row = comptime!(config.padded_reduced_dim() / 2);
+    let unit_pair = UNIT_POS as usize % pairs_per_row;
+    let mut fused_columns = Array::<usize>::new(comptime!(2 * config.group_size));
+    if comptime!(config.group_size > 1) {
+        #[unroll]
+        for element in 0..2usize {
+            #[unroll]
+            for member in 0..group_size {
+                let group = min(unit_pair * 2 + element, reduced_dim - 1);
+                fused_columns[element * group_size + member] =
+                    permuted_column(&order, group * group_size + member) * key.stride(3);
+            }
+        }
+    }
+
     let mut tile_start = 0usize;
     while tile_start < keys_end {
         // Step 6 on the tile: K' as [key][group pair], zero past `seq_k` and in the padding.
-        let mut slot = UNIT_POS as usize;
-        while slot < comptime!(KEY_TILE * config.padded_reduced_dim() / 2) {
-            let key_in_tile = slot / comptime!(padded_dim / 2);
-            let pair_index = slot % comptime!(padded_dim / 2);
-            let key_row = tile_start + key_in_tile;
-            let key_base = key_head + key_row * key.stride(2);
-            let mut fused = Pair::<F>::empty();
-            #[unroll]
-            for element in 0..2usize {
-                let group = pair_index * 2 + element;
-                let mut sum = 0.0f32;
-                if key_row < seq_k && group < reduced_dim {
-                    if comptime!(config.group_size == 1) {
-                        sum = f32::cast_from(key[key_base + group * key.stride(3)]);
-                    } else {
+        if comptime!(config.group_size == 1) {
+            // K' = K: whole rows, LOAD_WIDTH elements per load.
+            let mut slot = UNIT_POS as usize;
+            while slot < comptime!(KEY_TILE * config.head_dim / LOAD_WIDTH) {
+                let key_in_tile = slot / comptime!(config.head_dim / LOAD_WIDTH);
+                let chunk = slot % comptime!(config.head_dim / LOAD_WIDTH);
+                let key_row = tile_start + key_in_tile;
+                let mut loaded = Vector::<F, NK>::new(F::cast_from(0.0f32));
+                if key_row < seq_k {
+                    loaded = key[(key_head + key_row * key.stride(2)) / LOAD_WIDTH + chunk];
+                }
+                #[unroll]
+                for pair_index in 0..comptime!(LOAD_WIDTH / 2) {
+                    let mut pair = Pair::<F>::empty();
+                    pair[0] = loaded[pair_index * 2];
+                    pair[1] = loaded[pair_index * 2 + 1];
+                    fused_keys[key_in_tile * key_row_pairs + chunk * comptime!(LOAD_WIDTH / 2) + pair_index] = pair;
+                }
+                slot += units;
+            }
+        } else {
+            let mut key_in_tile = UNIT_POS as usize / pairs_per_row;
+            while key_in_tile < KEY_TILE {
+                let key_row = tile_start + key_in_tile;
+                let key_base = key_head + key_row * key.stride(2);
+                let mut fused = Pair::<F>::empty();
+                #[unroll]
+                for element in 0..2usize {
+                    let mut sum = 0.0f32;
+                    if key_row < seq_k && unit_pair * 2 + element < reduced_dim {
                         #[unroll]
                         for member in 0..group_size {
-                            let column = permuted_column(&order, group * group_size + member);
-                            sum += f32::cast_from(key[key_base + column * key.stride(3)]);
+                            sum += f32::cast_from(key[key_base + fused_columns[element * group_size + member]][0]);
                         }
                     }
+                    fused[element] = F::cast_from(sum);
                 }
-                fused[element] = F::cast_from(sum);
+                fused_keys[key_in_tile * key_row_pairs + unit_pair] = fused;
+                key_in_tile += comptime!(config.units() / (config.padded_reduced_dim() / 2));
             }
-            fused_keys[key_in_tile * key_row_pairs + pair_index] = fused;
-            slot += units;
         }
-        // V transposed, as [value column][key pair]. A warp covers 8 columns x 4 key pairs,
-        // which lands its 32 stores on 32 distinct banks.
+        // V transposed, as [value column][key pair]: a unit loads LOAD_WIDTH columns of two
+        // consecutive keys; the 32 lanes of a warp take 32 consecutive key pairs, so each of
+        // their pair stores lands on 32 distinct banks.
         let mut slot = UNIT_POS as usize;
-        while slot < comptime!(config.value_dim * KEY_TILE / 2) {
-            let slot_lane = slot % 32;
-            let slot_warp = slot / 32;
-            let key_pair = slot_lane % 4 + (slot_warp % comptime!(KEY_TILE / 8)) * 4;
-            let column = slot_lane / 4 + (slot_warp / comptime!(KEY_TILE / 8)) * 8;
-            let mut pair = Pair::<F>::empty();
-            #[unroll]
-            for element in 0..2usize {
-                let key_row = tile_start + key_pair * 2 + element;
-                let mut loaded = 0.0f32;
-                if key_row < seq_k {
-                    loaded = f32::cast_from(value[value_head + key_row * value.stride(2) + column * value.stride(3)]);
-                }
-                pair[element] = F::cast_from(loaded);
+        while slot < comptime!(config.value_dim / LOAD_WIDTH * KEY_TILE / 2) {
+            let key_pair = slot % comptime!(KEY_TILE / 2);
+            let chunk = slot / comptime!(KEY_TILE / 2);
+            let first_row = tile_start + key_pair * 2;
+            let mut even = Vector::<F, NV>::new(F::cast_from(0.0f32));
+            let mut odd = Vector::<F, NV>::new(F::cast_from(0.0f32));
+            let chunk_base = value_head / LOAD_WIDTH + chunk;
+            if first_row < seq_k {
+                even = value[chunk_base + first_row * value.stride(2) / LOAD_WIDTH];
             }
-            values[column * value_row_pairs + key_pair] = pair;
+            if first_row + 1 < seq_k {
+                odd = value[chunk_base + (first_row + 1) * value.stride(2) / LOAD_WIDTH];
+            }
+            #[unroll]
+            for column in 0..LOAD_WIDTH {
+                let mut pair = Pair::<F>::empty();
+                pair[0] = even[column];
+                pair[1] = odd[column];
+                values[(chunk * LOAD_WIDTH + column) * value_row_pairs + key_pair] = pair;
+            }
             slot += units;
         }
         sync_cube();

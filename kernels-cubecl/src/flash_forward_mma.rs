@@ -4,8 +4,8 @@
 //!
 //! One cube per (query block, batch * head), one plane (warp of 32) per 16 query rows:
 //!
-//! 1. the cube hashes the block's columns (one unit per (column, hyperplane) pair) and sorts
-//!    them in shared memory ([`crate::block_permutation`]);
+//! 1. the cube hashes the block's columns (one unit per column and group of four hyperplanes)
+//!    and sorts them in shared memory ([`crate::block_permutation`]);
 //! 2. each warp gathers its 16 rows of Q' straight into A fragments, once;
 //! 3. per tile of [`KEY_TILE`] keys the cube stages K' (group sums in the block's permutation,
 //!    row-major) and V transposed in shared memory, both as element pairs so that every B
@@ -14,7 +14,8 @@
 //!    global memory [`LOAD_WIDTH`] elements (16 bytes) at a time; the grouped K columns are
 //!    gathered one by one in the block's permutation;
 //! 4. each warp scores its rows against the tile (`S = Q' K'^T`, inner dimension `d / G`
-//!    zero-padded to a multiple of 16), masks, updates the running maximum and sum, and feeds
+//!    zero-padded, see [`MmaForwardConfig::padded_reduced_dim`]: `G = 8` at `d = 64` pays for
+//!    16), masks, updates the running maximum and sum, and feeds
 //!    the probabilities to `O += P V` without leaving registers: the m16n8 accumulator layout
 //!    of two adjacent key blocks is the m16k16 A layout of the next product.
 //!

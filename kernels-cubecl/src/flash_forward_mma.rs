@@ -450,3 +450,39 @@ pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_permutation::MAX_PROJECTIONS;
+    use crate::flash_forward::{SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES};
+    use crate::SUPPORTED_HEAD_DIMS;
+
+    /// Every specialisation the launcher may pick fits CUDA's static 48 KiB of shared memory,
+    /// pads the score product to whole k16 steps, and (for `G > 1`) has a K' row of pairs that
+    /// divides the cube's units, which the once-per-block column lookup relies on.
+    #[test]
+    fn every_specialisation_fits_shared_memory_and_divides_the_units() {
+        for head_dim in SUPPORTED_HEAD_DIMS {
+            for group_size in SUPPORTED_GROUP_SIZES.into_iter().filter(|g| head_dim % g == 0) {
+                for block_rows in SUPPORTED_BLOCK_ROWS {
+                    let config = MmaForwardConfig {
+                        head_dim,
+                        value_dim: head_dim,
+                        group_size,
+                        block_rows,
+                        num_projections: MAX_PROJECTIONS,
+                        representative: Representative::Sample,
+                        causal: false,
+                    };
+                    let padded = config.padded_reduced_dim();
+                    assert!(padded % 16 == 0 && padded >= head_dim / group_size, "{config:?}");
+                    assert!(config.shared_bytes(2) <= 48 * 1024, "{config:?}");
+                    if group_size > 1 {
+                        assert_eq!(config.units() % (padded / 2), 0, "{config:?}");
+                    }
+                }
+            }
+        }
+    }
+}

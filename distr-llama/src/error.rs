@@ -56,6 +56,8 @@ pub enum LlamaError {
     TokenId { id: u32, vocab_size: usize },
     #[error("{tokens} tokens exceed the model's context of {max} positions")]
     Context { tokens: usize, max: usize },
+    #[error("checkpoint `{path}`: {message}")]
+    Checkpoint { path: PathBuf, message: String },
     #[error("empty input: {0}")]
     Empty(&'static str),
     #[error(transparent)]

@@ -71,6 +71,40 @@ pub fn score_window<B: DistrAttentionBackend>(
     })
 }
 
+/// Perplexity and top-1 accuracy of a whole token sequence.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Perplexity {
+    pub perplexity: f64,
+    pub mean_nll: f64,
+    pub top1_accuracy: f64,
+    /// Targets scored.
+    pub scored: usize,
+}
+
+/// Scores every token of `ids` after the first, in [`windows`] of `context` tokens that
+/// advance by `stride`.
+pub fn perplexity<B: DistrAttentionBackend>(
+    model: &Llama<B>,
+    ids: &[u32],
+    context: usize,
+    stride: usize,
+    attention: &ModelAttentionConfig,
+    device: &B::Device,
+) -> Result<Perplexity> {
+    if ids.len() < 2 {
+        return Err(LlamaError::Empty("perplexity needs at least two tokens"));
+    }
+    let (mut nll, mut correct, mut scored) = (0.0, 0, 0);
+    for (begin, end, first_target) in windows(ids.len(), context, stride)? {
+        let score = score_window(model, &ids[begin..end], first_target - begin, attention, device)?;
+        nll += score.negative_log_likelihood;
+        correct += score.correct;
+        scored += score.predictions.len();
+    }
+    let mean_nll = nll / scored as f64;
+    Ok(Perplexity { perplexity: mean_nll.exp(), mean_nll, top1_accuracy: correct as f64 / scored as f64, scored })
+}
+
 fn host<E: burn::tensor::Element>(data: TensorData) -> Result<Vec<E>> {
     data.convert::<E>()
         .into_vec()

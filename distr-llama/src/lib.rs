@@ -8,12 +8,19 @@
 //! - [`tokenizer`]: byte-level BPE and the chat template.
 //! - [`sampling`] and [`generation`]: greedy / temperature / top-p decoding; [`evaluation`]:
 //!   perplexity pieces.
+//! - [`finetune`]: training with DistrAttention in place (AdamW, warm-up + cosine, clipping,
+//!   language-model or distillation loss, all / attention-only / LoRA parameters);
+//!   [`checkpoint`]: saving and reloading trained weights; [`calibrate`]: the per-layer
+//!   choice of exact or DistrAttention under a perplexity budget.
 //! - [`cli`]: the `distr-llama` command line.
 
 pub mod cache;
+pub mod calibrate;
+pub mod checkpoint;
 pub mod cli;
 pub mod error;
 pub mod evaluation;
+pub mod finetune;
 pub mod generation;
 pub mod gguf;
 pub mod model;

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use distr_attn::backends::BackendKind;
 use distr_attn::{AttentionKind, DistrAttentionBackend, DistrAttentionConfig, ModelAttentionConfig, Representative};
 
+use crate::checkpoint::{checkpoint_file, load_checkpoint};
 use crate::error::{LlamaError, Result};
 use crate::pretrained::{load_pretrained, Pretrained};
 
@@ -20,13 +21,21 @@ pub struct ModelArgs {
     /// Backend: ndarray (CPU), wgpu or cuda (when compiled in).
     #[arg(long, default_value = "ndarray")]
     pub backend: BackendKind,
+    /// Weights saved by `finetune --out` (the `.mpk` file, extension optional), replacing
+    /// those of --model, which still gives the configuration and tokenizer.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl ModelArgs {
     /// Loads the model, telling stderr what was loaded and how long it took.
     pub fn load<B: DistrAttentionBackend>(&self, device: &B::Device) -> Result<Pretrained<B>> {
         let start = Instant::now();
-        let pretrained = load_pretrained::<B>(&self.model, device)?;
+        let mut pretrained = load_pretrained::<B>(&self.model, device)?;
+        if let Some(checkpoint) = &self.checkpoint {
+            pretrained.model = load_checkpoint(pretrained.model, checkpoint, device)?;
+            eprintln!("weights from checkpoint {}", checkpoint_file(checkpoint).display());
+        }
         let config = &pretrained.config;
         eprintln!(
             "loaded {} on {}: {} layers, d_model {}, {} heads / {} kv heads, vocab {}, {:.1}M parameters ({:.1} s)",
@@ -54,6 +63,9 @@ pub enum AttentionChoice {
 pub enum RepresentativeChoice {
     Sample,
     Mean,
+    /// The mean, with each key column weighted by the least-squares fit of its query column
+    /// onto it (tensor-op path only).
+    Projected,
 }
 
 /// Which attention each layer uses. `--config` gives a whole `ModelAttentionConfig` JSON;
@@ -102,7 +114,8 @@ impl AttentionArgs {
         })
     }
 
-    fn op_config(&self) -> DistrAttentionConfig {
+    /// The DistrAttention parameters of the options (`--attention` and `--config` aside).
+    pub fn op_config(&self) -> DistrAttentionConfig {
         DistrAttentionConfig::new()
             .with_group_size(self.group_size)
             .with_block_rows(self.block_rows)
@@ -110,6 +123,7 @@ impl AttentionArgs {
             .with_representative(match self.representative {
                 RepresentativeChoice::Sample => Representative::Sample,
                 RepresentativeChoice::Mean => Representative::Mean,
+                RepresentativeChoice::Projected => Representative::Projected,
             })
     }
 }

@@ -17,6 +17,7 @@ use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::generation::host_row;
 use crate::model::Llama;
+use crate::pretrained::load_random;
 use crate::sampling::argmax;
 use crate::tokenizer::Tokenizer;
 
@@ -40,10 +41,19 @@ pub struct BenchArgs {
     /// Text whose tokens form the prompts.
     #[arg(long, default_value = "distr-llama/data/hamlet-act1-scene1.md")]
     pub text: PathBuf,
+    /// Seeded random weights in the model's configuration instead of its weights (latency
+    /// does not depend on weight values): --model may then be a directory holding only
+    /// config.json and tokenizer.json.
+    #[arg(long)]
+    pub random_weights: bool,
 }
 
 pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
-    let pretrained = args.model.load::<B>(device)?;
+    let pretrained = if args.random_weights {
+        load_random::<B>(&args.model.model, 0, device)?
+    } else {
+        args.model.load::<B>(device)?
+    };
     let mut distr_args = args.attention.clone();
     distr_args.attention = crate::cli::args::AttentionChoice::Distr;
     let settings = [("exact", ModelAttentionConfig::exact()), ("distr", distr_args.plan()?)];
@@ -73,6 +83,7 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
             }
             let row = json!({
                 "backend": args.model.backend.to_string(),
+                "random_weights": args.random_weights,
                 "attention": name,
                 "attention_config": serde_json::from_str::<serde_json::Value>(&plan.to_string())?,
                 "context": context,

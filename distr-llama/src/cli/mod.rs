@@ -1,8 +1,11 @@
-//! The `distr-llama` command line: `generate`, `logits`, `perplexity` and `bench`, each on
-//! the backend named by `--backend` and with the attention chosen by the shared options.
+//! The `distr-llama` command line: `generate`, `logits`, `perplexity`, `bench`, `finetune` and
+//! `calibrate`, each on the backend named by `--backend` and with the attention chosen by the
+//! shared options.
 
 pub mod args;
 mod bench;
+mod calibrate;
+mod finetune;
 mod generate;
 mod logits;
 mod perplexity;
@@ -10,7 +13,7 @@ mod perplexity;
 use std::error::Error;
 
 use clap::{Parser, Subcommand};
-use distr_attn::backends::BackendRunner;
+use distr_attn::backends::{BackendKind, BackendRunner, BackendUnavailable, NdArrayBackend};
 use distr_attn::DistrAttentionBackend;
 
 pub use args::{AttentionArgs, ModelArgs};
@@ -34,6 +37,13 @@ pub enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Prefill and decode tokens/s at several context lengths, exact vs DistrAttention.
     Bench(bench::BenchArgs),
+    /// Fine-tune with the chosen attention in place (AdamW, warm-up + cosine, clipping; all
+    /// parameters, attention projections only, or LoRA adapters; lm or distillation loss),
+    /// report held-out perplexity before and after, and save a checkpoint.
+    Finetune(finetune::FinetuneArgs),
+    /// Choose per layer exact attention or DistrAttention with the largest group size that
+    /// keeps perplexity within a budget; write the result as a --config file.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Runs the parsed command line.
@@ -43,8 +53,27 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Logits(args) => args.model.backend,
         Command::Perplexity(args) => args.model.backend,
         Command::Bench(args) => args.model.backend,
+        Command::Calibrate(args) => args.model.backend,
+        Command::Finetune(args) => args.model.backend,
     };
-    backend.run(CommandRunner(cli.command))?
+    match cli.command {
+        Command::Finetune(args) => run_training(args),
+        command => backend.run(CommandRunner(command))?,
+    }
+}
+
+/// `finetune` on the chosen backend wrapped in `Autodiff`.
+fn run_training(args: finetune::FinetuneArgs) -> Result<(), Box<dyn Error>> {
+    use burn::backend::Autodiff;
+    match args.model.backend {
+        BackendKind::NdArray => finetune::run::<Autodiff<NdArrayBackend>>(args, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => finetune::run::<Autodiff<distr_attn::backends::WgpuBackend>>(args, &Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => finetune::run::<Autodiff<distr_attn::backends::CudaBackend>>(args, &Default::default()),
+        #[allow(unreachable_patterns)]
+        unavailable => Err(BackendUnavailable(unavailable).into()),
+    }
 }
 
 struct CommandRunner(Command);
@@ -58,6 +87,8 @@ impl BackendRunner for CommandRunner {
             Command::Logits(args) => logits::run::<B>(args, &device),
             Command::Perplexity(args) => perplexity::run::<B>(args, &device),
             Command::Bench(args) => bench::run::<B>(args, &device),
+            Command::Calibrate(args) => calibrate::run::<B>(args, &device),
+            Command::Finetune(_) => Err("finetune runs on an autodiff backend: see run_training".into()),
         }
     }
 }

@@ -8,6 +8,7 @@ use distr_attn::{distr_attention, DistrAttentionBackend, DistrAttentionConfig};
 
 use crate::cache::LayerCache;
 use crate::error::Result;
+use crate::model::lora::{AttentionAdapters, LoraAdapter};
 use crate::model::rope::RotaryEmbedding;
 
 #[derive(Module, Debug)]
@@ -23,6 +24,9 @@ pub struct Attention<B: Backend> {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// LoRA updates of the four projections, while fine-tuning with adapters; `None` in a
+    /// loaded or merged model.
+    pub adapters: Option<AttentionAdapters<B>>,
 }
 
 impl<B: DistrAttentionBackend> Attention<B> {
@@ -38,19 +42,27 @@ impl<B: DistrAttentionBackend> Attention<B> {
         attention: &DistrAttentionConfig,
     ) -> Result<Tensor<B, 3>> {
         let [batch, seq, _] = x.dims();
-        let heads = |projection: &Linear<B>, count: usize| {
-            projection
-                .forward(x.clone())
+        let adapters = self.adapters.as_ref();
+        let heads = |projection: &Linear<B>, adapter: Option<&LoraAdapter<B>>, count: usize| {
+            project(projection, adapter, x.clone())
                 .reshape([batch, seq, count, self.head_dim])
                 .swap_dims(1, 2)
         };
-        let query = rope.apply(heads(&self.query, self.num_heads), start);
-        let key = rope.apply(heads(&self.key, self.num_kv_heads), start);
-        let value = heads(&self.value, self.num_kv_heads);
+        let query = rope.apply(heads(&self.query, adapters.map(|a| &a.query), self.num_heads), start);
+        let key = rope.apply(heads(&self.key, adapters.map(|a| &a.key), self.num_kv_heads), start);
+        let value = heads(&self.value, adapters.map(|a| &a.value), self.num_kv_heads);
         let (key, value) = cache.append(key, value);
 
         let context = distr_attention(query, key, value, None, attention)?;
         let context = context.swap_dims(1, 2).reshape([batch, seq, self.num_heads * self.head_dim]);
-        Ok(self.output.forward(context))
+        Ok(project(&self.output, adapters.map(|a| &a.output), context))
+    }
+}
+
+/// `projection(x)`, plus the adapter's update when there is one.
+fn project<B: Backend>(projection: &Linear<B>, adapter: Option<&LoraAdapter<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    match adapter {
+        Some(adapter) => projection.forward(x.clone()) + adapter.forward(x),
+        None => projection.forward(x),
     }
 }

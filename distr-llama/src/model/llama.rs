@@ -9,6 +9,7 @@ use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use crate::cache::KvCache;
 use crate::error::{LlamaError, Result};
 use crate::model::config::LlamaConfig;
+use crate::model::lora::{AttentionAdapters, LoraConfig};
 use crate::model::rope::RotaryEmbedding;
 use crate::model::transformer::TransformerBlock;
 
@@ -98,6 +99,40 @@ impl<B: DistrAttentionBackend> Llama<B> {
         let ids: Vec<i64> = ids.iter().map(|&id| id.into()).collect();
         let len = ids.len();
         Ok(Tensor::<B, 1, Int>::from_data(burn::tensor::TensorData::new(ids, [len]), device).unsqueeze())
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// This model with fresh LoRA adapters (see [`LoraConfig`]) on every attention projection.
+    pub fn with_adapters(mut self, config: &LoraConfig, device: &B::Device) -> Self {
+        for layer in &mut self.layers {
+            let attention = &mut layer.attention;
+            let heads = attention.num_heads * attention.head_dim;
+            let kv = attention.num_kv_heads * attention.head_dim;
+            let d_model = attention.query.weight.dims()[0];
+            attention.adapters = Some(AttentionAdapters {
+                query: config.init(d_model, heads, device),
+                key: config.init(d_model, kv, device),
+                value: config.init(d_model, kv, device),
+                output: config.init(heads, d_model, device),
+            });
+        }
+        self
+    }
+
+    /// This model with every adapter folded into its projection and removed: the same
+    /// function, in the plain structure that checkpoints and the loaders use.
+    pub fn merge_adapters(mut self) -> Self {
+        for layer in &mut self.layers {
+            let attention = &mut layer.attention;
+            if let Some(adapters) = attention.adapters.take() {
+                attention.query = adapters.query.merge_into(attention.query.clone());
+                attention.key = adapters.key.merge_into(attention.key.clone());
+                attention.value = adapters.value.merge_into(attention.value.clone());
+                attention.output = adapters.output.merge_into(attention.output.clone());
+            }
+        }
+        self
     }
 }
 

@@ -1,9 +1,11 @@
 //! The Llama architecture, one file per part: [`config`], [`rope`], [`attention`], [`mlp`],
-//! [`transformer`] (one block) and [`llama`] (the whole decoder).
+//! [`transformer`] (one block), [`llama`] (the whole decoder) and [`lora`] (adapters for
+//! fine-tuning).
 
 pub mod attention;
 pub mod config;
 pub mod llama;
+pub mod lora;
 pub mod mlp;
 pub mod rope;
 pub mod transformer;
@@ -11,6 +13,7 @@ pub mod transformer;
 pub use attention::Attention;
 pub use config::{HfLlamaConfig, HfRopeParameters, LlamaConfig, RopeScaling};
 pub use llama::Llama;
+pub use lora::{AttentionAdapters, LoraAdapter, LoraConfig};
 pub use mlp::Mlp;
 pub use rope::RotaryEmbedding;
 pub use transformer::TransformerBlock;

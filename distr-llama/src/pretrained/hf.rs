@@ -20,11 +20,7 @@ pub struct HfCheckpoint {
 impl HfCheckpoint {
     /// Reads `dir/config.json` and every `dir/*.safetensors` (shards in any number).
     pub fn open(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(LlamaError::io(&config_path))?;
-        let hf_config: HfLlamaConfig =
-            serde_json::from_str(&text).map_err(|source| LlamaError::Json { path: config_path, source })?;
-        let config = hf_config.to_config()?;
+        let config = read_config(dir)?;
 
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(LlamaError::io(dir))?
@@ -47,6 +43,15 @@ impl HfCheckpoint {
         }
         Ok(Self { config, files, index })
     }
+}
+
+/// The runtime configuration of the checkpoint directory `dir` (its `config.json`).
+pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(LlamaError::io(&config_path))?;
+    let hf_config: HfLlamaConfig =
+        serde_json::from_str(&text).map_err(|source| LlamaError::Json { path: config_path, source })?;
+    hf_config.to_config()
 }
 
 impl WeightSource for HfCheckpoint {

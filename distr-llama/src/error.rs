@@ -60,6 +60,10 @@ pub enum LlamaError {
     Checkpoint { path: PathBuf, message: String },
     #[error("empty input: {0}")]
     Empty(&'static str),
+    #[error("{what} has {tokens} tokens, at least {needed} are needed")]
+    TooFewTokens { what: String, tokens: usize, needed: usize },
+    #[error("invalid {flag} {value}: {expected}")]
+    Argument { flag: &'static str, value: String, expected: String },
     #[error(transparent)]
     Attention(#[from] DistrAttentionError),
 }

@@ -28,6 +28,10 @@ pub fn windows(len: usize, context: usize, stride: usize) -> Result<Vec<(usize, 
             "context {context} and stride {stride}: need context >= 2 and 1 <= stride < context"
         )));
     }
+    if len < 2 {
+        // Nothing to score: a perplexity over no targets would be NaN.
+        return Err(LlamaError::TooFewTokens { what: "the scored text".into(), tokens: len, needed: 2 });
+    }
     let mut windows = Vec::new();
     let mut scored_until = 1;
     while scored_until < len {
@@ -121,5 +125,11 @@ mod tests {
         assert_eq!(windows(10, 4, 2).unwrap(), vec![(0, 4, 1), (2, 6, 4), (4, 8, 6), (6, 10, 8)]);
         assert_eq!(windows(9, 4, 3).unwrap(), vec![(0, 4, 1), (3, 7, 4), (5, 9, 7)]);
         assert!(windows(10, 4, 4).is_err());
+        assert!(windows(10, 4, 0).is_err());
+        assert!(windows(10, 1, 1).is_err());
+        assert_eq!(windows(2, 4, 2).unwrap(), vec![(0, 2, 1)]);
+        for len in [0, 1] {
+            assert!(matches!(windows(len, 4, 2), Err(LlamaError::TooFewTokens { tokens, .. }) if tokens == len));
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!   attention comes from a [`distr_attn::ModelAttentionConfig`].
 //! - [`cache`]: the key/value cache, outside the module.
 //! - [`gguf`] and [`pretrained`]: weights from a llama.cpp GGUF file (dequantised) or a
-//!   Hugging Face checkpoint directory.
+//!   Hugging Face checkpoint directory, and a loaded model written out as such a directory.
 //! - [`tokenizer`]: byte-level BPE and the chat template.
 //! - [`sampling`] and [`generation`]: greedy / temperature / top-p decoding; [`evaluation`]:
 //!   perplexity pieces.
@@ -32,5 +32,5 @@ pub mod tokenizer;
 pub use cache::KvCache;
 pub use error::{LlamaError, Result};
 pub use model::{Llama, LlamaConfig};
-pub use pretrained::{load_pretrained, Pretrained};
+pub use pretrained::{export_hf, load_pretrained, ExportDtype, Pretrained};
 pub use tokenizer::{BpeTokenizer, ChatMessage, ChatTemplate, Tokenizer};

@@ -1,7 +1,8 @@
 //! Parity with Hugging Face `transformers` (fixtures from `fixtures/make_fixtures.py`), on
 //! NdArray: the real SmolLM2-135M-Instruct GGUF (logits, tokenizer, chat template) and a tiny
 //! random Llama saved as a sharded bfloat16 safetensors checkpoint (separate head, Llama 3
-//! RoPE scaling). Also: the KV-cache path against one full forward pass, and bad files.
+//! RoPE scaling). Also: the KV-cache path against one full forward pass, bad files, and
+//! Hugging Face directories written by `export_hf` (from the GGUF and from the tiny one).
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,8 @@ use burn::tensor::Tensor;
 use distr_attn::backends::NdArrayBackend as B;
 use distr_attn::{DistrAttentionConfig, ModelAttentionConfig};
 use distr_llama::gguf::GgufFile;
-use distr_llama::pretrained::{build_llama, GgufWeights, HfCheckpoint};
-use distr_llama::{BpeTokenizer, ChatMessage, Llama, LlamaError, Tokenizer};
+use distr_llama::pretrained::{build_llama, load_pretrained, GgufWeights, HfCheckpoint};
+use distr_llama::{BpeTokenizer, ChatMessage, ChatTemplate, ExportDtype, Llama, LlamaError, Pretrained, Tokenizer};
 use serde::Deserialize;
 
 const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -226,4 +227,107 @@ fn bad_files_are_errors_not_panics() {
     let shape = build_llama::<B>(&config, &checkpoint, &Default::default());
     assert!(matches!(shape, Err(LlamaError::BadShape { .. })));
     assert!(matches!(HfCheckpoint::open(&fixtures()), Err(LlamaError::Io { .. })));
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("distr-llama-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Tensor names and shapes of every `*.safetensors` file in `dir`.
+fn safetensors_shapes(dir: &Path) -> Vec<(String, Vec<usize>)> {
+    let mut shapes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "safetensors") {
+            let bytes = std::fs::read(&path).unwrap();
+            let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            shapes.extend(tensors.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())));
+        }
+    }
+    shapes.sort();
+    shapes
+}
+
+fn read_value(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn tiny_directory_reads_its_chat_template_and_exports_as_transformers_writes_it() {
+    let device = Default::default();
+    let tiny = fixtures().join("tiny-llama");
+    let original: Pretrained<B> = load_pretrained(&tiny, &device).unwrap();
+    // tokenizer_config.json's template, with its default system message.
+    let template = original.tokenizer.chat_template().expect("tokenizer_config.json has a chat template");
+    assert_eq!(template, &ChatTemplate::chatml(Some("You are a tiny test model.".into())));
+    assert_eq!(
+        template.render(&[ChatMessage::user("Hi")]),
+        "<|im_start|>system\nYou are a tiny test model.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let (_, reference) = tiny_model();
+    let expected = full_logits(&original.model, &reference.ids, &ModelAttentionConfig::exact());
+
+    // The fixture's weights are bfloat16, so both f32 and bf16 round trips are lossless.
+    for dtype in [ExportDtype::F32, ExportDtype::Bf16] {
+        let dir = temp_dir(&format!("tiny-export-{dtype:?}"));
+        original.export(&dir, dtype).unwrap();
+        // Tensor names and shapes, and config.json, as transformers wrote them for the fixture.
+        assert_eq!(safetensors_shapes(&dir), safetensors_shapes(&tiny));
+        let written = read_value(&dir.join("config.json"));
+        let mut by_transformers = read_value(&tiny.join("config.json"));
+        let by_transformers = by_transformers.as_object_mut().unwrap();
+        for key in ["transformers_version", "pad_token_id"] {
+            by_transformers.remove(key);
+        }
+        by_transformers.insert("dtype".into(), dtype.torch_name().into());
+        assert_eq!(written.as_object().unwrap(), by_transformers);
+
+        let exported: Pretrained<B> = load_pretrained(&dir, &device).unwrap();
+        assert_eq!(exported.config, original.config);
+        assert_eq!(exported.tokenizer.chat_template(), original.tokenizer.chat_template());
+        assert_eq!(exported.tokenizer.stop_ids(), original.tokenizer.stop_ids());
+        let text = "To be, or not to be: 12 ghosts.";
+        assert_eq!(exported.tokenizer.encode(text).unwrap(), original.tokenizer.encode(text).unwrap());
+        let logits = full_logits(&exported.model, &reference.ids, &ModelAttentionConfig::exact());
+        assert_eq!(logits, expected, "{dtype:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// f16 keeps 11 significant bits: weights move by up to 2^-12 relative, and the logits of
+/// 30 layers by about 1e-3 of their largest magnitude (1.1e-3 measured on NdArray).
+const F16_MAX_RELATIVE_ERROR: f32 = 5e-3;
+
+#[test]
+fn smollm2_exported_as_hf_directory_loads_and_matches_the_gguf() {
+    let reference: SmolReference = read_json("smollm2_reference.json");
+    let device = Default::default();
+    let gguf: Pretrained<B> = load_pretrained(&gguf_path(), &device).unwrap();
+    let dir = temp_dir("smollm2-export");
+    gguf.export(&dir, ExportDtype::F16).unwrap();
+    let hf: Pretrained<B> = load_pretrained(&dir, &device).unwrap();
+    assert_eq!(hf.config, gguf.config);
+
+    for text in &reference.tokenizer {
+        assert_eq!(hf.tokenizer.encode(&text.text).unwrap(), text.ids, "{:?}", text.text);
+    }
+    assert_eq!(hf.tokenizer.stop_ids(), gguf.tokenizer.stop_ids());
+    // --chat renders the same prompt from both, SmolLM2's default system message included.
+    let from_gguf = gguf.tokenizer.chat_template().unwrap().render(&reference.chat.messages);
+    let from_dir = hf.tokenizer.chat_template().expect("tokenizer_config.json has the chat template");
+    assert_eq!(from_dir.render(&reference.chat.messages), from_gguf);
+    assert_eq!(from_gguf, reference.chat.rendered);
+
+    let exact = ModelAttentionConfig::exact();
+    let prompt = &reference.prompts[0];
+    let expected = full_logits(&gguf.model, &prompt.ids, &exact);
+    let logits = full_logits(&hf.model, &prompt.ids, &exact);
+    let error = relative_error(&logits, &expected);
+    eprintln!("f16 export: relative logit error {error:.2e}");
+    assert!(error > 0.0 && error <= F16_MAX_RELATIVE_ERROR, "relative error {error}");
+    let predicted: Vec<u32> = logits.iter().map(|row| argmax(row)).collect();
+    assert_eq!(predicted, prompt.argmax, "argmax of {:?}", prompt.text);
+    std::fs::remove_dir_all(dir).unwrap();
 }

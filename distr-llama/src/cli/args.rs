@@ -6,11 +6,39 @@ use std::time::Instant;
 use burn::config::Config;
 use clap::{Args, ValueEnum};
 use distr_attn::backends::BackendKind;
-use distr_attn::{AttentionKind, DistrAttentionBackend, DistrAttentionConfig, ModelAttentionConfig, Representative};
+use distr_attn::{
+    AttentionKind, DistrAttentionBackend, DistrAttentionConfig, ModelAttentionConfig, Representative, MAX_BLOCK_ROWS,
+    MAX_GROUP_SIZE, MAX_NUM_PROJECTIONS,
+};
 
 use crate::checkpoint::{checkpoint_file, load_checkpoint};
 use crate::error::{LlamaError, Result};
+use crate::model::LlamaConfig;
 use crate::pretrained::{load_pretrained, Pretrained};
+
+/// An error naming `flag` and its `value` unless `ok`.
+pub(crate) fn require(ok: bool, flag: &'static str, value: impl std::fmt::Display, expected: impl Into<String>) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(LlamaError::Argument { flag, value: value.to_string(), expected: expected.into() })
+    }
+}
+
+/// Checks `plan` against the loaded model: one entry per layer when it lists layers, and
+/// group sizes that divide `head_dim`.
+pub(crate) fn check_plan(plan: &ModelAttentionConfig, config: &LlamaConfig) -> Result<()> {
+    for layer in 0..config.num_layers {
+        let op = plan.kind_for_layer(layer, config.num_layers)?.op_config();
+        if config.head_dim % op.group_size != 0 {
+            return Err(LlamaError::Config(format!(
+                "layer {layer}: group size {} does not divide the model's head_dim {}",
+                op.group_size, config.head_dim
+            )));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -100,7 +128,10 @@ pub struct AttentionArgs {
 }
 
 impl AttentionArgs {
+    /// The per-layer plan of the options; the DistrAttention parameters are range-checked
+    /// even when `--attention exact` leaves them unused.
     pub fn plan(&self) -> Result<ModelAttentionConfig> {
+        let op_config = self.op_config()?;
         if let Some(path) = &self.config {
             return ModelAttentionConfig::load(path)
                 .map_err(|e| LlamaError::Config(format!("cannot read attention config `{}`: {e}", path.display())));
@@ -108,15 +139,34 @@ impl AttentionArgs {
         Ok(match self.attention {
             AttentionChoice::Exact => ModelAttentionConfig::exact(),
             AttentionChoice::Distr => ModelAttentionConfig::new()
-                .with_default(AttentionKind::Distr(self.op_config()))
+                .with_default(AttentionKind::Distr(op_config))
                 .with_exact_first_layers(self.exact_first_layers)
                 .with_distr_decode(self.distr_decode),
         })
     }
 
-    /// The DistrAttention parameters of the options (`--attention` and `--config` aside).
-    pub fn op_config(&self) -> DistrAttentionConfig {
-        DistrAttentionConfig::new()
+    /// The DistrAttention parameters of the options (`--attention` and `--config` aside),
+    /// each checked against the range the op supports.
+    pub fn op_config(&self) -> Result<DistrAttentionConfig> {
+        require(
+            (1..=MAX_GROUP_SIZE).contains(&self.group_size),
+            "--group-size",
+            self.group_size,
+            format!("expected 1 to {MAX_GROUP_SIZE}, dividing the model's head_dim"),
+        )?;
+        require(
+            (1..=MAX_BLOCK_ROWS).contains(&self.block_rows),
+            "--block-rows",
+            self.block_rows,
+            format!("expected 1 to {MAX_BLOCK_ROWS}"),
+        )?;
+        require(
+            (1..=MAX_NUM_PROJECTIONS).contains(&self.num_projections),
+            "--num-projections",
+            self.num_projections,
+            format!("expected 1 to {MAX_NUM_PROJECTIONS}"),
+        )?;
+        Ok(DistrAttentionConfig::new()
             .with_group_size(self.group_size)
             .with_block_rows(self.block_rows)
             .with_num_projections(self.num_projections)
@@ -124,6 +174,6 @@ impl AttentionArgs {
                 RepresentativeChoice::Sample => Representative::Sample,
                 RepresentativeChoice::Mean => Representative::Mean,
                 RepresentativeChoice::Projected => Representative::Projected,
-            })
+            }))
     }
 }

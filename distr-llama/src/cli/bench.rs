@@ -13,6 +13,7 @@ use clap::Args;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde_json::json;
 
+use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::generation::host_row;
@@ -32,10 +33,10 @@ pub struct BenchArgs {
     /// Context lengths, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "512,2048,8192")]
     pub context: Vec<usize>,
-    /// Decode steps timed at the end of each context.
+    /// Decode steps timed at the end of each context (at least 1).
     #[arg(long, default_value_t = 32)]
     pub decode_tokens: usize,
-    /// Timed repetitions (best reported).
+    /// Timed repetitions (best reported; at least 1).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Text whose tokens form the prompts.
@@ -48,15 +49,35 @@ pub struct BenchArgs {
     pub random_weights: bool,
 }
 
+impl BenchArgs {
+    fn validate(&self) -> Result<(), LlamaError> {
+        require(!self.context.is_empty(), "--context", "(none)", "expected at least one context length")?;
+        require(self.decode_tokens >= 1, "--decode-tokens", self.decode_tokens, "expected at least 1")?;
+        require(self.repeats >= 1, "--repeats", self.repeats, "expected at least 1")?;
+        for &context in &self.context {
+            require(
+                context > self.decode_tokens,
+                "--context",
+                context,
+                format!("expected more than --decode-tokens {} (the prompt is the rest)", self.decode_tokens),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
+    args.validate()?;
+    let mut distr_args = args.attention.clone();
+    distr_args.attention = crate::cli::args::AttentionChoice::Distr;
+    let distr_plan = distr_args.plan()?;
     let pretrained = if args.random_weights {
         load_random::<B>(&args.model.model, 0, device)?
     } else {
         args.model.load::<B>(device)?
     };
-    let mut distr_args = args.attention.clone();
-    distr_args.attention = crate::cli::args::AttentionChoice::Distr;
-    let settings = [("exact", ModelAttentionConfig::exact()), ("distr", distr_args.plan()?)];
+    check_plan(&distr_plan, &pretrained.config)?;
+    let settings = [("exact", ModelAttentionConfig::exact()), ("distr", distr_plan)];
     let text = std::fs::read_to_string(&args.text).map_err(LlamaError::io(&args.text))?;
     let text_ids = pretrained.tokenizer.encode(&text)?;
     if text_ids.is_empty() {
@@ -65,13 +86,7 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
     let model = &pretrained.model;
     let mut rows = Vec::new();
     for &context in &args.context {
-        if context <= args.decode_tokens || context > model.max_seq_len {
-            return Err(format!(
-                "context {context} must exceed --decode-tokens {} and be at most {}",
-                args.decode_tokens, model.max_seq_len
-            )
-            .into());
-        }
+        require(context <= model.max_seq_len, "--context", context, format!("expected at most the model's {}", model.max_seq_len))?;
         let prompt: Vec<u32> = text_ids.iter().copied().cycle().take(context - args.decode_tokens).collect();
         for (name, plan) in &settings {
             let mut best = (f64::INFINITY, f64::INFINITY);

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::calibrate::{calibrate, AttentionFlops, CalibrationConfig};
+use crate::cli::args::require;
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::finetune::corpus::{text_files, tokenize_files};
 
@@ -44,10 +45,40 @@ pub struct CalibrateArgs {
     pub json: bool,
 }
 
+impl CalibrateArgs {
+    fn validate(&self) -> Result<(), crate::error::LlamaError> {
+        require(self.max_tokens >= 2, "--max-tokens", self.max_tokens, "expected at least 2")?;
+        require(self.context >= 2, "--context", self.context, "expected at least 2")?;
+        require(
+            self.max_perplexity_increase >= 0.0 && self.max_perplexity_increase.is_finite(),
+            "--max-perplexity-increase",
+            self.max_perplexity_increase,
+            "expected a finite number, at least 0",
+        )?;
+        require(!self.group_sizes.is_empty(), "--group-sizes", "(none)", "expected at least one group size")?;
+        for &group_size in &self.group_sizes {
+            require(
+                (2..=distr_attn::MAX_GROUP_SIZE).contains(&group_size),
+                "--group-sizes",
+                group_size,
+                format!("expected 2 to {}, dividing the model's head_dim", distr_attn::MAX_GROUP_SIZE),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
+    args.validate()?;
+    let base = args.attention.op_config()?;
     let pretrained = args.model.load::<B>(device)?;
     let mut ids = tokenize_files(&pretrained.tokenizer, &text_files(&args.text)?)?;
     ids.truncate(args.max_tokens);
+    // Windows hold min(context, tokens) tokens.
+    let max_seq_len = pretrained.config.max_seq_len;
+    if ids.len() > max_seq_len {
+        require(args.context <= max_seq_len, "--context", args.context, format!("expected at most the model's {max_seq_len}"))?;
+    }
     let config = CalibrationConfig::new()
         .with_max_perplexity_increase(args.max_perplexity_increase)
         .with_group_sizes(args.group_sizes.clone())
@@ -57,7 +88,7 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} trials (at most), {elapsed}")
             .map_err(|e| e.to_string())?,
     );
-    let calibration = calibrate(&pretrained.model, &ids, &args.attention.op_config(), &config, device, |trial| {
+    let calibration = calibrate(&pretrained.model, &ids, &base, &config, device, |trial| {
         progress.set_message(format!(
             "layer {} G={} perplexity {:.3} {}",
             trial.layer,

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::checkpoint::{checkpoint_file, save_checkpoint};
+use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::evaluation::{perplexity, Perplexity};
 use crate::finetune::corpus::{text_files, tokenize_files};
@@ -103,6 +104,26 @@ impl FinetuneArgs {
             .with_lora_rank(self.lora_rank)
             .with_lora_alpha(self.lora_alpha)
     }
+
+    /// Checks the flags before anything is loaded; returns the training configuration.
+    fn validate(&self) -> Result<FinetuneConfig, crate::error::LlamaError> {
+        require(
+            self.grad_clip >= 0.0 && self.grad_clip.is_finite(),
+            "--grad-clip",
+            self.grad_clip,
+            "expected a finite norm, or 0 for no clipping",
+        )?;
+        if !self.eval_text.is_empty() {
+            require(self.eval_tokens >= 2, "--eval-tokens", self.eval_tokens, "expected at least 2 with --eval-text")?;
+            require(self.eval_context >= 2, "--eval-context", self.eval_context, "expected at least 2")?;
+        }
+        if let Some(max) = self.max_train_tokens {
+            require(max >= self.seq_len, "--max-train-tokens", max, format!("expected at least --seq-len {}", self.seq_len))?;
+        }
+        let config = self.config();
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 pub fn run<B>(args: FinetuneArgs, device: &B::Device) -> Result<(), Box<dyn Error>>
@@ -110,9 +131,12 @@ where
     B: AutodiffBackend + DistrAttentionBackend,
     B::InnerBackend: DistrAttentionBackend,
 {
-    let pretrained = args.model.load::<B>(device)?;
+    let config = args.validate()?;
     let plan = args.attention.plan()?;
-    let config = args.config();
+    let pretrained = args.model.load::<B>(device)?;
+    check_plan(&plan, &pretrained.config)?;
+    let max_seq_len = pretrained.config.max_seq_len;
+    require(args.seq_len <= max_seq_len, "--seq-len", args.seq_len, format!("expected at most the model's {max_seq_len}"))?;
     let tokenizer = &pretrained.tokenizer;
     let mut train_ids = tokenize_files(tokenizer, &text_files(&args.train_text)?)?;
     if let Some(max) = args.max_train_tokens {
@@ -121,6 +145,11 @@ where
     let corpus = TokenCorpus::new(&train_ids, args.seq_len, args.seed)?;
     let mut eval_ids = tokenize_files(tokenizer, &text_files(&args.eval_text)?)?;
     eval_ids.truncate(args.eval_tokens);
+    // Evaluation windows hold min(eval_context, tokens) tokens.
+    if eval_ids.len() > max_seq_len {
+        let expected = format!("expected at most the model's {max_seq_len}");
+        require(args.eval_context <= max_seq_len, "--eval-context", args.eval_context, expected)?;
+    }
     eprintln!(
         "training on {} tokens ({} sequences of {}), {} steps of {} sequences; held-out {} tokens",
         train_ids.len(),

@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::Args;
 use distr_attn::DistrAttentionBackend;
 
+use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::generation::generate;
@@ -24,7 +25,7 @@ pub struct GenerateArgs {
     /// A user message, formatted with the model's chat template.
     #[arg(long)]
     pub chat: Option<String>,
-    /// Most tokens to generate.
+    /// Most tokens to generate (fewer when the model's context ends first).
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy.
@@ -38,9 +39,24 @@ pub struct GenerateArgs {
     pub seed: u64,
 }
 
+impl GenerateArgs {
+    fn validate(&self) -> Result<(), LlamaError> {
+        require(self.max_tokens >= 1, "--max-tokens", self.max_tokens, "expected at least 1")?;
+        require(
+            self.temperature >= 0.0 && self.temperature.is_finite(),
+            "--temperature",
+            self.temperature,
+            "expected a finite number, at least 0 (0 is greedy)",
+        )?;
+        require(self.top_p > 0.0 && self.top_p <= 1.0, "--top-p", self.top_p, "expected a probability in (0, 1]")
+    }
+}
+
 pub fn run<B: DistrAttentionBackend>(args: GenerateArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
-    let pretrained = args.model.load::<B>(device)?;
+    args.validate()?;
     let plan = args.attention.plan()?;
+    let pretrained = args.model.load::<B>(device)?;
+    check_plan(&plan, &pretrained.config)?;
     let tokenizer = &pretrained.tokenizer;
     let prompt = match (&args.prompt, &args.chat) {
         (Some(prompt), _) => prompt.clone(),
@@ -51,13 +67,25 @@ pub fn run<B: DistrAttentionBackend>(args: GenerateArgs, device: &B::Device) -> 
         (None, None) => return Err("give --prompt or --chat".into()),
     };
     let ids = tokenizer.encode(&prompt)?;
+    let max_seq_len = pretrained.model.max_seq_len;
+    if ids.len() > max_seq_len {
+        return Err(LlamaError::Context { tokens: ids.len(), max: max_seq_len }.into());
+    }
+    // The last generated token is never fed back, so it takes no position.
+    let max_tokens = args.max_tokens.min(max_seq_len + 1 - ids.len());
+    if max_tokens < args.max_tokens {
+        eprintln!(
+            "generating at most {max_tokens} tokens: the prompt's {} tokens leave no more room in the context of {max_seq_len}",
+            ids.len()
+        );
+    }
     let mut sampler = Sampler::new(args.temperature, args.top_p, args.seed);
     let mut decode = tokenizer.decode_stream();
     print!("{prompt}");
     let (_, stats) = generate(
         &pretrained.model,
         &ids,
-        args.max_tokens,
+        max_tokens,
         tokenizer.stop_ids(),
         &mut sampler,
         &plan,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use distr_attn::DistrAttentionBackend;
 
+use crate::cli::args::check_plan;
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::npy;
 use crate::tokenizer::Tokenizer;
@@ -25,8 +26,9 @@ pub struct LogitsArgs {
 }
 
 pub fn run<B: DistrAttentionBackend>(args: LogitsArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
-    let pretrained = args.model.load::<B>(device)?;
     let plan = args.attention.plan()?;
+    let pretrained = args.model.load::<B>(device)?;
+    check_plan(&plan, &pretrained.config)?;
     let ids = pretrained.tokenizer.encode(&args.prompt)?;
     let model = &pretrained.model;
     let logits = model.forward(model.tokens(&ids, device)?, &mut model.new_cache(), &plan)?;

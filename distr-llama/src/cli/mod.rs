@@ -1,10 +1,12 @@
-//! The `distr-llama` command line: `generate`, `logits`, `perplexity`, `bench`, `finetune` and
-//! `calibrate`, each on the backend named by `--backend` and with the attention chosen by the
-//! shared options.
+//! The `distr-llama` command line: `generate`, `logits`, `perplexity`, `bench`, `finetune`,
+//! `calibrate` and `export`, each on the backend named by `--backend` and (but `export`) with
+//! the attention chosen by the shared options. Numeric flags are range-checked before the
+//! model is loaded, and against it after.
 
 pub mod args;
 mod bench;
 mod calibrate;
+mod export;
 mod finetune;
 mod generate;
 mod logits;
@@ -44,6 +46,9 @@ pub enum Command {
     /// Choose per layer exact attention or DistrAttention with the largest group size that
     /// keeps perplexity within a budget; write the result as a --config file.
     Calibrate(calibrate::CalibrateArgs),
+    /// Write the model (with --checkpoint, the fine-tuned one) as a Hugging Face checkpoint
+    /// directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
+    Export(export::ExportArgs),
 }
 
 /// Runs the parsed command line.
@@ -55,6 +60,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Bench(args) => args.model.backend,
         Command::Calibrate(args) => args.model.backend,
         Command::Finetune(args) => args.model.backend,
+        Command::Export(args) => args.model.backend,
     };
     match cli.command {
         Command::Finetune(args) => run_training(args),
@@ -88,6 +94,7 @@ impl BackendRunner for CommandRunner {
             Command::Perplexity(args) => perplexity::run::<B>(args, &device),
             Command::Bench(args) => bench::run::<B>(args, &device),
             Command::Calibrate(args) => calibrate::run::<B>(args, &device),
+            Command::Export(args) => export::run::<B>(args, &device),
             Command::Finetune(_) => Err("finetune runs on an autodiff backend: see run_training".into()),
         }
     }

@@ -9,6 +9,7 @@ use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::evaluation::{score_window, windows};
@@ -23,13 +24,13 @@ pub struct PerplexityArgs {
     /// UTF-8 text file to score.
     #[arg(long)]
     pub text: PathBuf,
-    /// Score only the first N tokens of the text.
+    /// Score only the first N tokens of the text (at least 2).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Tokens per forward pass.
+    /// Tokens per forward pass (at least 2, at most the model's context).
     #[arg(long, default_value_t = 1024)]
     pub context: usize,
-    /// New tokens scored per window after the first (below --context); default context / 2.
+    /// New tokens scored per window after the first (1 to --context - 1); default context / 2.
     #[arg(long)]
     pub stride: Option<usize>,
     /// Also run exact attention and report top-1 agreement with it.
@@ -40,15 +41,42 @@ pub struct PerplexityArgs {
     pub json: bool,
 }
 
+impl PerplexityArgs {
+    /// Checks the numeric flags; returns the stride.
+    fn validate(&self) -> Result<usize, LlamaError> {
+        require(self.context >= 2, "--context", self.context, "expected at least 2 tokens")?;
+        let stride = self.stride.unwrap_or(self.context / 2);
+        require(
+            (1..self.context).contains(&stride),
+            "--stride",
+            stride,
+            format!("expected 1 to --context - 1 = {}", self.context - 1),
+        )?;
+        if let Some(max) = self.max_tokens {
+            require(max >= 2, "--max-tokens", max, "expected at least 2: the first token is never scored")?;
+        }
+        Ok(stride)
+    }
+}
+
 pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
-    let pretrained = args.model.load::<B>(device)?;
+    let stride = args.validate()?;
     let plan = args.attention.plan()?;
+    let pretrained = args.model.load::<B>(device)?;
+    check_plan(&plan, &pretrained.config)?;
     let text = std::fs::read_to_string(&args.text).map_err(LlamaError::io(&args.text))?;
     let mut ids = pretrained.tokenizer.encode(&text)?;
     if let Some(max) = args.max_tokens {
         ids.truncate(max);
     }
-    let stride = args.stride.unwrap_or((args.context / 2).max(1));
+    if ids.len() < 2 {
+        return Err(LlamaError::TooFewTokens { what: format!("`{}`", args.text.display()), tokens: ids.len(), needed: 2 }.into());
+    }
+    // Windows hold min(context, tokens) tokens.
+    let max_seq_len = pretrained.model.max_seq_len;
+    if ids.len() > max_seq_len {
+        require(args.context <= max_seq_len, "--context", args.context, format!("expected at most the model's {max_seq_len}"))?;
+    }
     let windows = windows(ids.len(), args.context, stride)?;
     let runs = if args.compare_exact { 2 } else { 1 };
     let progress = ProgressBar::new((windows.len() * runs) as u64).with_style(

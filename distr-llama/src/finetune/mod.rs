@@ -73,7 +73,8 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
-    fn check(&self) -> error::Result<()> {
+    /// Checks every parameter's range (what [`finetune`] would refuse).
+    pub fn validate(&self) -> error::Result<()> {
         let positive = [("steps", self.steps), ("batch_size", self.batch_size), ("lora_rank", self.lora_rank)];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(LlamaError::Config(format!("fine-tuning {name} must be positive")));
@@ -81,8 +82,20 @@ impl FinetuneConfig {
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(LlamaError::Config(format!("learning rate {} must be positive", self.learning_rate)));
         }
-        if let Some(norm) = self.grad_clip_norm.filter(|norm| !(*norm > 0.0)) {
+        if let Some(norm) = self.grad_clip_norm.filter(|norm| !(*norm > 0.0 && norm.is_finite())) {
             return Err(LlamaError::Config(format!("gradient clipping norm {norm} must be positive")));
+        }
+        if self.seq_len < 2 {
+            return Err(LlamaError::Config(format!("sequence length {}: need at least 2 tokens", self.seq_len)));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(LlamaError::Config(format!("weight decay {} must be at least 0", self.weight_decay)));
+        }
+        if !(0.0..=1.0).contains(&self.floor_ratio) {
+            return Err(LlamaError::Config(format!("floor ratio {} must lie in [0, 1]", self.floor_ratio)));
+        }
+        if !(self.lora_alpha > 0.0 && self.lora_alpha.is_finite()) {
+            return Err(LlamaError::Config(format!("LoRA alpha {} must be positive", self.lora_alpha)));
         }
         Ok(())
     }
@@ -135,7 +148,7 @@ where
     B: AutodiffBackend + DistrAttentionBackend,
     B::InnerBackend: DistrAttentionBackend,
 {
-    config.check()?;
+    config.validate()?;
     let teacher = (config.loss == Loss::Distill).then(|| model.valid());
     let lora = LoraConfig::new(config.lora_rank).with_alpha(config.lora_alpha);
     let mut model = trainable::prepare(model, config.train, &lora, device);

@@ -63,21 +63,28 @@ impl GgmlType {
         }
     }
 
-    /// Bytes that `elements` elements of this type occupy; `None` for unsupported types or
-    /// element counts that are not whole blocks.
-    pub fn byte_size(self, elements: usize) -> Option<usize> {
-        let (block_elements, block_bytes) = self.block_layout()?;
-        (elements % block_elements == 0).then(|| elements / block_elements * block_bytes)
+    /// Bytes that `elements` elements of this type occupy: an error for unsupported types,
+    /// element counts that are not whole blocks, and sizes beyond `usize`.
+    pub fn byte_size(self, tensor: &str, elements: usize) -> Result<usize> {
+        let (block_elements, block_bytes) = self.block_layout().ok_or_else(|| LlamaError::UnsupportedTensorType {
+            tensor: tensor.to_string(),
+            kind: self.name(),
+        })?;
+        if elements % block_elements != 0 {
+            return Err(LlamaError::Malformed(format!(
+                "tensor `{tensor}` ({}) has {elements} elements, not whole blocks of {block_elements}",
+                self.name()
+            )));
+        }
+        (elements / block_elements).checked_mul(block_bytes).ok_or_else(|| {
+            LlamaError::Malformed(format!("tensor `{tensor}` ({}) of {elements} elements overflows the byte size", self.name()))
+        })
     }
 }
 
 /// Dequantises `elements` elements of type `kind` from `bytes` (exactly their byte size).
 pub fn dequantize(tensor: &str, kind: GgmlType, bytes: &[u8], elements: usize) -> Result<Vec<f32>> {
-    let unsupported = || LlamaError::UnsupportedTensorType {
-        tensor: tensor.to_string(),
-        kind: kind.name(),
-    };
-    let size = kind.byte_size(elements).ok_or_else(unsupported)?;
+    let size = kind.byte_size(tensor, elements)?;
     if bytes.len() != size {
         return Err(LlamaError::Malformed(format!(
             "tensor `{tensor}` ({} x {elements}) needs {size} bytes, got {}",
@@ -109,7 +116,9 @@ pub fn dequantize(tensor: &str, kind: GgmlType, bytes: &[u8], elements: usize) -
                 push_nibbles(&mut out, &block[4..], |q| scale * q as f32 + min);
             }
         }
-        _ => return Err(unsupported()),
+        _ => {
+            return Err(LlamaError::UnsupportedTensorType { tensor: tensor.to_string(), kind: kind.name() })
+        }
     }
     Ok(out)
 }
@@ -160,5 +169,9 @@ mod tests {
         assert!(err.to_string().contains("Q4_K"), "{err}");
         assert!(dequantize("w", GgmlType::Q8_0, &[0; 33], 32).is_err());
         assert!(dequantize("w", GgmlType::Q8_0, &[0; 34], 31).is_err());
+        // usize::MAX / 32 blocks of 34 bytes do not fit in usize.
+        let err = GgmlType::Q8_0.byte_size("huge", usize::MAX / 32 * 32).unwrap_err();
+        assert!(matches!(err, LlamaError::Malformed(_)), "{err}");
+        assert_eq!(GgmlType::Q4_1.byte_size("w", 64).unwrap(), 40);
     }
 }

@@ -99,8 +99,11 @@ impl TensorInfo {
         self.dims.iter().rev().copied().collect()
     }
 
-    pub fn elements(&self) -> usize {
-        self.dims.iter().product()
+    /// The number of elements; an error when the product of the dimensions overflows.
+    pub fn elements(&self) -> Result<usize> {
+        self.dims.iter().try_fold(1usize, |product, &dim| product.checked_mul(dim)).ok_or_else(|| {
+            LlamaError::Malformed(format!("tensor `{}` dims {:?} overflow the element count", self.name, self.dims))
+        })
     }
 }
 
@@ -153,7 +156,11 @@ impl GgufFile {
                 return Err(LlamaError::Malformed(format!("tensor `{name}` has rank {rank}, at most 4 is allowed")));
             }
             let dims = (0..rank)
-                .map(|_| cursor.u64(&format!("dims of `{name}`")).map(|d| d as usize))
+                .map(|_| {
+                    let dim = cursor.u64(&format!("dims of `{name}`"))?;
+                    usize::try_from(dim)
+                        .map_err(|_| LlamaError::Malformed(format!("tensor `{name}` dimension {dim} exceeds usize")))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let kind = GgmlType(cursor.u32(&format!("type of `{name}`"))?);
             let offset = cursor.u64(&format!("offset of `{name}`"))?;
@@ -166,7 +173,9 @@ impl GgufFile {
                 LlamaError::Malformed(format!("general.alignment {value:?} is not a power of two"))
             })?,
         };
-        let data_start = (cursor.position as u64).div_ceil(alignment) * alignment;
+        let data_start = (cursor.position as u64).checked_next_multiple_of(alignment).ok_or_else(|| {
+            LlamaError::Malformed(format!("the data section start overflows at alignment {alignment}"))
+        })?;
         let file = Self { path, version, metadata, tensors, bytes, data_start };
         for info in file.tensors.values() {
             if info.offset % alignment != 0 {
@@ -212,14 +221,11 @@ impl GgufFile {
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let info = self.tensors.get(name).ok_or_else(|| LlamaError::MissingTensor(name.to_string()))?;
         let bytes = self.tensor_bytes(info)?;
-        Ok((dequantize(name, info.kind, bytes, info.elements())?, info.shape()))
+        Ok((dequantize(name, info.kind, bytes, info.elements()?)?, info.shape()))
     }
 
     fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
-        let size = info.kind.byte_size(info.elements()).ok_or_else(|| LlamaError::UnsupportedTensorType {
-            tensor: info.name.clone(),
-            kind: info.kind.name(),
-        })?;
+        let size = info.kind.byte_size(&info.name, info.elements()?)?;
         let len = self.bytes.len() as u64;
         let start = self.data_start.checked_add(info.offset);
         let end = start.and_then(|start| start.checked_add(size as u64));
@@ -254,7 +260,7 @@ impl Cursor<'_> {
             return Err(LlamaError::Truncated {
                 what: what.to_string(),
                 start: self.position as u64,
-                end: self.position as u64 + count as u64,
+                end: (self.position as u64).saturating_add(count as u64),
                 len: self.bytes.len() as u64,
             });
         };
@@ -366,6 +372,46 @@ pub(crate) mod tests {
             let result = GgufFile::parse("cut.gguf".into(), bytes[..len].to_vec());
             assert!(result.is_err(), "a file cut at {len} bytes parsed");
         }
+    }
+
+    /// A header with no metadata and one tensor `w` of GGML `dims` and type `kind` at
+    /// `offset`, followed by `data_len` zero bytes of data.
+    fn crafted_tensor(dims: &[u64], kind: u32, offset: u64, data_len: usize) -> Vec<u8> {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes());
+        bytes.extend(0u64.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes());
+        bytes.push(b'w');
+        bytes.extend((dims.len() as u32).to_le_bytes());
+        for dim in dims {
+            bytes.extend(dim.to_le_bytes());
+        }
+        bytes.extend(kind.to_le_bytes());
+        bytes.extend(offset.to_le_bytes());
+        bytes.resize(bytes.len().div_ceil(32) * 32 + data_len, 0);
+        bytes
+    }
+
+    #[test]
+    fn crafted_sizes_are_errors_not_overflows() {
+        let parse = |bytes: Vec<u8>| GgufFile::parse("crafted.gguf".into(), bytes);
+        // The header itself parses: one F32 [2, 3] tensor with its 24 bytes.
+        assert!(parse(crafted_tensor(&[3, 2], 0, 0, 24)).is_ok());
+        // 2^32 * 2^32 * 2^32 elements: the element count overflows.
+        let result = parse(crafted_tensor(&[1 << 32, 1 << 32, 1 << 32], 0, 0, 24));
+        assert!(matches!(&result, Err(LlamaError::Malformed(m)) if m.contains("element count")), "{result:?}");
+        // 2^62 F32 elements fit in usize, their 2^64 bytes do not.
+        let result = parse(crafted_tensor(&[1 << 62], 0, 0, 24));
+        assert!(matches!(&result, Err(LlamaError::Malformed(m)) if m.contains("byte size")), "{result:?}");
+        // An offset at the end of u64: data start + offset overflows.
+        let result = parse(crafted_tensor(&[3, 2], 0, u64::MAX - 31, 24));
+        assert!(matches!(result, Err(LlamaError::Truncated { .. })), "{result:?}");
+        // A tensor name claiming u64::MAX bytes: position + length overflows.
+        let mut bytes = crafted_tensor(&[3, 2], 0, 0, 24);
+        bytes[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let result = parse(bytes);
+        assert!(matches!(result, Err(LlamaError::Truncated { end: u64::MAX, .. })), "{result:?}");
     }
 
     #[test]

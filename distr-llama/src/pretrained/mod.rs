@@ -2,8 +2,10 @@
 //!
 //! Both are read through [`WeightSource`], which answers in Hugging Face tensor names and
 //! layout (`[out, in]` matrices, RoPE halves not interleaved); [`build_llama`] turns those
-//! into the Burn modules, checking every shape.
+//! into the Burn modules, checking every shape. [`export_hf`] writes a loaded model back out
+//! as a Hugging Face directory.
 
+mod export;
 mod gguf;
 mod hf;
 mod random;
@@ -15,6 +17,7 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::{Tensor, TensorData};
 use distr_attn::DistrAttentionBackend;
 
+pub use export::{export_hf, hf_config, ExportDtype};
 pub use gguf::GgufWeights;
 pub use hf::{read_config, HfCheckpoint};
 pub use random::RandomWeights;
@@ -33,6 +36,13 @@ pub struct Pretrained<B: DistrAttentionBackend> {
     pub config: LlamaConfig,
     pub model: Llama<B>,
     pub tokenizer: BpeTokenizer,
+}
+
+impl<B: DistrAttentionBackend> Pretrained<B> {
+    /// Writes this model as a Hugging Face checkpoint directory (see [`export_hf`]).
+    pub fn export(&self, dir: &Path, dtype: ExportDtype) -> Result<()> {
+        export_hf(&self.model, &self.config, &self.tokenizer, dir, dtype)
+    }
 }
 
 /// Loads a `.gguf` file or a Hugging Face checkpoint directory.

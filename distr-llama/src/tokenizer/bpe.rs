@@ -8,6 +8,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::AddedToken;
 
 use crate::error::{LlamaError, Result};
@@ -18,26 +19,38 @@ use crate::tokenizer::{ChatTemplate, Tokenizer};
 const CONTROL_TOKEN: u64 = 3;
 const USER_DEFINED_TOKEN: u64 = 4;
 
+/// Tokens that end generation wherever the vocabulary has them.
+const STOP_TOKENS: [&str; 4] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"];
+
 pub struct BpeTokenizer {
     inner: tokenizers::Tokenizer,
-    bos_id: Option<u32>,
     stop_ids: Vec<u32>,
     chat_template: Option<ChatTemplate>,
+    /// Beginning- and end-of-sequence tokens, as `tokenizer_config.json` names them.
+    bos_token: Option<String>,
+    eos_token: Option<String>,
 }
 
 impl BpeTokenizer {
-    /// Reads a Hugging Face `tokenizer.json`; stop tokens are `<|im_end|>`, `<|endoftext|>`,
-    /// `<|eot_id|>` and `<|end_of_text|>` where the vocabulary has them.
+    /// Reads a Hugging Face `tokenizer.json` and, when it lies beside it, the
+    /// `tokenizer_config.json` (end-of-sequence token; `chat_template`, else a
+    /// `chat_template.jinja` file). Stop tokens are the end-of-sequence token and those of
+    /// `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|end_of_text|>` in the vocabulary. With no
+    /// template given, a vocabulary with `<|im_start|>` gets plain ChatML.
     pub fn from_file(path: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| LlamaError::Tokenizer(format!("cannot read `{}`: {e}", path.display())))?;
-        let stop_ids = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"]
-            .iter()
-            .filter_map(|token| inner.token_to_id(token))
-            .collect();
-        let chat_template = inner.token_to_id("<|im_start|>").map(|_| ChatTemplate::chatml(None));
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let config = TokenizerConfig::read(dir)?;
+        let mut stop_ids: Vec<u32> = config.eos_token.iter().filter_map(|token| inner.token_to_id(token)).collect();
+        stop_ids.extend(STOP_TOKENS.iter().filter_map(|token| inner.token_to_id(token)));
+        stop_ids.dedup();
+        let chat_template = match &config.chat_template {
+            Some(jinja) => ChatTemplate::from_jinja(jinja),
+            None => inner.token_to_id("<|im_start|>").map(|_| ChatTemplate::chatml(None)),
+        };
         // A `tokenizer.json`'s post-processor adds BOS itself when the model wants one.
-        Ok(Self { inner, bos_id: None, stop_ids, chat_template })
+        Ok(Self { inner, stop_ids, chat_template, bos_token: config.bos_token, eos_token: config.eos_token })
     }
 
     /// Builds the tokenizer llama.cpp describes in the GGUF metadata (`tokenizer.ggml.*`).
@@ -94,21 +107,35 @@ impl BpeTokenizer {
             .collect();
         inner.add_special_tokens(&special);
 
-        let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let token = |key: &str| {
+            let id = u32::try_from(file.get(key).and_then(|v| v.as_u64())?).ok()?;
+            Some((id, inner.id_to_token(id)?))
+        };
+        let (bos, eos) = (token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"));
         let add_bos = file.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-        let mut stop_ids: Vec<u32> = id("tokenizer.ggml.eos_token_id").into_iter().collect();
-        stop_ids.extend(["<|im_end|>", "<|endoftext|>", "<|eot_id|>"].iter().filter_map(|t| inner.token_to_id(t)));
+        if let (true, Some((id, bos))) = (add_bos, &bos) {
+            // A post-processor, as a `tokenizer.json` has it, so that the file written by
+            // `save` adds BOS too.
+            let template_error = |e: String| LlamaError::Tokenizer(format!("BOS template: {e}"));
+            let processor = TemplateProcessing::builder()
+                .try_single(format!("{bos}:0 $A:0"))
+                .map_err(template_error)?
+                .try_pair(format!("{bos}:0 $A:0 {bos}:1 $B:1"))
+                .map_err(template_error)?
+                .special_tokens(vec![(bos.clone(), *id)])
+                .build()
+                .map_err(|e| template_error(e.to_string()))?;
+            inner.with_post_processor(Some(processor));
+        }
+        let (bos_token, eos_token) = (bos.map(|(_, token)| token), eos.map(|(_, token)| token));
+        let mut stop_ids: Vec<u32> = eos_token.iter().filter_map(|token| inner.token_to_id(token)).collect();
+        stop_ids.extend(STOP_TOKENS.iter().filter_map(|token| inner.token_to_id(token)));
         stop_ids.dedup();
         let chat_template = file
             .get("tokenizer.chat_template")
             .and_then(|v| v.as_str())
             .and_then(ChatTemplate::from_jinja);
-        Ok(Self {
-            inner,
-            bos_id: if add_bos { id("tokenizer.ggml.bos_token_id") } else { None },
-            stop_ids,
-            chat_template,
-        })
+        Ok(Self { inner, stop_ids, chat_template, bos_token, eos_token })
     }
 
     /// Writes the tokenizer as a Hugging Face `tokenizer.json` (for example to turn a GGUF
@@ -119,15 +146,42 @@ impl BpeTokenizer {
             .map_err(|e| LlamaError::Tokenizer(format!("cannot write `{}`: {e}", path.display())))
     }
 
+    /// Writes `tokenizer.json` and `tokenizer_config.json` (BOS and EOS tokens, the chat
+    /// template, `model_max_length`) into `dir`, as `transformers` reads them.
+    pub fn save_dir(&self, dir: &Path, model_max_length: usize) -> Result<()> {
+        self.save(&dir.join("tokenizer.json"))?;
+        let config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": model_max_length,
+            "chat_template": self.chat_template.as_ref().map(ChatTemplate::jinja),
+        });
+        let path = dir.join("tokenizer_config.json");
+        let text = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+        std::fs::write(&path, text + "\n").map_err(LlamaError::io(&path))
+    }
+
+    /// The id of the end-of-sequence token, when the model names one.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_token.as_deref().and_then(|token| self.inner.token_to_id(token))
+    }
+
+    /// The id of the beginning-of-sequence token, when the model names one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_token.as_deref().and_then(|token| self.inner.token_to_id(token))
+    }
+
     /// The model's chat format, when it has one.
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.chat_template.as_ref()
     }
 
     /// Incremental decoding for streaming: feed ids one by one, get text when it is whole
-    /// (a multi-byte character can span tokens).
+    /// (a multi-byte character can span tokens). Special tokens (`<|im_end|>`) give no text.
     pub fn decode_stream(&self) -> impl FnMut(u32) -> Result<Option<String>> + '_ {
-        let mut stream = self.inner.decode_stream(false);
+        let mut stream = self.inner.decode_stream(true);
         move |id| stream.step(id).map_err(|e| LlamaError::Tokenizer(format!("cannot decode id {id}: {e}")))
     }
 }
@@ -138,7 +192,7 @@ impl Tokenizer for BpeTokenizer {
             .inner
             .encode(text, true)
             .map_err(|e| LlamaError::Tokenizer(format!("cannot encode: {e}")))?;
-        Ok(self.bos_id.into_iter().chain(encoding.get_ids().iter().copied()).collect())
+        Ok(encoding.get_ids().to_vec())
     }
 
     fn decode(&self, ids: &[u32]) -> Result<String> {
@@ -149,5 +203,120 @@ impl Tokenizer for BpeTokenizer {
 
     fn stop_ids(&self) -> &[u32] {
         &self.stop_ids
+    }
+}
+
+/// What this crate reads from a `tokenizer_config.json` (and a `chat_template.jinja`).
+#[derive(Debug, Default)]
+struct TokenizerConfig {
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    chat_template: Option<String>,
+}
+
+impl TokenizerConfig {
+    /// The configuration in `dir`; empty when the directory has neither file.
+    fn read(dir: &Path) -> Result<Self> {
+        let mut config = Self::default();
+        let path = dir.join("tokenizer_config.json");
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).map_err(LlamaError::io(&path))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|source| LlamaError::Json { path: path.clone(), source })?;
+            // A special token is a string or an `AddedToken` object with a `content`.
+            let token = |key: &str| match &value[key] {
+                serde_json::Value::String(token) => Some(token.clone()),
+                other => other["content"].as_str().map(str::to_string),
+            };
+            config.bos_token = token("bos_token");
+            config.eos_token = token("eos_token");
+            config.chat_template = match &value["chat_template"] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(template) => Some(template.clone()),
+                // Several named templates: the `default` one is for plain chat.
+                serde_json::Value::Array(templates) => templates
+                    .iter()
+                    .find(|t| t["name"] == "default")
+                    .and_then(|t| t["template"].as_str())
+                    .map(str::to_string),
+                other => {
+                    return Err(LlamaError::Tokenizer(format!(
+                        "`{}`: chat_template is {other}, expected a string or a list of named templates",
+                        path.display()
+                    )))
+                }
+            };
+        }
+        let jinja = dir.join("chat_template.jinja");
+        if config.chat_template.is_none() && jinja.is_file() {
+            config.chat_template = Some(std::fs::read_to_string(&jinja).map_err(LlamaError::io(&jinja))?);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF image holding only tokenizer metadata: `<s>`, `a`, `b`, `ab`, one merge.
+    fn tokenizer_gguf(add_bos: bool) -> Vec<u8> {
+        fn string(bytes: &mut Vec<u8>, s: &str) {
+            bytes.extend((s.len() as u64).to_le_bytes());
+            bytes.extend(s.as_bytes());
+        }
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(0u64.to_le_bytes());
+        bytes.extend(7u64.to_le_bytes());
+        for (key, value) in [("tokenizer.ggml.model", "gpt2"), ("tokenizer.ggml.pre", "gpt2")] {
+            string(&mut bytes, key);
+            bytes.extend(8u32.to_le_bytes());
+            string(&mut bytes, value);
+        }
+        for (key, values) in [("tokenizer.ggml.tokens", &["<s>", "a", "b", "ab"][..]), ("tokenizer.ggml.merges", &["a b"][..])] {
+            string(&mut bytes, key);
+            bytes.extend(9u32.to_le_bytes());
+            bytes.extend(8u32.to_le_bytes());
+            bytes.extend((values.len() as u64).to_le_bytes());
+            for value in values {
+                string(&mut bytes, value);
+            }
+        }
+        string(&mut bytes, "tokenizer.ggml.token_type");
+        bytes.extend(9u32.to_le_bytes());
+        bytes.extend(5u32.to_le_bytes());
+        bytes.extend(4u64.to_le_bytes());
+        for kind in [CONTROL_TOKEN as i32, 1, 1, 1] {
+            bytes.extend(kind.to_le_bytes());
+        }
+        string(&mut bytes, "tokenizer.ggml.bos_token_id");
+        bytes.extend(4u32.to_le_bytes());
+        bytes.extend(0u32.to_le_bytes());
+        string(&mut bytes, "tokenizer.ggml.add_bos_token");
+        bytes.extend(7u32.to_le_bytes());
+        bytes.push(add_bos.into());
+        bytes
+    }
+
+    #[test]
+    fn bos_from_gguf_survives_tokenizer_json() {
+        let dir = std::env::temp_dir().join(format!("distr-llama-bos-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (add_bos, expected) in [(true, vec![0, 3]), (false, vec![3])] {
+            let file = GgufFile::parse("tokenizer.gguf".into(), tokenizer_gguf(add_bos)).unwrap();
+            let tokenizer = BpeTokenizer::from_gguf(&file).unwrap();
+            assert_eq!(tokenizer.encode("ab").unwrap(), expected, "add_bos {add_bos}");
+            assert_eq!(tokenizer.bos_id(), Some(0));
+            tokenizer.save_dir(&dir, 16).unwrap();
+            let from_file = BpeTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+            assert_eq!(from_file.encode("ab").unwrap(), expected, "add_bos {add_bos}, from tokenizer.json");
+            assert_eq!(from_file.bos_id(), Some(0));
+            // The stream skips the special token.
+            let mut decode = from_file.decode_stream();
+            let text: Vec<Option<String>> = [0, 3, 0].into_iter().map(|id| decode(id).unwrap()).collect();
+            assert_eq!(text, vec![None, Some("ab".to_string()), None]);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -23,6 +23,8 @@ pub enum ChatTemplate {
     ChatMl {
         /// Inserted first when the conversation does not start with a system message.
         default_system: Option<String>,
+        /// The Jinja source: the model's own, or one written for this format.
+        jinja: String,
     },
 }
 
@@ -30,8 +32,24 @@ const START: &str = "<|im_start|>";
 const END: &str = "<|im_end|>";
 
 impl ChatTemplate {
+    /// ChatML with `default_system`; its Jinja source is written in the form of SmolLM2's.
     pub fn chatml(default_system: Option<String>) -> Self {
-        Self::ChatMl { default_system }
+        let system = default_system.as_deref().map_or(String::new(), |system| {
+            let literal = system.replace('\\', "\\\\").replace('\'', "\\'");
+            format!(
+                "{{% if loop.first and messages[0]['role'] != 'system' %}}{{{{ '{START}system\n{literal}{END}\n' }}}}{{% endif %}}"
+            )
+        });
+        let jinja = format!(
+            "{{% for message in messages %}}{system}{{{{'{START}' + message['role'] + '\n' + message['content'] + '{END}' + '\n'}}}}{{% endfor %}}{{% if add_generation_prompt %}}{{{{ '{START}assistant\n' }}}}{{% endif %}}"
+        );
+        Self::ChatMl { default_system, jinja }
+    }
+
+    /// The Jinja source, as `tokenizer_config.json` stores it under `chat_template`.
+    pub fn jinja(&self) -> &str {
+        let Self::ChatMl { jinja, .. } = self;
+        jinja
     }
 
     /// Recognises a ChatML Jinja template, and the literal default system message in it.
@@ -46,12 +64,12 @@ impl ChatTemplate {
             // A literal message, not an expression that splices the user's own system message.
             (!content.contains(['{', '}', '\'', '"', '+'])).then(|| content.to_string())
         });
-        Some(Self::ChatMl { default_system })
+        Some(Self::ChatMl { default_system, jinja: template.to_string() })
     }
 
     /// The prompt for `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage]) -> String {
-        let Self::ChatMl { default_system } = self;
+        let Self::ChatMl { default_system, .. } = self;
         let mut prompt = String::new();
         let mut turn = |role: &str, content: &str| {
             prompt.push_str(&format!("{START}{role}\n{content}{END}\n"));
@@ -66,5 +84,31 @@ impl ChatTemplate {
         }
         prompt.push_str(&format!("{START}assistant\n"));
         prompt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SmolLM2-135M-Instruct's template, as its GGUF metadata holds it.
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn written_chatml_reads_back_as_the_same_template() {
+        let parsed = ChatTemplate::from_jinja(SMOLLM2).unwrap();
+        let ChatTemplate::ChatMl { default_system, .. } = &parsed;
+        assert_eq!(default_system.as_deref(), Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face"));
+        assert_eq!(parsed.jinja(), SMOLLM2);
+        // The template written for a default system message is SmolLM2's, character for character.
+        assert_eq!(ChatTemplate::chatml(default_system.clone()).jinja(), SMOLLM2);
+        for template in [ChatTemplate::chatml(None), ChatTemplate::chatml(Some("Be brief.".into()))] {
+            assert_eq!(ChatTemplate::from_jinja(template.jinja()).as_ref(), Some(&template));
+        }
+        let messages = [ChatMessage::user("Hi")];
+        assert_eq!(
+            ChatTemplate::chatml(None).render(&messages),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 }

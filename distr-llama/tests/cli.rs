@@ -1,0 +1,137 @@
+//! The `distr-llama` commands end to end on the tiny checkpoint directory
+//! (`fixtures/tiny-llama`: 2 layers, vocabulary 320, its own tokenizer), NdArray: every
+//! command runs, and bad numeric flags are errors that name the flag, not panics or NaN.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use distr_llama::cli::{run, Cli};
+
+fn tiny() -> String {
+    fixture("fixtures/tiny-llama")
+}
+
+fn fixture(relative: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative).display().to_string()
+}
+
+fn text() -> String {
+    fixture("data/hamlet-act1-scene1.md")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("distr-llama-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Parses and runs one command line; the error's message on failure.
+fn distr_llama(args: &[&str]) -> Result<(), String> {
+    let cli = Cli::try_parse_from(std::iter::once("distr-llama").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    run(cli).map_err(|e| e.to_string())
+}
+
+#[test]
+fn every_command_runs_on_the_tiny_checkpoint_directory() {
+    let dir = temp_dir("commands");
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (model, text) = (tiny(), text());
+    let ok = |args: &[&str]| distr_llama(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+
+    ok(&["generate", "--model", &model, "--prompt", "Who is there?", "--max-tokens", "4"]);
+    ok(&["generate", "--model", &model, "--chat", "Hi", "--max-tokens", "4", "--attention", "distr", "--block-rows", "8"]);
+    ok(&["generate", "--model", &model, "--prompt", "Nay", "--temperature", "0.8", "--top-p", "1", "--max-tokens", "3"]);
+    ok(&["logits", "--model", &model, "--prompt", "Long live the king", "--out", &path("logits.npy")]);
+    let tokenizer = distr_llama::BpeTokenizer::from_file(&Path::new(&model).join("tokenizer.json")).unwrap();
+    let seq = distr_llama::Tokenizer::encode(&tokenizer, "Long live the king").unwrap().len();
+    let npy = std::fs::metadata(path("logits.npy")).unwrap().len() as usize;
+    assert_eq!(npy - seq * 320 * 4, 128, "a 128-byte .npy header before [{seq}, 320] float32");
+    ok(&["perplexity", "--model", &model, "--text", &text, "--max-tokens", "64", "--context", "32", "--compare-exact", "--attention", "distr", "--json"]);
+    ok(&["bench", "--model", &model, "--text", &text, "--context", "16", "--decode-tokens", "2", "--repeats", "1", "--block-rows", "8"]);
+    ok(&["calibrate", "--model", &model, "--text", &text, "--max-tokens", "48", "--context", "24", "--group-sizes", "4,2", "--block-rows", "8", "--out", &path("plan.json")]);
+    ok(&["perplexity", "--model", &model, "--text", &text, "--max-tokens", "48", "--context", "24", "--config", &path("plan.json")]);
+    ok(&[
+        "finetune", "--model", &model, "--train-text", &text, "--max-train-tokens", "96", "--steps", "2", "--batch-size", "2",
+        "--seq-len", "16", "--warmup-steps", "1", "--eval-text", &text, "--eval-tokens", "32", "--eval-context", "16",
+    ]);
+    ok(&["export", "--model", &model, "--out", &path("exported"), "--dtype", "bf16"]);
+    ok(&["perplexity", "--model", &path("exported"), "--text", &text, "--max-tokens", "32", "--context", "16"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn perplexity_of_fewer_than_two_tokens_is_an_error_not_nan() {
+    let dir = temp_dir("short");
+    let one_token = dir.join("one.txt");
+    std::fs::write(&one_token, "a").unwrap();
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let model = tiny();
+    for text in [&one_token, &empty] {
+        let error = distr_llama(&["perplexity", "--model", &model, "--text", text.to_str().unwrap()]).unwrap_err();
+        assert!(error.contains("at least 2 are needed") && error.contains(text.to_str().unwrap()), "{error}");
+    }
+    for max in ["0", "1"] {
+        let error = distr_llama(&["perplexity", "--model", &model, "--text", &text(), "--max-tokens", max]).unwrap_err();
+        assert!(error.contains(&format!("invalid --max-tokens {max}")), "{error}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_numeric_flags_are_errors_naming_the_flag() {
+    let dir = temp_dir("flags");
+    let (model, text) = (tiny(), text());
+    let out = dir.join("out").display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["perplexity", "--text", &text, "--context", "0"], "invalid --context 0"),
+        (&["perplexity", "--text", &text, "--context", "1"], "invalid --context 1"),
+        (&["perplexity", "--text", &text, "--context", "8", "--stride", "0"], "invalid --stride 0"),
+        (&["perplexity", "--text", &text, "--context", "8", "--stride", "8"], "invalid --stride 8"),
+        (&["perplexity", "--text", &text, "--context", "8", "--stride", "9"], "invalid --stride 9"),
+        (&["perplexity", "--text", &text, "--context", "257"], "invalid --context 257: expected at most the model's 256"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "0"], "invalid --group-size 0"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "3"], "group size 3 does not divide"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--block-rows", "0"], "invalid --block-rows 0"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "0"], "invalid --num-projections 0"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "21"], "invalid --num-projections 21"),
+        (&["generate", "--prompt", "a", "--max-tokens", "0"], "invalid --max-tokens 0"),
+        (&["generate", "--prompt", "a", "--temperature=-1"], "invalid --temperature -1"),
+        (&["generate", "--prompt", "a", "--temperature", "NaN"], "invalid --temperature NaN"),
+        (&["generate", "--prompt", "a", "--top-p", "0"], "invalid --top-p 0"),
+        (&["generate", "--prompt", "a", "--top-p", "1.5"], "invalid --top-p 1.5"),
+        (&["logits", "--prompt", "a", "--out", &out, "--group-size", "65"], "invalid --group-size 65"),
+        (&["bench", "--text", &text, "--context", "16", "--decode-tokens", "0"], "invalid --decode-tokens 0"),
+        (&["bench", "--text", &text, "--context", "16", "--repeats", "0"], "invalid --repeats 0"),
+        (&["bench", "--text", &text, "--context", "16", "--decode-tokens", "16"], "invalid --context 16"),
+        (&["bench", "--text", &text, "--context", "512"], "invalid --context 512: expected at most the model's 256"),
+        (&["calibrate", "--text", &text, "--out", &out, "--context", "1"], "invalid --context 1"),
+        (&["calibrate", "--text", &text, "--out", &out, "--max-tokens", "1"], "invalid --max-tokens 1"),
+        (&["calibrate", "--text", &text, "--out", &out, "--group-sizes", "1"], "invalid --group-sizes 1"),
+        (&["calibrate", "--text", &text, "--out", &out, "--max-perplexity-increase=-0.5"], "invalid --max-perplexity-increase -0.5"),
+        (&["calibrate", "--text", &text, "--out", &out, "--context", "300"], "invalid --context 300"),
+        (&["finetune", "--train-text", &text, "--steps", "0"], "steps must be positive"),
+        (&["finetune", "--train-text", &text, "--batch-size", "0"], "batch_size must be positive"),
+        (&["finetune", "--train-text", &text, "--seq-len", "1"], "sequence length 1"),
+        (&["finetune", "--train-text", &text, "--seq-len", "512"], "invalid --seq-len 512"),
+        (&["finetune", "--train-text", &text, "--lr", "0"], "learning rate 0"),
+        (&["finetune", "--train-text", &text, "--grad-clip=-1"], "invalid --grad-clip -1"),
+        (&["finetune", "--train-text", &text, "--weight-decay=-1"], "weight decay -1"),
+        (&["finetune", "--train-text", &text, "--train", "lora", "--lora-rank", "0"], "lora_rank must be positive"),
+        (&["finetune", "--train-text", &text, "--eval-text", &text, "--eval-context", "1"], "invalid --eval-context 1"),
+        (&["finetune", "--train-text", &text, "--eval-text", &text, "--eval-tokens", "1"], "invalid --eval-tokens 1"),
+        (&["finetune", "--train-text", &text, "--seq-len", "16", "--max-train-tokens", "8"], "invalid --max-train-tokens 8"),
+    ];
+    for (args, expected) in cases {
+        let mut line = vec![args[0], "--model", &model];
+        line.extend(&args[1..]);
+        let error = distr_llama(&line).expect_err(&format!("{line:?} should fail"));
+        assert!(error.contains(expected), "{line:?}: `{error}` does not say `{expected}`");
+    }
+    // export refuses a directory that is not empty.
+    std::fs::write(dir.join("file"), "x").unwrap();
+    let error = distr_llama(&["export", "--model", &model, "--out", dir.to_str().unwrap()]).unwrap_err();
+    assert!(error.contains("is not empty"), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

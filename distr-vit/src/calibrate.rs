@@ -100,8 +100,18 @@ pub fn calibrate<B: DistrAttentionBackend>(
             expected: "at least one group size, each at least 2".into(),
         });
     };
+    if !(-1.0..=1.0).contains(&config.min_correlation) {
+        return Err(VitError::Config {
+            name: "min_correlation",
+            value: config.min_correlation.to_string(),
+            expected: "a Pearson correlation, in [-1, 1]".into(),
+        });
+    }
     let num_layers = model.backbone.blocks.len();
     let kind = |group_size: usize| AttentionKind::Distr(config.distr.clone().with_group_size(group_size));
+    for &group_size in &group_sizes {
+        model.backbone.check_attention(&ModelAttentionConfig::new().with_default(kind(group_size)))?;
+    }
 
     model.backbone.set_attention(&ModelAttentionConfig::exact())?;
     let exact = inputs
@@ -261,10 +271,16 @@ mod tests {
         let device = Default::default();
         let mut model = tiny_saliency_config().init::<B>(&device).unwrap();
         let input = Tensor::random([1, 3, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-        let config = CalibrationConfig::new().with_min_correlation(1.5);
-        let report = calibrate(&mut model, &[input], &config, |_, _| {}).unwrap();
+        // Only exact attention reaches a correlation of exactly 1.
+        let config = CalibrationConfig::new().with_min_correlation(1.0);
+        let report = calibrate(&mut model, &[input.clone()], &config, |_, _| {}).unwrap();
         assert!(report.layers.iter().all(|layer| layer.group_size.is_none()));
         assert_eq!(report.attention_flops_saved, 0.0);
         assert!(calibrate(&mut model, &[], &config, |_, _| {}).is_err());
+        // Budgets outside a correlation's range, and group sizes the heads cannot take.
+        let out_of_range = CalibrationConfig::new().with_min_correlation(1.5);
+        assert!(calibrate(&mut model, &[input.clone()], &out_of_range, |_, _| {}).is_err());
+        let indivisible = CalibrationConfig::new().with_group_sizes(vec![3]);
+        assert!(calibrate(&mut model, &[input], &indivisible, |_, _| {}).is_err());
     }
 }

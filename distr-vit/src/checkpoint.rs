@@ -56,6 +56,15 @@ pub fn load_checkpoint<B: DistrAttentionBackend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<SaliencyModel<B>, CheckpointError> {
+    // The recorder reads `path` with its extension replaced by `.mpk`; say so when that
+    // file is missing rather than report a file that may exist under another extension.
+    let file = path.with_extension("mpk");
+    if !file.is_file() {
+        return Err(CheckpointError::Load {
+            path: path.to_path_buf(),
+            message: format!("no such file {} (checkpoints are read with the .mpk extension)", file.display()),
+        });
+    }
     let expected = parameter_shapes(&model);
     let loaded = model
         .load_file(path.to_path_buf(), &CheckpointRecorder::new(), device)

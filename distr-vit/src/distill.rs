@@ -55,7 +55,9 @@ pub struct DistillationConfig {
 }
 
 impl DistillationConfig {
-    fn check(&self, num_images: usize) -> Result<(), VitError> {
+    /// Checks every value against its range, for a run over `num_images` training images
+    /// ([`distill`] calls it; callers may too, before the teacher's forward passes).
+    pub fn check(&self, num_images: usize) -> Result<(), VitError> {
         let invalid = |name: &'static str, value: String, expected: &str| {
             Err(VitError::Config {
                 name,

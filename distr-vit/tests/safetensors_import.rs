@@ -43,7 +43,16 @@ fn timm_vit_matches_timm_logits() {
 fn missing_and_misshapen_tensors_are_named() {
     let path = fixture("hf_dinov2/model.safetensors");
     let error = load_safetensors::<B>(&path, &VitConfig { num_layers: 3, ..tiny_dinov2() }, &Default::default()).unwrap_err();
-    assert!(matches!(&error, ImportError::Missing { tensor, .. } if tensor.starts_with("blocks.2.")), "{error}");
+    // The message names the checkpoint tensor that would have filled the parameter.
+    assert!(
+        matches!(&error, ImportError::Missing { tensor, source_name } if tensor.starts_with("blocks.2.") && source_name.starts_with("`encoder.layer.2.")),
+        "{error}"
+    );
+    let error = load_safetensors::<B>(&fixture("timm_vit/model.safetensors"), &VitConfig { num_layers: 3, ..tiny_timm() }, &Default::default()).unwrap_err();
+    assert!(
+        matches!(&error, ImportError::Missing { tensor, source_name } if tensor.starts_with("blocks.2.") && source_name.starts_with("`blocks.2.")),
+        "{error}"
+    );
     let error = load_safetensors::<B>(&path, &VitConfig { intermediate_size: 96, ..tiny_dinov2() }, &Default::default()).unwrap_err();
     assert!(matches!(&error, ImportError::Shape { tensor, .. } if tensor.contains("mlp.fc1")), "{error}");
     let error = load_safetensors::<B>(&fixture("no-such.safetensors"), &tiny_dinov2(), &Default::default()).unwrap_err();

@@ -65,6 +65,11 @@ struct Run {
 
 impl BenchArgs {
     pub fn run(self) -> CliResult<()> {
+        for (name, value) in [("--batch", self.batch), ("--iters", self.iters)] {
+            if value == 0 {
+                return Err(format!("{name} 0: expected at least 1").into());
+            }
+        }
         let plan = self.common.attention.plan()?;
         let backend = self.common.backend;
         backend.run(Run { args: self, plan })?
@@ -87,6 +92,7 @@ impl BackendRunner for Run {
         if self.args.onnx.is_none() {
             eprintln!("no --onnx: timing the vit_s_focus architecture with random weights");
         }
+        model.backbone.check_attention(&self.plan)?;
         let patch = model.backbone.patch_size;
         let mut timings = Vec::new();
         for &size in &self.args.sizes {

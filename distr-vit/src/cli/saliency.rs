@@ -60,7 +60,9 @@ impl BackendRunner for Run {
         let elapsed = start.elapsed();
         npy::write_f32(&self.args.out, &saliency, &shape)?;
         if let Some(png) = &self.args.png {
-            overlay(&input.padded, &saliency).save(png)?;
+            overlay(&input.padded, &saliency)
+                .save(png)
+                .map_err(|error| format!("cannot write {}: {error}", png.display()))?;
         }
         eprintln!(
             "wrote {} ({shape:?}, forward {:.1} ms)",

@@ -29,10 +29,17 @@ pub fn apply_checkpoint<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     let mut snapshots = Vec::with_capacity(expected.len());
     for parameter in &expected {
         let path = parameter.full_path();
-        let (source_name, data) = remapped.tensors.remove(&path).ok_or_else(|| ImportError::Missing {
-            tensor: path.clone(),
-            source_name: "(none)".into(),
-        })?;
+        let Some((source_name, data)) = remapped.tensors.remove(&path) else {
+            let names = remapped.source_names(&path);
+            return Err(ImportError::Missing {
+                source_name: if names.is_empty() {
+                    "nothing: no remap rule produces this parameter".into()
+                } else {
+                    names.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(" or ")
+                },
+                tensor: path,
+            });
+        };
         if data.shape != parameter.shape {
             return Err(ImportError::Shape {
                 tensor: path,

@@ -14,8 +14,9 @@ pub enum ImportError {
     /// The file is not a valid model of its format.
     #[error("cannot parse {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    /// The model needs a tensor the checkpoint does not have.
-    #[error("missing tensor `{tensor}` (checkpoint name `{source_name}`)")]
+    /// The model needs a tensor the checkpoint does not have; `source_name` says under which
+    /// name (or names, quoted) the checkpoint would have it.
+    #[error("missing tensor `{tensor}` (expected in the checkpoint as {source_name})")]
     Missing { tensor: String, source_name: String },
     /// A tensor has the wrong shape for the model.
     #[error("tensor `{tensor}` (checkpoint name `{source_name}`) has shape {actual:?}, the model expects {expected:?}")]

@@ -93,6 +93,102 @@ pub const SALIENCY_DECODER: &[Rule] = &[
     rule(r"^final_conv\.(weight|bias)$", "final_conv.$1", Keep),
 ];
 
+impl Rule {
+    /// The checkpoint name this rule renames to `target` (a parameter path without prefix),
+    /// if `target` is one of its results: the rule run backwards, for error messages.
+    pub fn source_name(&self, target: &str) -> Option<String> {
+        let pieces = pattern_pieces(self.pattern)?;
+        let groups: Vec<&str> = pieces.iter().filter_map(|piece| piece.group()).collect();
+        // The target as a regex: `$N` matches what group N of the pattern matches.
+        let mut target_regex = String::from("^");
+        let mut captured = Vec::new();
+        let mut rest = self.target;
+        while let Some(start) = rest.find(['$', '{']) {
+            target_regex.push_str(&regex::escape(&rest[..start]));
+            rest = &rest[start..];
+            if let Some(after) = rest.strip_prefix("{qkv}") {
+                target_regex.push_str("(?:query|key|value)");
+                rest = after;
+                continue;
+            }
+            let digits = rest[1..].chars().take_while(char::is_ascii_digit).count();
+            let index: usize = rest[1..1 + digits].parse().ok()?;
+            target_regex.push_str(&format!("({})", groups.get(index.checked_sub(1)?)?));
+            captured.push(index);
+            rest = &rest[1 + digits..];
+        }
+        target_regex.push_str(&regex::escape(rest));
+        target_regex.push('$');
+        let found = Regex::new(&target_regex).ok()?.captures(target)?;
+        let mut values = vec![None; groups.len()];
+        for (capture, &index) in captured.iter().enumerate() {
+            values[index - 1] = Some(found.get(capture + 1)?.as_str());
+        }
+        let mut group = 0;
+        let mut name = String::new();
+        for piece in &pieces {
+            match piece {
+                PatternPiece::Literal(text) => name.push_str(text),
+                PatternPiece::Group(_) => {
+                    name.push_str(values[group]?);
+                    group += 1;
+                }
+            }
+        }
+        Some(name)
+    }
+}
+
+/// A remap pattern split into literal text and capture groups.
+enum PatternPiece<'a> {
+    Literal(String),
+    Group(&'a str),
+}
+
+impl PatternPiece<'_> {
+    fn group(&self) -> Option<&str> {
+        match self {
+            PatternPiece::Group(text) => Some(text),
+            PatternPiece::Literal(_) => None,
+        }
+    }
+}
+
+/// `^a\.(\d+)\.b$` -> `a.`, group `\d+`, `.b`. Only the forms the tables use: anchors,
+/// escaped characters and unnested groups; anything else gives `None`.
+fn pattern_pieces(pattern: &str) -> Option<Vec<PatternPiece<'_>>> {
+    let body = pattern.strip_prefix('^')?.strip_suffix('$')?;
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut position = 0;
+    while let Some(character) = body[position..].chars().next() {
+        match character {
+            '\\' => {
+                let escaped = body[position + 1..].chars().next()?;
+                literal.push(escaped);
+                position += 1 + escaped.len_utf8();
+            }
+            '(' => {
+                let end = position + body[position..].find(')')?;
+                let group = &body[position + 1..end];
+                if group.contains('(') {
+                    return None;
+                }
+                pieces.push(PatternPiece::Literal(std::mem::take(&mut literal)));
+                pieces.push(PatternPiece::Group(group));
+                position = end + 1;
+            }
+            '.' | '*' | '+' | '?' | '[' | ']' | '|' | '{' | '}' | ')' | '^' | '$' => return None,
+            other => {
+                literal.push(other);
+                position += other.len_utf8();
+            }
+        }
+    }
+    pieces.push(PatternPiece::Literal(literal));
+    Some(pieces)
+}
+
 /// A checkpoint renamed to parameter paths.
 #[derive(Debug, Default)]
 pub struct Remapped {
@@ -100,6 +196,8 @@ pub struct Remapped {
     pub tensors: BTreeMap<String, (String, TensorData)>,
     /// Checkpoint names no rule matched.
     pub unused: Vec<String>,
+    /// The tables applied, with their source and target prefixes (for [`Self::source_names`]).
+    tables: Vec<(&'static [Rule], String, String)>,
 }
 
 impl Remapped {
@@ -109,10 +207,11 @@ impl Remapped {
     pub fn add(
         &mut self,
         checkpoint: &mut Checkpoint,
-        rules: &[Rule],
+        rules: &'static [Rule],
         source_prefix: &str,
         target_prefix: &str,
     ) -> Result<(), ImportError> {
+        self.tables.push((rules, source_prefix.to_string(), target_prefix.to_string()));
         let compiled: Vec<(Regex, &Rule)> = rules
             .iter()
             .map(|rule| (Regex::new(rule.pattern).expect("remap patterns are valid regexes"), rule))
@@ -147,6 +246,27 @@ impl Remapped {
             }
         }
         Ok(())
+    }
+}
+
+impl Remapped {
+    /// The checkpoint names that the tables applied so far would rename to parameter `path`,
+    /// in rule order (several where a format has two spellings, as Hugging Face's
+    /// `attention.attention.query` and `attention.q_proj`).
+    pub fn source_names(&self, path: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (rules, source_prefix, target_prefix) in &self.tables {
+            let Some(local) = path.strip_prefix(target_prefix.as_str()) else { continue };
+            for rule in rules.iter() {
+                if let Some(name) = rule.source_name(local) {
+                    let name = format!("{source_prefix}{name}");
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
     }
 }
 
@@ -201,4 +321,78 @@ fn split_qkv(name: &str, data: TensorData) -> Result<[TensorData; 3], ImportErro
         }
     };
     Ok([part(0)?, part(1)?, part(2)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renames `name` forwards with the first matching rule of `rules`, then back.
+    fn round_trip(rules: &[Rule], name: &str) -> (String, Option<String>) {
+        let rule = rules
+            .iter()
+            .find(|rule| Regex::new(rule.pattern).unwrap().is_match(name))
+            .unwrap_or_else(|| panic!("no rule for {name}"));
+        let target = Regex::new(rule.pattern).unwrap().replace(name, rule.target).replace("{qkv}", "key");
+        let back = rule.source_name(&target);
+        (target, back)
+    }
+
+    #[test]
+    fn every_rule_runs_backwards() {
+        let cases: [(&[Rule], &[&str]); 3] = [
+            (HF_DINOV2, &[
+                "embeddings.cls_token",
+                "embeddings.position_embeddings",
+                "embeddings.patch_embeddings.projection.bias",
+                "encoder.layer.11.norm2.weight",
+                "encoder.layer.3.norm1.bias",
+                "encoder.layer.0.attention.attention.value.weight",
+                "encoder.layer.7.attention.attention.query.bias",
+                "encoder.layer.2.attention.output.dense.weight",
+                "encoder.layer.2.attention.output.dense.bias",
+                "encoder.layer.5.attention.k_proj.weight",
+                "encoder.layer.5.attention.o_proj.bias",
+                "encoder.layer.10.layer_scale2.lambda1",
+                "encoder.layer.1.mlp.fc2.weight",
+                "encoder.layer.1.mlp.fc1.bias",
+                "layernorm.weight",
+                "layernorm.bias",
+            ]),
+            (TIMM_VIT, &[
+                "cls_token",
+                "pos_embed",
+                "patch_embed.proj.weight",
+                "blocks.4.norm1.weight",
+                "blocks.4.attn.qkv.weight",
+                "blocks.4.attn.qkv.bias",
+                "blocks.9.attn.proj.bias",
+                "blocks.9.ls1.gamma",
+                "blocks.0.mlp.fc2.bias",
+                "norm.bias",
+                "head.weight",
+            ]),
+            (SALIENCY_DECODER, &["upconv3.weight", "bn1.running_var", "bn2.weight", "final_conv.bias"]),
+        ];
+        for (rules, names) in cases {
+            for name in names {
+                let (target, back) = round_trip(rules, name);
+                assert_eq!(back.as_deref(), Some(*name), "{name} -> {target} -> {back:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_hugging_face_spellings_are_named() {
+        let mut remapped = Remapped::default();
+        remapped.add(&mut Checkpoint::default(), HF_DINOV2, "backbone.", "backbone.").unwrap();
+        assert_eq!(
+            remapped.source_names("backbone.blocks.4.attention.query.weight"),
+            vec![
+                "backbone.encoder.layer.4.attention.attention.query.weight".to_string(),
+                "backbone.encoder.layer.4.attention.q_proj.weight".to_string(),
+            ]
+        );
+        assert!(remapped.source_names("head.weight").is_empty());
+    }
 }

@@ -63,7 +63,7 @@ pub fn read_onnx(path: &Path) -> Result<Checkpoint, ImportError> {
     let [Some(cls), Some(grid)] = position else {
         return Err(ImportError::Missing {
             tensor: POSITION_NAME.into(),
-            source_name: format!("inputs of `{}` and `{}`", POSITION_CLS.0, POSITION_GRID.0),
+            source_name: format!("the inputs of nodes `{}` and `{}`", POSITION_CLS.0, POSITION_GRID.0),
         });
     };
     checkpoint.tensors.insert(POSITION_NAME.into(), concat_tokens(cls, grid)?);
@@ -87,7 +87,7 @@ impl Initializers<'_> {
     fn take(&mut self, name: &str) -> Result<TensorData, ImportError> {
         let tensor = self.tensors.remove(name).ok_or_else(|| ImportError::Missing {
             tensor: name.to_string(),
-            source_name: name.to_string(),
+            source_name: format!("initializer `{name}`"),
         })?;
         let data = TensorData::try_from(tensor).map_err(|error| ImportError::Parse {
             path: self.path.to_path_buf(),

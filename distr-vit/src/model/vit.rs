@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::{AttentionKind, AttentionProblem, DistrAttentionBackend, ModelAttentionConfig};
 
 use super::block::{Block, BlockShape};
 use super::config::VitConfig;
@@ -75,7 +75,7 @@ impl VitConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let grid = self.grid_size();
-        Ok(Vit {
+        let vit = Vit {
             patch_embed: PatchEmbed::new(self.num_channels, self.hidden_size, self.patch_size, device),
             cls_token: Param::from_tensor(Tensor::zeros([1, 1, self.hidden_size], device)),
             position_embedding: Param::from_tensor(Tensor::zeros([1, 1 + grid * grid, self.hidden_size], device)),
@@ -89,13 +89,34 @@ impl VitConfig {
             grid_size: grid,
             patch_size: self.patch_size,
             num_channels: self.num_channels,
-        })
+        };
+        vit.check_attention(&self.attention)?;
+        Ok(vit)
     }
 }
 
 impl<B: DistrAttentionBackend> Vit<B> {
-    /// Switches every block's attention to what `plan` says for its layer (weights kept).
+    /// Checks that `plan` fits this model (one entry per layer where it has per-layer
+    /// entries; every DistrAttention layer's parameters in range and its group size dividing
+    /// the head dimension) without running it, so that a bad plan fails before any work
+    /// rather than at the first approximate forward pass.
+    pub fn check_attention(&self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
+        let num_layers = self.blocks.len();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            if let AttentionKind::Distr(config) = plan.kind_for_layer(layer, num_layers)? {
+                let attention = &block.attention;
+                let device = attention.query.weight.device();
+                let probe = Tensor::<B, 4>::zeros([1, attention.n_heads, 1, attention.d_k], &device);
+                AttentionProblem::check(&probe, &probe, &probe, None, &config)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Switches every block's attention to what `plan` says for its layer (weights kept);
+    /// a plan that does not fit (see [`Self::check_attention`]) changes nothing.
     pub fn set_attention(&mut self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
+        self.check_attention(plan)?;
         let num_layers = self.blocks.len();
         for (layer, block) in self.blocks.iter_mut().enumerate() {
             block.attention.attention = plan.kind_for_layer(layer, num_layers)?;
@@ -124,7 +145,7 @@ impl<B: DistrAttentionBackend> Vit<B> {
     pub fn embed(&self, images: Tensor<B, 4>) -> Result<(Tensor<B, 3>, [usize; 2]), VitError> {
         let dims = images.dims();
         let [batch, channels, height, width] = dims;
-        if channels != self.num_channels || height < self.patch_size || width < self.patch_size {
+        if batch == 0 || channels != self.num_channels || height < self.patch_size || width < self.patch_size {
             return Err(VitError::InputShape {
                 actual: dims,
                 channels: self.num_channels,
@@ -147,5 +168,42 @@ impl<B: DistrAttentionBackend> Vit<B> {
             expected: "a model with a classification head".into(),
         })?;
         Ok(head.forward(self.forward(images)?.cls()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+    use distr_attn::DistrAttentionConfig;
+
+    use super::*;
+
+    type B = NdArray<f32>;
+
+    /// Head dimension 16 (hidden 32, 2 heads), 3 layers.
+    fn tiny() -> Vit<B> {
+        VitConfig::new(28, 7, 32, 3, 2, 64).init(&Default::default()).unwrap()
+    }
+
+    #[test]
+    fn bad_plans_fail_before_running_and_change_nothing() {
+        let mut vit = tiny();
+        let distr = |group_size| ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(group_size));
+        assert!(vit.check_attention(&distr(4)).is_ok());
+        for bad in [distr(3), distr(0), distr(32), ModelAttentionConfig::distr(DistrAttentionConfig::new().with_block_rows(0))] {
+            let error = vit.set_attention(&bad).unwrap_err();
+            assert!(matches!(error, VitError::Attention(_)), "{error}");
+        }
+        let wrong_layers = ModelAttentionConfig::exact().with_per_layer(vec![AttentionKind::Exact; 2]);
+        assert!(vit.set_attention(&wrong_layers).is_err());
+        assert!(vit.blocks.iter().all(|block| block.attention.attention == AttentionKind::Exact));
+        let config = VitConfig::new(28, 7, 32, 3, 2, 64).with_attention(distr(3));
+        assert!(config.init::<B>(&Default::default()).is_err());
+    }
+
+    #[test]
+    fn an_empty_batch_is_an_error() {
+        let images = Tensor::<B, 4>::zeros([0, 3, 28, 28], &Default::default());
+        assert!(matches!(tiny().forward(images), Err(VitError::InputShape { .. })));
     }
 }

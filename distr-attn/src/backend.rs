@@ -50,9 +50,9 @@ where
 /// permutation is computed from detached queries and so is a constant.
 impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {}
 
-/// The fused kernel (`kernels-cubecl`) when it covers the call; a mask tensor, f64 and the
-/// shapes and options outside the kernel's specialisations take the reference, with a log
-/// line saying why.
+/// The fused kernel (`kernels-cubecl`) when it covers the call; a mask tensor, f64, quiet
+/// softmax and the shapes and options outside the kernel's specialisations take the
+/// reference, with a log line saying why.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAttentionBackend
     for CubeBackend<R, F, I, BT>
 {

@@ -35,7 +35,9 @@ pub enum Grouping {
 
 /// Configuration of [`distr_attention`](crate::distr_attention).
 ///
-/// `group_size = 1` is exact attention; the other parameters are then ignored.
+/// `group_size = 1` is exact attention: `num_projections`, `seed`, `representative` and
+/// `grouping` are then ignored (and not validated). `block_rows` must still be in range: the
+/// fused kernel uses it as its query tile.
 #[derive(Config, Debug, PartialEq)]
 pub struct DistrAttentionConfig {
     /// Columns of Q fused per group; must divide the head dimension. Default: 2.

@@ -29,8 +29,8 @@ pub fn kernel_launches() -> usize {
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
 ///
 /// Errors (nothing launched) for what the kernel does not cover: f64, grouping other than
-/// [`Grouping::Lsh`], the `Projected` representative, and the head dims, group sizes and
-/// block rows outside its comptime specialisations.
+/// [`Grouping::Lsh`], the `Projected` representative, quiet softmax, and the head dims, group
+/// sizes and block rows outside its comptime specialisations.
 pub fn fused_forward<R: CubeRuntime>(
     query: CubeTensor<R>,
     key: CubeTensor<R>,
@@ -50,6 +50,13 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
     tensor_cores: bool,
 ) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
     let config = &problem.config;
+    if problem.quiet_softmax {
+        return Err(KernelError::Unsupported {
+            name: "quiet_softmax",
+            value: "true".into(),
+            expected: "false (quiet softmax runs on the reference)".into(),
+        });
+    }
     if !config.is_exact() && config.grouping != Grouping::Lsh {
         return Err(KernelError::Unsupported {
             name: "grouping",

@@ -31,8 +31,9 @@ pub struct DistrMultiHeadAttentionConfig {
     /// exactly zero weight, and fully masked rows give zeros. Default: -1.0e4
     #[config(default = -1.0e4)]
     pub min_float: f64,
-    /// Use "quiet softmax" (an implicit extra zero logit). Only exact attention supports it;
-    /// DistrAttention returns an error. Default: false
+    /// Use "quiet softmax" (an implicit extra zero logit), with exact attention and
+    /// DistrAttention alike. It runs on the tensor-op reference: the fused kernel does not
+    /// implement it. Default: false
     #[config(default = false)]
     pub quiet_softmax: bool,
     /// The initializer of the linear layers. Default: as `MultiHeadAttentionConfig`.
@@ -70,7 +71,7 @@ pub struct DistrMultiHeadAttention<B: DistrAttentionBackend> {
     pub n_kv_heads: usize,
     /// Size of each head.
     pub d_k: usize,
-    /// Quiet softmax (exact attention only).
+    /// Quiet softmax (an implicit extra zero logit).
     pub quiet_softmax: bool,
     /// The attention the scores are computed with.
     pub attention: AttentionKind,
@@ -195,9 +196,9 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
     ) -> Result<DistrMhaOutput<B>, DistrAttentionError> {
         let [batch_size, seq_length_1, _] = input.query.dims();
         let heads = self.heads(input)?;
-        let config = self.op_config()?;
+        let problem = self.problem(&heads)?;
         let context =
-            crate::distr_attention(heads.query, heads.key, heads.value, heads.mask, &config)?;
+            B::distr_attention_checked(heads.query, heads.key, heads.value, heads.mask, &problem);
         let context = context
             .swap_dims(1, 2)
             .reshape([batch_size, seq_length_1, self.d_model]);
@@ -214,14 +215,7 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         input: DistrMhaInput<B>,
     ) -> Result<Tensor<B, 4>, DistrAttentionError> {
         let heads = self.heads(input)?;
-        let config = self.op_config()?;
-        let problem = AttentionProblem::check(
-            &heads.query,
-            &heads.key,
-            &heads.value,
-            heads.mask.as_ref(),
-            &config,
-        )?;
+        let problem = self.problem(&heads)?;
         Ok(attention_probabilities(
             heads.query,
             heads.key,
@@ -230,70 +224,55 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         ))
     }
 
-    fn op_config(&self) -> Result<DistrAttentionConfig, DistrAttentionError> {
-        if self.quiet_softmax {
-            return Err(DistrAttentionError::InvalidParameter {
-                name: "quiet_softmax",
-                value: "true".into(),
-                expected: "false: DistrMultiHeadAttention uses the standard softmax".into(),
-            });
-        }
-        Ok(self.attention.op_config())
+    /// The validated op call on `heads`, with this module's attention and softmax.
+    fn problem(&self, heads: &Heads<B>) -> Result<AttentionProblem, DistrAttentionError> {
+        let problem = AttentionProblem::check(
+            &heads.query,
+            &heads.key,
+            &heads.value,
+            heads.mask.as_ref(),
+            &self.attention.op_config(),
+        )?;
+        Ok(problem.with_quiet_softmax(self.quiet_softmax))
     }
 
     fn heads(&self, input: DistrMhaInput<B>) -> Result<Heads<B>, DistrAttentionError> {
-        let [batch_size, seq_length_1, d_query] = input.query.dims();
-        let [key_batch, seq_length_2, d_key] = input.key.dims();
+        let query_dims = input.query.dims();
+        let key_dims = input.key.dims();
         let value_dims = input.value.dims();
-        let expected_kv = [batch_size, seq_length_2, self.d_model];
-        if d_query != self.d_model {
-            return Err(shape_error(
-                "query",
-                &input.query.dims(),
-                "[batch_size, seq_length_1, d_model]",
-                self.d_model,
-            ));
+        let [batch_size, _, d_query] = query_dims;
+        let [key_batch, _, d_key] = key_dims;
+        let d_model = self.d_model;
+        if d_query != d_model {
+            return Err(DistrAttentionError::Shape {
+                tensor: "query",
+                actual: query_dims.to_vec(),
+                expected: format!("[batch_size, seq_length_1, {d_model}] (d_model = {d_model})"),
+            });
         }
-        if key_batch != batch_size || d_key != self.d_model {
-            return Err(shape_error(
-                "key",
-                &input.key.dims(),
-                "[batch_size, seq_length_2, d_model]",
-                self.d_model,
-            ));
+        if key_batch != batch_size || d_key != d_model {
+            return Err(DistrAttentionError::Shape {
+                tensor: "key",
+                actual: key_dims.to_vec(),
+                expected: format!(
+                    "[{batch_size}, seq_length_2, {d_model}] (query is {query_dims:?})"
+                ),
+            });
         }
-        if value_dims != expected_kv {
-            return Err(shape_error(
-                "value",
-                &value_dims,
-                "the key's shape",
-                self.d_model,
-            ));
+        if value_dims != key_dims {
+            return Err(DistrAttentionError::Shape {
+                tensor: "value",
+                actual: value_dims.to_vec(),
+                expected: format!("the key's shape {key_dims:?}"),
+            });
         }
-        let mask = combine_masks(
-            input.mask_pad,
-            input.mask_attn,
-            [batch_size, seq_length_1, seq_length_2],
-        )?;
+        let mask = combine_masks(input.mask_pad, input.mask_attn, query_dims, key_dims)?;
         Ok(Heads {
             query: split_heads(self.query.forward(input.query), self.n_heads, self.d_k),
             key: split_heads(self.key.forward(input.key), self.n_kv_heads, self.d_k),
             value: split_heads(self.value.forward(input.value), self.n_kv_heads, self.d_k),
             mask,
         })
-    }
-}
-
-fn shape_error(
-    tensor: &'static str,
-    actual: &[usize],
-    expected: &str,
-    d_model: usize,
-) -> DistrAttentionError {
-    DistrAttentionError::Shape {
-        tensor,
-        actual: actual.to_vec(),
-        expected: format!("{expected} with d_model = {d_model}"),
     }
 }
 
@@ -312,15 +291,23 @@ fn split_heads<B: DistrAttentionBackend>(
 fn combine_masks<B: DistrAttentionBackend>(
     mask_pad: Option<Tensor<B, 2, Bool>>,
     mask_attn: Option<Tensor<B, 3, Bool>>,
-    [batch_size, seq_length_1, seq_length_2]: [usize; 3],
+    query_dims: [usize; 3],
+    key_dims: [usize; 3],
 ) -> Result<Option<Tensor<B, 4, Bool>>, DistrAttentionError> {
+    let [batch_size, seq_length_1, _] = query_dims;
+    let seq_length_2 = key_dims[1];
+    let mismatch = |tensor, actual: Vec<usize>, expected: Vec<usize>| DistrAttentionError::Shape {
+        tensor,
+        actual,
+        expected: format!("{expected:?} (query is {query_dims:?}, key is {key_dims:?})"),
+    };
     let pad = match mask_pad {
         Some(mask) if mask.dims() != [batch_size, seq_length_2] => {
-            return Err(DistrAttentionError::Shape {
-                tensor: "mask_pad",
-                actual: mask.dims().to_vec(),
-                expected: format!("[{batch_size}, {seq_length_2}]"),
-            })
+            return Err(mismatch(
+                "mask_pad",
+                mask.dims().to_vec(),
+                vec![batch_size, seq_length_2],
+            ))
         }
         Some(mask) => Some(mask.reshape([batch_size, 1, 1, seq_length_2]).expand([
             batch_size,
@@ -332,11 +319,11 @@ fn combine_masks<B: DistrAttentionBackend>(
     };
     let attn = match mask_attn {
         Some(mask) if mask.dims() != [batch_size, seq_length_1, seq_length_2] => {
-            return Err(DistrAttentionError::Shape {
-                tensor: "mask_attn",
-                actual: mask.dims().to_vec(),
-                expected: format!("[{batch_size}, {seq_length_1}, {seq_length_2}]"),
-            })
+            return Err(mismatch(
+                "mask_attn",
+                mask.dims().to_vec(),
+                vec![batch_size, seq_length_1, seq_length_2],
+            ))
         }
         Some(mask) => Some(mask.reshape([batch_size, 1, seq_length_1, seq_length_2])),
         None => None,
@@ -398,25 +385,187 @@ mod tests {
     }
 
     #[test]
-    fn distr_attention_with_grouped_query_heads_and_cross_attention() {
+    fn quiet_softmax_matches_burn_mha_from_the_same_record() {
         let device = Default::default();
+        let burn_mha = MultiHeadAttentionConfig::new(32, 4)
+            .with_dropout(0.0)
+            .with_quiet_softmax(true)
+            .init::<B>(&device);
+        let x = input([2, 9, 32]);
+        let mut padding = [[false; 9]; 2];
+        padding[1][5..].fill(true);
+        let pad = Tensor::<B, 2, Bool>::from_data(padding, &device);
+        let expected = burn_mha.forward(MhaInput::self_attn(x.clone()).mask_pad(pad.clone()));
+
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes = recorder.record(burn_mha.into_record(), ()).unwrap();
+        let distr = DistrMultiHeadAttentionConfig::new(32, 4)
+            .with_dropout(0.0)
+            .with_quiet_softmax(true)
+            .with_attention(AttentionKind::Exact)
+            .init::<B>(&device)
+            .unwrap()
+            .load_record(recorder.load(bytes, &device).unwrap());
+        let input = || DistrMhaInput::self_attn(x.clone()).mask_pad(pad.clone());
+        let context = distr.forward(input()).unwrap().context;
+        context
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.context.into_data(), Tolerance::absolute(1e-5));
+        let weights = distr.attention_weights(input()).unwrap();
+        // Quiet: the weights of a row sum to less than one.
+        let row_sums = weights
+            .clone()
+            .sum_dim(3)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(row_sums.iter().all(|&sum| sum < 1.0 - 1e-4), "{row_sums:?}");
+        weights
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.weights.into_data(), Tolerance::absolute(1e-5));
+
+        // DistrAttention runs it too (on the reference).
+        let mut grouped = distr;
+        grouped.attention = AttentionKind::Distr(DistrAttentionConfig::new().with_block_rows(8));
+        let quiet = grouped.forward(input()).unwrap().context;
+        grouped.quiet_softmax = false;
+        let standard = grouped.forward(input()).unwrap().context;
+        let difference = (quiet - standard).abs().max().into_scalar();
+        assert!(difference > 1e-3, "quiet softmax ignored: {difference}");
+    }
+
+    /// The module's weights, applied by hand: projections, heads, attention, output.
+    struct Projected {
+        query: Tensor<B, 4>,
+        key: Tensor<B, 4>,
+        value: Tensor<B, 4>,
+    }
+
+    fn project(
+        mha: &DistrMultiHeadAttention<B>,
+        [query, key, value]: [&Tensor<B, 3>; 3],
+    ) -> Projected {
+        let heads = |x: &Tensor<B, 3>, linear: &Linear<B>, count: usize| {
+            let [batch, seq, _] = x.dims();
+            let weight = linear.weight.val().unsqueeze_dim::<3>(0);
+            let bias = linear
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .reshape([1, 1, count * mha.d_k]);
+            (x.clone().matmul(weight) + bias)
+                .reshape([batch, seq, count, mha.d_k])
+                .swap_dims(1, 2)
+        };
+        Projected {
+            query: heads(query, &mha.query, mha.n_heads),
+            key: heads(key, &mha.key, mha.n_kv_heads),
+            value: heads(value, &mha.value, mha.n_kv_heads),
+        }
+    }
+
+    fn output_projection(mha: &DistrMultiHeadAttention<B>, heads: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, _, seq, _] = heads.dims();
+        let context = heads.swap_dims(1, 2).reshape([batch, seq, mha.d_model]);
+        let weight = mha.output.weight.val().unsqueeze_dim::<3>(0);
+        let bias = mha
+            .output
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .reshape([1, 1, mha.d_model]);
+        context.matmul(weight) + bias
+    }
+
+    /// Query head `h` reads key/value head `h / (n_heads / n_kv_heads)`: repeated kv heads.
+    fn repeat_heads(tensor: Tensor<B, 4>, repeats: usize) -> Tensor<B, 4> {
+        let [batch, heads, seq, dim] = tensor.dims();
+        let copies: Vec<Tensor<B, 4>> = (0..heads * repeats)
+            .map(|head| tensor.clone().narrow(1, head / repeats, 1))
+            .collect();
+        Tensor::cat(copies, 1).reshape([batch, heads * repeats, seq, dim])
+    }
+
+    fn padding_mask(batch: usize, seq: usize) -> Tensor<B, 2, Bool> {
+        let values: Vec<bool> = (0..batch * seq)
+            .map(|i| i / seq == 1 && i % seq >= seq - 6)
+            .collect();
+        Tensor::from_data(
+            burn::tensor::TensorData::new(values, [batch, seq]),
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn grouped_query_exact_attention_matches_a_plain_computation() {
+        let device = Default::default();
+        let mha = DistrMultiHeadAttentionConfig::new(32, 4)
+            .with_n_kv_heads(Some(2))
+            .with_dropout(0.0)
+            .with_attention(AttentionKind::Exact)
+            .init::<B>(&device)
+            .unwrap();
+        let [query, key] = [input([2, 5, 32]), input([2, 9, 32])];
+        let pad = padding_mask(2, 9);
+        let actual = mha
+            .forward(
+                DistrMhaInput::new(query.clone(), key.clone(), key.clone()).mask_pad(pad.clone()),
+            )
+            .unwrap()
+            .context;
+
+        let heads = project(&mha, [&query, &key, &key]);
+        let scores = heads
+            .query
+            .matmul(repeat_heads(heads.key, 2).swap_dims(2, 3))
+            .div_scalar((mha.d_k as f64).sqrt())
+            .mask_fill(pad.reshape([2, 1, 1, 9]).expand([2, 4, 5, 9]), -1.0e9);
+        let attended =
+            burn::tensor::activation::softmax(scores, 3).matmul(repeat_heads(heads.value, 2));
+        let expected = output_projection(&mha, attended);
+        actual
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn grouped_query_distr_attention_equals_repeated_key_value_heads() {
+        let device = Default::default();
+        let config = DistrAttentionConfig::new().with_block_rows(8);
         let mha = DistrMultiHeadAttentionConfig::new(64, 4)
             .with_n_kv_heads(Some(2))
-            .with_attention(AttentionKind::Distr(
-                DistrAttentionConfig::new().with_block_rows(8),
-            ))
+            .with_dropout(0.0)
+            .with_attention(AttentionKind::Distr(config.clone()))
             .init::<B>(&device)
             .unwrap();
         assert_eq!(mha.key.weight.dims(), [64, 32]);
-        let context = mha
-            .forward(DistrMhaInput::new(
-                input([3, 13, 64]),
-                input([3, 20, 64]),
-                input([3, 20, 64]),
-            ))
+        let [query, key, value] = [input([3, 13, 64]), input([3, 20, 64]), input([3, 20, 64])];
+        let pad = padding_mask(3, 20);
+        let actual = mha
+            .forward(
+                DistrMhaInput::new(query.clone(), key.clone(), value.clone()).mask_pad(pad.clone()),
+            )
             .unwrap()
             .context;
-        assert_eq!(context.dims(), [3, 13, 64]);
+        assert_eq!(actual.dims(), [3, 13, 64]);
+
+        // The op with as many key/value heads as query heads: no grouped-query mapping left.
+        let heads = project(&mha, [&query, &key, &value]);
+        let attended = crate::distr_attention(
+            heads.query,
+            repeat_heads(heads.key, 2),
+            repeat_heads(heads.value, 2),
+            Some(pad.reshape([3, 1, 1, 20])),
+            &config,
+        )
+        .unwrap();
+        let expected = output_projection(&mha, attended);
+        actual
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]
@@ -452,6 +601,46 @@ mod tests {
                 }
             ),
             "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("[1, 4]")
+                && message.contains("[1, 5]")
+                && message.contains("[1, 5, 32]"),
+            "{message}"
+        );
+        let error = mha
+            .forward(DistrMhaInput::new(
+                input([2, 5, 32]),
+                input([1, 6, 32]),
+                input([1, 6, 32]),
+            ))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, DistrAttentionError::Shape { tensor: "key", .. })
+                && message.contains("[1, 6, 32]")
+                && message.contains("[2, 5, 32]"),
+            "{message}"
+        );
+        let error = mha
+            .forward(DistrMhaInput::new(
+                input([1, 5, 32]),
+                input([1, 6, 32]),
+                input([1, 7, 32]),
+            ))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(
+                error,
+                DistrAttentionError::Shape {
+                    tensor: "value",
+                    ..
+                }
+            ) && message.contains("[1, 7, 32]")
+                && message.contains("[1, 6, 32]"),
+            "{message}"
         );
         // head_dim 8 is not divisible by group_size 16
         let grouped = init(DistrMultiHeadAttentionConfig::new(32, 4).with_attention(

@@ -29,8 +29,11 @@ pub struct AttentionProblem {
     pub value_dim: usize,
     /// Score scale (`config.scale` or `1/sqrt(head_dim)`).
     pub scale: f64,
-    /// The configuration, with every parameter in its supported range.
+    /// The configuration, with every parameter it uses in its supported range.
     pub config: DistrAttentionConfig,
+    /// Quiet softmax (an implicit extra zero logit, as Burn's `quiet_softmax`). `check` sets
+    /// it to false; [`AttentionProblem::with_quiet_softmax`] turns it on.
+    pub quiet_softmax: bool,
 }
 
 impl AttentionProblem {
@@ -108,7 +111,9 @@ impl AttentionProblem {
                 tensor: "query",
                 actual: query.dims().to_vec(),
                 expected: format!(
-                    "seq_q <= seq_k = {seq_k} for causal attention (queries are the last positions)"
+                    "seq_q <= seq_k = {seq_k} for causal attention (queries are the last \
+                     positions; key is {:?})",
+                    key.dims()
                 ),
             });
         }
@@ -119,7 +124,11 @@ impl AttentionProblem {
                 return Err(DistrAttentionError::Shape {
                     tensor: "mask",
                     actual: dims.to_vec(),
-                    expected: format!("a shape broadcastable to {target:?}"),
+                    expected: format!(
+                        "a shape broadcastable to {target:?} (query is {:?}, key is {:?})",
+                        query.dims(),
+                        key.dims()
+                    ),
                 });
             }
         }
@@ -141,7 +150,16 @@ impl AttentionProblem {
             value_dim,
             scale,
             config: config.clone(),
+            quiet_softmax: false,
         })
+    }
+
+    /// The same call with quiet softmax on or off: the weights of a query row are
+    /// `exp(s_j) / (1 + sum_k exp(s_k))`, so a row may give (almost) no weight to any key.
+    /// The fused kernel refuses it; backends then run the tensor-op reference.
+    pub fn with_quiet_softmax(mut self, quiet_softmax: bool) -> Self {
+        self.quiet_softmax = quiet_softmax;
+        self
     }
 
     /// Number of query blocks (the last one zero-padded).
@@ -169,7 +187,8 @@ fn check_config(config: &DistrAttentionConfig) -> Result<(), DistrAttentionError
     };
     range("group_size", config.group_size, MAX_GROUP_SIZE)?;
     range("block_rows", config.block_rows, MAX_BLOCK_ROWS)?;
-    if config.grouping == Grouping::Lsh {
+    // Exact attention hashes nothing: its projections are not read, so not checked.
+    if !config.is_exact() && config.grouping == Grouping::Lsh {
         range(
             "num_projections",
             config.num_projections,
@@ -186,5 +205,38 @@ fn check_dtype(tensor: &'static str, dtype: DType) -> Result<(), DistrAttentionE
             tensor,
             dtype: format!("{other:?}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::TestBackend;
+
+    fn check(config: &DistrAttentionConfig) -> Result<AttentionProblem, DistrAttentionError> {
+        let tensor = Tensor::<TestBackend, 4>::zeros([1, 1, 4, 8], &Default::default());
+        AttentionProblem::check(&tensor, &tensor, &tensor, None, config)
+    }
+
+    #[test]
+    fn exact_attention_ignores_the_hashing_parameters() {
+        for num_projections in [0, MAX_NUM_PROJECTIONS + 1] {
+            let exact = DistrAttentionConfig::exact().with_num_projections(num_projections);
+            assert!(
+                check(&exact).is_ok(),
+                "{num_projections} projections, exact"
+            );
+            let grouped = exact.with_group_size(2);
+            assert!(
+                matches!(
+                    check(&grouped),
+                    Err(DistrAttentionError::InvalidParameter {
+                        name: "num_projections",
+                        ..
+                    })
+                ),
+                "{num_projections} projections, group size 2"
+            );
+        }
     }
 }

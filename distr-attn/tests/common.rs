@@ -68,7 +68,27 @@ pub fn plain_attention(
     value_dim: usize,
     causal: bool,
 ) -> Vec<f32> {
+    let dims = [batch, heads, seq_q, head_dim];
     let scale = 1.0 / (head_dim as f64).sqrt();
+    plain_attention_scaled(
+        query, key, value, mask, dims, kv_heads, seq_k, value_dim, causal, scale,
+    )
+}
+
+/// [`plain_attention`] with the score scale `scale`.
+#[allow(clippy::too_many_arguments)]
+pub fn plain_attention_scaled(
+    query: &[f32],
+    key: &[f32],
+    value: &[f32],
+    mask: Option<&[bool]>,
+    [batch, heads, seq_q, head_dim]: [usize; 4],
+    kv_heads: usize,
+    seq_k: usize,
+    value_dim: usize,
+    causal: bool,
+    scale: f64,
+) -> Vec<f32> {
     let group = heads / kv_heads;
     let mut out = vec![0.0f32; batch * heads * seq_q * value_dim];
     for b in 0..batch {

@@ -160,3 +160,20 @@ fn public_op_on_fused_wgpu_takes_the_kernel_path() {
     let error = relative_error(&actual, &expected);
     assert!(error < 1e-4, "relative error {error:e}");
 }
+
+/// Quiet softmax is not in the kernel: it refuses before compiling anything, so the backends
+/// run the reference for it (checked on Wgpu by op_suite's quiet-softmax case).
+#[test]
+fn quiet_softmax_is_refused_by_the_kernel() {
+    let quiet = case([1, 2, 2, 70, 77, 64], 2, 64, false);
+    let device = Default::default();
+    let [query, key, value] = quiet.inputs(1).map(|(values, shape)| tensor::<Cube>(values, shape, &device));
+    let problem = AttentionProblem::check(&query, &key, &value, None, &quiet.config())
+        .unwrap()
+        .with_quiet_softmax(true);
+    let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
+    match fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, true) {
+        Err(reason) => assert!(reason.to_string().contains("quiet_softmax"), "{reason}"),
+        Ok(_) => panic!("the kernel ran a quiet-softmax call"),
+    }
+}

@@ -53,117 +53,230 @@ pub fn block_permutations<B: Backend>(
         }
         Grouping::IndexOrder => Tensor::zeros([batch, heads, num_blocks, head_dim], &device),
     };
+    sort_columns(keys)
+}
+
+/// Step 3: the permutation that sorts each block's columns by their keys `[batch, heads,
+/// blocks, head_dim]`, ties broken by the smaller column index.
+fn sort_columns<B: Backend>(keys: Tensor<B, 4, Int>) -> Tensor<B, 4, Int> {
+    let [batch, heads, num_blocks, head_dim] = keys.dims();
     // key * head_dim + column is unique per block, so the sort is deterministic on every
     // backend whatever its sort algorithm.
-    let columns = Tensor::<B, 1, Int>::arange(0..head_dim as i64, &device)
+    let columns = Tensor::<B, 1, Int>::arange(0..head_dim as i64, &keys.device())
         .reshape([1, 1, 1, head_dim])
         .expand([batch, heads, num_blocks, head_dim]);
     keys.mul_scalar(head_dim as i64).add(columns).argsort(3)
 }
 
-/// Step 4 as matrices: `one_hot[.., t, c] = 1` where `pi[t] = c`, reshaped to
-/// `[batch, heads, blocks, head_dim / group_size, group_size, head_dim]`: group `j`, member
-/// `m` is column `pi[j * group_size + m]`.
-pub(super) struct GroupMembership<B: Backend> {
-    one_hot: Tensor<B, 6>,
-}
-
-pub(super) fn group_membership<B: Backend>(
+/// Step 4: the columns of each group, `[batch, heads, blocks, head_dim / group_size,
+/// group_size, rows]`: member `m` of group `j` in block `n` is column `pi_n[j * group_size + m]`
+/// of `columns` `[batch, heads, sources, head_dim, rows]` (columns as vectors of their rows),
+/// taken from source `n` (the query blocks: `sources` = blocks) or from source 0 for every
+/// block (the keys: `sources` = 1).
+///
+/// A selection rather than a product with a 0/1 matrix: every entry is read only by its own
+/// group, so a NaN or Inf cannot spread to the other groups as `0 * NaN`.
+pub(super) fn group_columns<B: Backend>(
+    columns: Tensor<B, 5>,
     permutation: Tensor<B, 4, Int>,
-    problem: &AttentionProblem,
-) -> GroupMembership<B> {
-    let [batch, heads, num_blocks, head_dim] = permutation.dims();
-    let group_size = problem.config.group_size;
+    group_size: usize,
+) -> Tensor<B, 6> {
+    let [batch, heads, sources, head_dim, rows] = columns.dims();
+    let num_blocks = permutation.dims()[2];
     let device = permutation.device();
-    let shape = [batch, heads, num_blocks, head_dim, head_dim];
-    let columns = Tensor::<B, 1, Int>::arange(0..head_dim as i64, &device)
-        .reshape([1, 1, 1, 1, head_dim])
-        .expand(shape);
-    let one_hot = permutation
-        .unsqueeze_dim::<5>(4)
-        .expand(shape)
-        .equal(columns)
-        .float()
+    // Row of `columns` flattened to `[batch * heads * sources * head_dim, rows]` where the
+    // columns of (batch and head `bh`, block `n`) start.
+    let source = if sources == 1 {
+        Tensor::<B, 1, Int>::zeros([num_blocks], &device)
+    } else {
+        Tensor::arange(0..num_blocks as i64, &device)
+    };
+    let first_row = Tensor::<B, 1, Int>::arange(0..(batch * heads) as i64, &device)
+        .mul_scalar(sources as i64)
+        .reshape([batch, heads, 1, 1])
+        .add(source.reshape([1, 1, num_blocks, 1]))
+        .mul_scalar(head_dim as i64);
+    let rows_selected = permutation
+        .add(first_row)
+        .reshape([batch * heads * num_blocks * head_dim]);
+    columns
+        .reshape([batch * heads * sources * head_dim, rows])
+        .select(0, rows_selected)
         .reshape([
             batch,
             heads,
             num_blocks,
             head_dim / group_size,
             group_size,
-            head_dim,
-        ]);
-    GroupMembership { one_hot }
+            rows,
+        ])
 }
 
-impl<B: Backend> GroupMembership<B> {
-    /// `[batch, heads, blocks, head_dim, head_dim / group_size]`: column `c` to group `j`
-    /// with weight `weight` for the members selected by `members` (0..group_size).
-    fn selection(&self, members: std::ops::Range<usize>, weight: f64) -> Tensor<B, 5> {
-        let count = members.len();
-        self.one_hot
-            .clone()
-            .narrow(4, members.start, count)
-            .sum_dim(4)
-            .squeeze_dim::<5>(4)
-            .mul_scalar(weight)
-            .swap_dims(3, 4)
-    }
-}
-
-/// Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]`, column `j` the
-/// group's first column (`Sample`) or the mean of its columns (`Mean`, `Projected`).
+/// Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]` from the grouped
+/// query columns: column `j` is the group's first column (`Sample`) or the mean of its
+/// columns (`Mean`, `Projected`).
 pub(super) fn representative_queries<B: Backend>(
-    blocks: Tensor<B, 5>,
-    membership: &GroupMembership<B>,
+    query_groups: Tensor<B, 6>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 5> {
-    let group_size = problem.config.group_size;
-    let selection = match problem.config.representative {
-        Representative::Sample => membership.selection(0..1, 1.0),
-        Representative::Mean | Representative::Projected => {
-            membership.selection(0..group_size, 1.0 / group_size as f64)
-        }
+    let representatives = match problem.config.representative {
+        Representative::Sample => query_groups.narrow(4, 0, 1),
+        Representative::Mean | Representative::Projected => query_groups.mean_dim(4),
     };
-    let dtype = blocks.dtype();
-    blocks.matmul(selection.cast(dtype))
+    representatives.squeeze_dim::<5>(4).swap_dims(3, 4)
 }
 
-/// Step 6: K' `[batch, heads, blocks, seq_k, head_dim / group_size]`, column `j` the sum of
-/// the group's key columns, with the block's own permutation. For `Projected` each key column
-/// is weighted by its query column's least-squares coefficient on the representative.
+/// Step 6: K'^T `[batch, heads, blocks, head_dim / group_size, seq_k]`, row `j` the sum of the
+/// group's key columns, with the block's own permutation. For `Projected` each key column is
+/// weighted by its query column's least-squares coefficient on the representative.
 pub(super) fn fuse_keys<B: Backend>(
     key: Tensor<B, 4>,
-    blocks: Tensor<B, 5>,
+    permutation: Tensor<B, 4, Int>,
+    query_groups: Tensor<B, 6>,
     reduced_queries: Tensor<B, 5>,
-    membership: &GroupMembership<B>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 5> {
-    let [batch, heads, seq_k, head_dim] = key.dims();
-    let sums = membership
-        .selection(0..problem.config.group_size, 1.0)
-        .cast(key.dtype());
-    let fusion = match problem.config.representative {
-        Representative::Projected => {
-            let weights = projection_weights(blocks, reduced_queries, sums.clone());
-            sums * weights.swap_dims(3, 4)
-        }
-        Representative::Sample | Representative::Mean => sums,
+    let key_columns = key.swap_dims(2, 3).unsqueeze_dim::<5>(2);
+    let key_groups = group_columns(key_columns, permutation, problem.config.group_size);
+    let key_groups = match problem.config.representative {
+        Representative::Projected => key_groups * projection_weights(query_groups, reduced_queries),
+        Representative::Sample | Representative::Mean => key_groups,
     };
-    key.unsqueeze_dim::<5>(2)
-        .expand([batch, heads, problem.num_blocks(), seq_k, head_dim])
-        .matmul(fusion)
+    key_groups.sum_dim(4).squeeze_dim::<5>(4)
 }
 
-/// `<q_c, r_c> / <r_c, r_c>` over the block's rows, `[batch, heads, blocks, 1, head_dim]`,
-/// where `r_c` is the representative of column `c`'s group; 0 where the representative is zero.
+/// `<q_c, r> / <r, r>` over the block's rows for each column `c` of a group with
+/// representative `r`, `[batch, heads, blocks, head_dim / group_size, group_size, 1]`; 0 where
+/// the representative is zero.
+///
+/// Rows where `q_c * r` or `r * r` is not finite are left out of both sums: the weights are
+/// shared by the whole block, and a NaN or Inf in one query row must not reach the keys that
+/// the block's other rows use.
 fn projection_weights<B: Backend>(
-    blocks: Tensor<B, 5>,
+    query_groups: Tensor<B, 6>,
     reduced_queries: Tensor<B, 5>,
-    sums: Tensor<B, 5>,
-) -> Tensor<B, 5> {
-    // Each column's own representative, `[batch, heads, blocks, block_rows, head_dim]`.
-    let representatives = reduced_queries.matmul(sums.swap_dims(3, 4));
-    let along = (blocks * representatives.clone()).sum_dim(3);
-    let length = representatives.powi_scalar(2).sum_dim(3);
+) -> Tensor<B, 6> {
+    let representatives = reduced_queries
+        .swap_dims(3, 4)
+        .unsqueeze_dim::<6>(4)
+        .expand(query_groups.dims());
+    let along = query_groups * representatives.clone();
+    let length = representatives.powi_scalar(2);
+    let left_out = along
+        .clone()
+        .is_finite()
+        .bool_and(length.clone().is_finite())
+        .bool_not();
+    let along = along.mask_fill(left_out.clone(), 0.0).sum_dim(5);
+    let length = length.mask_fill(left_out, 0.0).sum_dim(5);
     along / length.clamp_min(f32::MIN_POSITIVE as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::TestBackend;
+    use crate::DistrAttentionConfig;
+
+    fn to_i64(tensor: Tensor<TestBackend, 4, Int>) -> Vec<i64> {
+        tensor.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+    }
+
+    /// Inverse Gray code, bit by bit: bit `p` of the result is the parity of bits `p..` of `g`.
+    fn inverse_gray_of(gray: i64) -> i64 {
+        let mut binary = 0;
+        let mut parity = 0;
+        for bit in (0..63).rev() {
+            parity ^= (gray >> bit) & 1;
+            binary |= parity << bit;
+        }
+        binary
+    }
+
+    /// Sorts `0..keys.len()` by key, ties by the smaller index.
+    fn sorted_by(keys: &[i64]) -> Vec<i64> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&column| (keys[column], column));
+        order.into_iter().map(|column| column as i64).collect()
+    }
+
+    #[test]
+    fn ties_are_broken_by_the_smaller_column_index() {
+        let keys =
+            Tensor::<TestBackend, 1, Int>::from_ints([5, 1, 5, 0, 1, 5, 0, 2], &Default::default())
+                .reshape([1, 1, 1, 8]);
+        assert_eq!(to_i64(sort_columns(keys)), vec![3, 6, 1, 4, 7, 0, 2, 5]);
+    }
+
+    /// Steps 1-3 on a hand-made query of 6 rows in blocks of 4 (the second block padded with
+    /// two zero rows), against codes, inverse Gray keys and a stable sort computed here in
+    /// plain Rust from the same hyperplanes.
+    #[test]
+    fn permutation_sorts_columns_by_inverse_gray_key_then_index() {
+        let (block_rows, num_projections, head_dim) = (4, 3, 8);
+        // Columns: 1 and 2 repeat column 0 (scaled by 1 and 2: same codes, so ties), 3 is its
+        // negation; 5 is zero in the second block and 7 in the first (code 0 there).
+        #[rustfmt::skip]
+        let rows: [[f32; 8]; 6] = [
+            [ 1.0,  1.0,  2.0, -1.0,  0.3, -1.0,  2.0, 0.0],
+            [-2.0, -2.0, -4.0,  2.0,  1.0,  0.2,  1.0, 0.0],
+            [ 0.5,  0.5,  1.0, -0.5, -1.0,  2.0,  1.0, 0.0],
+            [ 3.0,  3.0,  6.0, -3.0,  2.0, -0.7, -1.0, 0.0],
+            [ 1.0,  1.0,  2.0, -1.0, -1.0,  0.0,  3.0, 0.4],
+            [ 2.0,  2.0,  4.0, -2.0,  0.5,  0.0, -2.0, 1.0],
+        ];
+        let config = DistrAttentionConfig::new()
+            .with_block_rows(block_rows)
+            .with_num_projections(num_projections)
+            .with_seed(1);
+        let device = Default::default();
+        let query = Tensor::<TestBackend, 2>::from_data(rows, &device).reshape([1, 1, 6, head_dim]);
+        let problem = AttentionProblem::check(&query, &query, &query, None, &config).unwrap();
+        let actual = to_i64(block_permutations(
+            split_blocks(query, block_rows),
+            &problem,
+        ));
+
+        let planes = hyperplanes(config.seed, num_projections, block_rows);
+        let mut discriminating = false;
+        for block in 0..2 {
+            let codes: Vec<i64> = (0..head_dim)
+                .map(|column| {
+                    (0..num_projections)
+                        .filter(|&plane| {
+                            let dot: f64 = (0..block_rows)
+                                .filter_map(|row| {
+                                    rows.get(block * block_rows + row).map(|r| (row, r))
+                                })
+                                .map(|(row, r)| {
+                                    r[column] as f64 * planes[plane * block_rows + row] as f64
+                                })
+                                .sum();
+                            dot > 0.0
+                        })
+                        .map(|plane| 1i64 << plane)
+                        .sum()
+                })
+                .collect();
+            let keys: Vec<i64> = codes.iter().map(|&code| inverse_gray_of(code)).collect();
+            let expected = sorted_by(&keys);
+            assert_eq!(
+                &actual[block * head_dim..][..head_dim],
+                &expected[..],
+                "block {block}: codes {codes:?}, keys {keys:?}"
+            );
+            // Columns 0, 1, 2 tie: they must follow each other in index order.
+            let position = |column: i64| expected.iter().position(|&c| c == column).unwrap();
+            assert_eq!(
+                [position(1), position(2)],
+                [position(0) + 1, position(0) + 2]
+            );
+            // The case must tell the inverse Gray key from the raw code.
+            discriminating |= sorted_by(&codes) != expected;
+        }
+        assert!(
+            discriminating,
+            "sorting by raw codes gives the same permutations"
+        );
+    }
 }

@@ -2,8 +2,9 @@
 //! step by step and with the same names. It runs on every backend, is differentiable through
 //! `Autodiff`, and is the oracle the fused kernels are tested against.
 //!
-//! Memory: it materialises the `[batch, heads, seq_q, seq_k]` scores, and the fused keys of
-//! every query block (`[batch, heads, blocks, seq_k, head_dim / group_size]`).
+//! Memory: it materialises the `[batch, heads, seq_q, seq_k]` scores, and the permuted keys
+//! of every query block (`[batch, heads, blocks, seq_k, head_dim]`) that it sums into the
+//! fused keys.
 
 mod grouping;
 mod hashing;
@@ -16,7 +17,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, FloatDType, Tensor};
 
 use crate::AttentionProblem;
-use grouping::{fuse_keys, group_membership, representative_queries};
+use grouping::{fuse_keys, group_columns, representative_queries};
 
 /// The op's output `[batch, heads, seq_q, value_dim]`, in the query's dtype.
 pub fn distr_attention_reference<B: Backend>(
@@ -27,8 +28,10 @@ pub fn distr_attention_reference<B: Backend>(
     problem: &AttentionProblem,
 ) -> Tensor<B, 4> {
     let dtype = query.dtype();
+    let mask = softmax::combined_mask(mask, problem, &query.device());
     let value = repeat_kv_heads(to_accumulation(value), problem);
-    let probabilities = attention_probabilities(query, key, mask, problem);
+    let value = zero_unread_values(value, mask.as_ref());
+    let probabilities = masked_probabilities(query, key, mask, problem);
     from_accumulation(probabilities.matmul(value), dtype)
 }
 
@@ -40,11 +43,36 @@ pub fn attention_probabilities<B: Backend>(
     mask: Option<Tensor<B, 4, Bool>>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 4> {
+    let mask = softmax::combined_mask(mask, problem, &query.device());
+    masked_probabilities(query, key, mask, problem)
+}
+
+/// [`attention_probabilities`] with the user's and the causal mask already combined.
+fn masked_probabilities<B: Backend>(
+    query: Tensor<B, 4>,
+    key: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    problem: &AttentionProblem,
+) -> Tensor<B, 4> {
     let query = to_accumulation(query);
     let key = repeat_kv_heads(to_accumulation(key), problem);
     let scores = scores(query, key, problem).mul_scalar(problem.scale);
-    let mask = softmax::combined_mask(mask, problem, &scores.device());
-    softmax::masked_softmax(scores, mask)
+    softmax::masked_softmax(scores, mask, problem.quiet_softmax)
+}
+
+/// Values `[batch, heads, seq_k, value_dim]` with the rows of keys that every query row masks
+/// (padding) set to zero. Masked keys get weight exactly zero, but `P V` is a product: without
+/// this, a NaN or Inf stored at a padded position would reach every row as `0 * NaN`.
+fn zero_unread_values<B: Backend>(
+    value: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 4> {
+    let Some(mask) = mask else {
+        return value;
+    };
+    let shape = value.dims();
+    let unread = mask.clone().all_dim(2).swap_dims(2, 3).expand(shape);
+    value.mask_fill(unread, 0.0)
 }
 
 /// Step 7's `Q' K'^T` before scaling, `[batch, heads, seq_q, seq_k]`.
@@ -63,15 +91,26 @@ fn scores<B: Backend>(
     let blocks = split_blocks(query, block_rows);
     // Steps 2-3: one column permutation per block (from detached queries: a constant).
     let permutation = block_permutations(blocks.clone().detach(), problem);
-    // Step 4: groups of `group_size` consecutive columns in permutation order.
-    let membership = group_membership(permutation, problem);
+    // Step 4: groups of `group_size` consecutive columns in permutation order, each column a
+    // vector of its block's rows.
+    let query_groups = group_columns(
+        blocks.swap_dims(3, 4),
+        permutation.clone(),
+        problem.config.group_size,
+    );
     // Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]`.
-    let reduced_queries = representative_queries(blocks.clone(), &membership, problem);
-    // Step 6: K' `[batch, heads, blocks, seq_k, head_dim / group_size]`.
-    let fused_keys = fuse_keys(key, blocks, reduced_queries.clone(), &membership, problem);
+    let reduced_queries = representative_queries(query_groups.clone(), problem);
+    // Step 6: K'^T `[batch, heads, blocks, head_dim / group_size, seq_k]`.
+    let fused_keys = fuse_keys(
+        key,
+        permutation,
+        query_groups,
+        reduced_queries.clone(),
+        problem,
+    );
 
     reduced_queries
-        .matmul(fused_keys.swap_dims(3, 4))
+        .matmul(fused_keys)
         .reshape([batch, heads, num_blocks * block_rows, problem.seq_k])
         .narrow(2, 0, problem.seq_q)
 }

@@ -32,9 +32,13 @@ pub(super) fn combined_mask<B: Backend>(
 
 /// Softmax over the last dimension with masked entries at exactly zero weight. A row whose
 /// entries are all masked gets zero weights (not NaN); NaN and Inf in a row stay in that row.
+///
+/// `quiet`: Burn's quiet softmax, with an implicit extra logit at zero,
+/// `exp(x_j - m) / (exp(-m) + sum_k exp(x_k - m))` for the row maximum `m`.
 pub(super) fn masked_softmax<B: Backend>(
     scores: Tensor<B, 4>,
     mask: Option<Tensor<B, 4, Bool>>,
+    quiet: bool,
 ) -> Tensor<B, 4> {
     let scores = match mask {
         Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
@@ -44,7 +48,13 @@ pub(super) fn masked_softmax<B: Backend>(
     let row_max = scores.clone().max_dim(3).detach();
     let all_masked = row_max.clone().equal_elem(f32::NEG_INFINITY);
     let row_max = row_max.mask_fill(all_masked, 0.0);
-    let weights = scores.sub(row_max).exp();
+    let weights = scores.sub(row_max.clone()).exp();
     let total = weights.clone().sum_dim(3);
-    weights.div(total.clamp_min(f32::MIN_POSITIVE))
+    if quiet {
+        // The zero logit's own weight: never zero, so no clamp (and a fully masked row,
+        // whose maximum was set to 0 above, divides zeros by one).
+        weights.div(total.add(row_max.neg().exp()))
+    } else {
+        weights.div(total.clamp_min(f32::MIN_POSITIVE))
+    }
 }

@@ -14,7 +14,7 @@ use burn_cubecl::CubeRuntime;
 use kernels_cubecl::flash_forward::AttentionBindings;
 use kernels_cubecl::{launch_flash_forward, FlashForwardOptions, KernelError, Representative};
 
-pub use kernels_cubecl::KernelPath;
+pub use kernels_cubecl::{KernelPath, MmaTiling};
 
 use crate::{hyperplanes, AttentionProblem, Grouping};
 
@@ -37,17 +37,27 @@ pub fn fused_forward<R: CubeRuntime>(
     value: CubeTensor<R>,
     problem: &AttentionProblem,
 ) -> Result<CubeTensor<R>, KernelError> {
-    fused_forward_on_path(query, key, value, problem, true).map(|(output, _)| output)
+    fused_forward_on_path(query, key, value, problem, KernelTuning::default()).map(|(output, _)| output)
 }
 
-/// [`fused_forward`], also returning which kernel ran; `tensor_cores = false` forces the
-/// portable path (the benchmark's check runs both on one device).
+/// Which variant of the fused kernel to launch. Models take the default; the benchmark and
+/// its on-device check vary it to compare paths and tilings on one device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelTuning {
+    /// Force the portable path even where the device has tensor cores.
+    pub portable_only: bool,
+    /// Tiling of the tensor-core path; `None` takes the measured default
+    /// ([`MmaTiling::for_shape`]).
+    pub tiling: Option<MmaTiling>,
+}
+
+/// [`fused_forward`] with an explicit [`KernelTuning`], also returning which kernel ran.
 pub fn fused_forward_on_path<R: CubeRuntime>(
     query: CubeTensor<R>,
     key: CubeTensor<R>,
     value: CubeTensor<R>,
     problem: &AttentionProblem,
-    tensor_cores: bool,
+    tuning: KernelTuning,
 ) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
     let config = &problem.config;
     if problem.quiet_softmax {
@@ -99,7 +109,8 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
         // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader
         // compilers (lavapipe above all) take minutes on the unrolled bodies.
         unroll: R::name(&query.client).contains("cuda"),
-        tensor_cores,
+        tensor_cores: !tuning.portable_only,
+        tiling: tuning.tiling,
     };
     let output = empty_device_contiguous_dtype(
         query.client.clone(),

@@ -15,7 +15,7 @@ use burn::backend::wgpu::WgpuRuntime;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_cubecl::CubeBackend;
 use common::*;
-use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
 
@@ -69,7 +69,7 @@ fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>, KernelP
     });
     let problem = AttentionProblem::check(&query, &key, &value, None, &case.config()).unwrap();
     let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
-    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, true)
+    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default())
         .unwrap_or_else(|reason| panic!("kernel refused {:?}: {reason}", case.dims));
     let output = Tensor::<Cube, 4>::from_primitive(TensorPrimitive::Float(output));
     // The reference in f32 on the CPU, on the same (for f16: f16-rounded) values: on lavapipe

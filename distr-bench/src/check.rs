@@ -14,43 +14,58 @@ use burn::tensor::{Distribution, FloatDType, Tensor, TensorData, TensorPrimitive
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
-use distr_attn::kernel::fused_forward_on_path;
+use distr_attn::kernel::{fused_forward_on_path, KernelTuning, MmaTiling};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{AttentionProblem, DistrAttentionConfig};
 use distr_attn::kernel::KernelPath;
 
-/// One check: head dim, group size, causal, dtype, block rows, tensor cores allowed.
-type Case = (usize, usize, bool, FloatDType, usize, bool);
+/// One check: head dim, group size, causal, dtype, block rows, kernel variant.
+type Case = (usize, usize, bool, FloatDType, usize, KernelTuning);
 
-fn cases(block_rows: usize) -> Vec<Case> {
+/// The default kernel variant.
+const DEFAULT: KernelTuning = KernelTuning { portable_only: false, tiling: None };
+/// The portable path on a device that has tensor cores.
+const PORTABLE: KernelTuning = KernelTuning { portable_only: true, tiling: None };
+
+/// The default grid (see the module doc) plus, for each tiling the timing compares, its
+/// specialisations at head dims 64 and 128 for every group size, causal.
+fn cases(block_rows: usize, tilings: &[MmaTiling]) -> Vec<Case> {
     let other_rows = if block_rows == 64 { 128 } else { 64 };
     let mut cases = Vec::new();
     for head_dim in [64, 128] {
         for group_size in [1, 2, 4, 8] {
             for causal in [false, true] {
-                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows, true));
+                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows, DEFAULT));
             }
         }
     }
-    cases.push((128, 4, false, FloatDType::BF16, block_rows, true));
-    cases.push((64, 1, true, FloatDType::BF16, block_rows, true));
-    cases.push((128, 2, true, FloatDType::F16, other_rows, true));
-    cases.push((64, 8, false, FloatDType::F16, other_rows, true));
-    cases.push((64, 2, true, FloatDType::F32, block_rows, true));
-    cases.push((64, 2, true, FloatDType::F16, block_rows, false));
-    cases.push((128, 1, false, FloatDType::F16, block_rows, false));
+    cases.push((128, 4, false, FloatDType::BF16, block_rows, DEFAULT));
+    cases.push((64, 1, true, FloatDType::BF16, block_rows, DEFAULT));
+    cases.push((128, 2, true, FloatDType::F16, other_rows, DEFAULT));
+    cases.push((64, 8, false, FloatDType::F16, other_rows, DEFAULT));
+    cases.push((64, 2, true, FloatDType::F32, block_rows, DEFAULT));
+    cases.push((64, 2, true, FloatDType::F16, block_rows, PORTABLE));
+    cases.push((128, 1, false, FloatDType::F16, block_rows, PORTABLE));
     for head_dim in [32, 80, 96] {
-        cases.push((head_dim, 2, false, FloatDType::F16, block_rows, true));
+        cases.push((head_dim, 2, false, FloatDType::F16, block_rows, DEFAULT));
+    }
+    for &tiling in tilings {
+        for head_dim in [64, 128] {
+            for group_size in [1, 2, 4, 8] {
+                let tuning = KernelTuning { portable_only: false, tiling: Some(tiling) };
+                cases.push((head_dim, group_size, true, FloatDType::F16, block_rows, tuning));
+            }
+        }
     }
     cases
 }
 
 /// Runs the suite; `Err` lists every failing case.
-pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Result<(), String> {
+pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize, tilings: &[MmaTiling]) -> Result<(), String> {
     let mut failures = Vec::new();
     let mut worst: Vec<(String, f64)> = Vec::new();
-    let cases = cases(block_rows);
-    for (index, &(head_dim, group_size, causal, dtype, block_rows, tensor_cores)) in cases.iter().enumerate() {
+    let cases = cases(block_rows, tilings);
+    for (index, &(head_dim, group_size, causal, dtype, block_rows, tuning)) in cases.iter().enumerate() {
         let start = Instant::now();
         let config = DistrAttentionConfig::new()
             .with_group_size(group_size)
@@ -63,8 +78,9 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize) -> Resul
             FloatDType::F16 => 2e-3,
             _ => 1e-2,
         };
-        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?}");
-        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, tensor_cores) {
+        let variant = tuning.tiling.map(|tiling| format!(" {}", crate::tiling_name(&tiling))).unwrap_or_default();
+        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?}{variant}");
+        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, tuning) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
                 match worst.iter_mut().find(|(name, _)| *name == key) {
@@ -107,7 +123,7 @@ fn compare<R: CubeRuntime>(
     head_dim: usize,
     dtype: FloatDType,
     config: &DistrAttentionConfig,
-    tensor_cores: bool,
+    tuning: KernelTuning,
 ) -> Result<(f64, KernelPath), String> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
     let random = |shape: [usize; 4]| {
@@ -118,7 +134,7 @@ fn compare<R: CubeRuntime>(
     let value = random([batch, kv_heads, seq_k, head_dim]);
     let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
     let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
-    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, tensor_cores)
+    let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, tuning)
         .map_err(|e| e.to_string())?;
     let actual = host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(output)));
     let on_host = |tensor: Tensor<B<R>, 4>| {

@@ -7,6 +7,7 @@ mod check;
 mod timing;
 
 use clap::{Parser, ValueEnum};
+use distr_attn::kernel::MmaTiling;
 
 /// Storage dtype of the inputs (accumulation is f32 throughout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -51,6 +52,10 @@ pub struct Args {
     /// Stop timing one configuration after about this many milliseconds.
     #[arg(long, default_value_t = 1500.0)]
     pub budget_ms: f64,
+    /// Tensor-core tilings to time (and check) next to the default, comma separated, each
+    /// `<row tiles per warp>x<key tile>` with a `p` suffix for prefetching: `2x64p,1x64`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_tiling)]
+    pub tilings: Vec<MmaTiling>,
     /// Run the kernel-vs-reference suite on the device first; exit non-zero on a mismatch.
     #[arg(long)]
     pub check: bool,
@@ -59,11 +64,36 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Parses `2x64p` (see [`Args::tilings`]).
+fn parse_tiling(text: &str) -> Result<MmaTiling, String> {
+    let (body, prefetch) = match text.strip_suffix('p') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let (warp_tiles, key_tile) = body
+        .split_once('x')
+        .and_then(|(tiles, keys)| Some((tiles.parse().ok()?, keys.parse().ok()?)))
+        .ok_or_else(|| format!("tiling {text:?}: expected <row tiles>x<key tile>[p], e.g. 2x64p"))?;
+    if !MmaTiling::WARP_TILES.contains(&warp_tiles) || !MmaTiling::KEY_TILES.contains(&key_tile) {
+        return Err(format!(
+            "tiling {text:?}: row tiles must be one of {:?} and the key tile one of {:?}",
+            MmaTiling::WARP_TILES,
+            MmaTiling::KEY_TILES
+        ));
+    }
+    Ok(MmaTiling { warp_tiles, key_tile, prefetch })
+}
+
+/// The `--tilings` spelling of a tiling.
+pub fn tiling_name(tiling: &MmaTiling) -> String {
+    format!("{}x{}{}", tiling.warp_tiles, tiling.key_tile, if tiling.prefetch { "p" } else { "" })
+}
+
 fn main() {
     let args = Args::parse();
     let device = Default::default();
     if args.check {
-        if let Err(failures) = check::run_suite::<timing::Bench>(&device, args.block_rows) {
+        if let Err(failures) = check::run_suite::<timing::Bench>(&device, args.block_rows, &args.tilings) {
             eprintln!("check failed:\n{failures}");
             std::process::exit(1);
         }

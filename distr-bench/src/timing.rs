@@ -8,10 +8,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
-use distr_attn::kernel::{fused_forward_on_path, kernel_launches};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelTuning};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig};
 
-use crate::{Args, StorageDtype};
+use crate::{tiling_name, Args, StorageDtype};
 
 /// The runtime the benchmark is built for.
 #[cfg(feature = "cuda")]
@@ -60,7 +60,25 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         .with_block_rows(args.block_rows)
                         .with_causal(causal);
                     let name = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
-                    let path = kernel_path(&query, &key, &value, &config);
+                    for &tiling in &args.tilings {
+                        let tuning = KernelTuning { portable_only: false, tiling: Some(tiling) };
+                        let path = kernel_path(&query, &key, &value, &config, tuning);
+                        if path != "TensorCore" {
+                            eprintln!("skipping {name}@{}: {path}", tiling_name(&tiling));
+                            continue;
+                        }
+                        let problem = AttentionProblem::check(&query, &key, &value, None, &config).expect("validated shapes");
+                        let [query, key, value] = [&query, &key, &value].map(|tensor| tensor.clone().into_primitive().tensor());
+                        methods.push((
+                            format!("{name}@{}", tiling_name(&tiling)),
+                            Some(path),
+                            Box::new(move || {
+                                let launch = fused_forward_on_path(query.clone(), key.clone(), value.clone(), &problem, tuning);
+                                drop(launch.expect("the tiling was checked when its path was read"));
+                            }),
+                        ));
+                    }
+                    let path = kernel_path(&query, &key, &value, &config, KernelTuning::default());
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
                     methods.push((
                         name,
@@ -115,16 +133,17 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
     print_table(&rows);
 }
 
-/// The kernel path `distr_attention` takes for these inputs (one untimed launch).
+/// The kernel path these inputs take with `tuning` (one untimed launch).
 fn kernel_path<R: CubeRuntime>(
     query: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
     key: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
     value: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
     config: &DistrAttentionConfig,
+    tuning: KernelTuning,
 ) -> String {
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<CubeBackend<R, f32, i32, u32>, 4>| tensor.clone().into_primitive().tensor();
-    match fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, true) {
+    match fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, tuning) {
         Ok((_, path)) => format!("{path:?}"),
         Err(reason) => format!("refused: {reason}"),
     }

@@ -25,7 +25,7 @@ use cubecl::ir::features::MmaConfig;
 use cubecl::ir::{ElemType, FloatKind};
 
 use crate::block_permutation::{bitonic_sort, column_sort_values, permuted_column, MAX_PROJECTIONS};
-use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, LOAD_WIDTH, PLANE_SIZE, WARP_ROWS};
+use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, MmaTiling, LOAD_WIDTH, PLANE_SIZE};
 use crate::KernelError;
 
 /// Head dims (and value dims) with a comptime specialisation.
@@ -304,6 +304,9 @@ pub struct FlashForwardOptions<'a> {
     /// Take the tensor-core path where the device supports it; `false` forces the portable
     /// path (to compare the two on one device).
     pub tensor_cores: bool,
+    /// Tiling of the tensor-core path; `None` takes [`MmaTiling::for_shape`]. Benchmarks
+    /// set it to compare tilings.
+    pub tiling: Option<MmaTiling>,
 }
 
 /// Which kernel a launch ran.
@@ -351,14 +354,14 @@ pub fn launch_flash_forward<R: Runtime>(
     if options.tensor_cores {
         let key_rows_whole = config.group_size > 1 || rows_load_whole(&tensors.key);
         let vector_loads_fit = key_rows_whole && rows_load_whole(&tensors.value);
-        if let Some(mma_config) = tensor_core_config(client, dtype, &config).filter(|_| vector_loads_fit) {
+        if let Some(mma_config) = tensor_core_config(client, dtype, &config, options.tiling).filter(|_| vector_loads_fit) {
             // SAFETY: as below; the fragment layouts assume 32-lane planes, which
             // `tensor_core_config` checked.
             unsafe {
                 flash_forward_mma::launch_unchecked::<R>(
                     client,
                     cube_count,
-                    CubeDim::new_2d(PLANE_SIZE, (options.block_rows / WARP_ROWS) as u32),
+                    CubeDim::new_2d(PLANE_SIZE, (mma_config.units() / PLANE_SIZE as usize) as u32),
                     mma_config.key_width(),
                     LOAD_WIDTH,
                     tensors.query.into_tensor_arg(),
@@ -402,14 +405,16 @@ fn rows_load_whole<R: Runtime>(binding: &TensorBinding<R>) -> bool {
         && binding.strides[..3].iter().all(|stride| stride % LOAD_WIDTH == 0)
 }
 
-/// The tensor-core specialisation of `config`, if this device can run it: f16 or bf16
-/// storage, `mma` m16n8k16 for that type with f32 accumulation among the device's features,
-/// 32-lane planes, and the kernel's shared memory within the device's (and CUDA's static
+/// The tensor-core specialisation of `config` with `tiling` (default
+/// [`MmaTiling::for_shape`]), if this device can run it: f16 or bf16 storage, `mma`
+/// m16n8k16 for that type with f32 accumulation among the device's features, 32-lane planes,
+/// a consistent tiling, and the kernel's shared memory within the device's (and CUDA's static
 /// 48 KiB) limit.
 pub fn tensor_core_config<R: Runtime>(
     client: &ComputeClient<R>,
     dtype: StorageType,
     config: &FlashForwardConfig,
+    tiling: Option<MmaTiling>,
 ) -> Option<MmaForwardConfig> {
     let element_bytes = match dtype {
         StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16)) => 2,
@@ -434,12 +439,12 @@ pub fn tensor_core_config<R: Runtime>(
         num_projections: config.num_projections,
         representative: config.representative,
         causal: config.causal,
+        tiling: tiling.unwrap_or(MmaTiling::for_shape(config.head_dim, config.group_size)),
     };
     let shared_limit = hardware.max_shared_memory_size.min(48 * 1024);
     let fits = mma_config.shared_bytes(element_bytes) <= shared_limit
         && mma_config.units() <= hardware.max_units_per_cube as usize
-        && config.value_dim % 8 == 0
-        && config.block_rows % WARP_ROWS == 0;
+        && mma_config.is_consistent();
     (properties.features.matmul.mma.contains(&wanted) && planes_fit && fits).then_some(mma_config)
 }
 

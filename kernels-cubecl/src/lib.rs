@@ -15,6 +15,8 @@ mod error;
 pub mod flash_forward;
 pub mod flash_forward_mma;
 
+pub use flash_forward_mma::MmaTiling;
+
 pub use error::KernelError;
 pub use flash_forward::{
     launch_flash_forward, tensor_core_config, FlashForwardOptions, KernelPath, Representative, SUPPORTED_HEAD_DIMS,

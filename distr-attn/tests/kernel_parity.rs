@@ -172,7 +172,7 @@ fn quiet_softmax_is_refused_by_the_kernel() {
         .unwrap()
         .with_quiet_softmax(true);
     let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
-    match fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, true) {
+    match fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default()) {
         Err(reason) => assert!(reason.to_string().contains("quiet_softmax"), "{reason}"),
         Ok(_) => panic!("the kernel ran a quiet-softmax call"),
     }

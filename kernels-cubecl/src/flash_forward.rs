@@ -26,6 +26,7 @@ use cubecl::ir::{ElemType, FloatKind};
 
 use crate::block_permutation::{bitonic_sort, column_sort_values, permuted_column, MAX_PROJECTIONS};
 use crate::flash_forward_mma::{flash_forward_mma, MmaForwardConfig, MmaTiling, LOAD_WIDTH, PLANE_SIZE};
+use crate::grouped_query::grouped_query;
 use crate::KernelError;
 
 /// Head dims (and value dims) with a comptime specialisation.
@@ -127,24 +128,15 @@ fn flash_forward<F: Float>(
     for group in 0..comptime!(reduced_quads * 4) {
         let mut representative = 0.0f32;
         if row_valid && group < reduced_dim {
-            if comptime!(config.group_size == 1) {
-                representative = f32::cast_from(query[query_row + group * query.stride(3)]);
-            } else {
-                match comptime!(config.representative) {
-                    Representative::Sample => {
-                        let column = permuted_column(&order, group * group_size);
-                        representative = f32::cast_from(query[query_row + column * query.stride(3)]);
-                    }
-                    Representative::Mean => {
-                        #[unroll(config.unroll)]
-                        for member in 0..group_size {
-                            let column = permuted_column(&order, group * group_size + member);
-                            representative += f32::cast_from(query[query_row + column * query.stride(3)]);
-                        }
-                        representative /= f32::cast_from(group_size as u32);
-                    }
-                }
-            }
+            representative = grouped_query::<F>(
+                query,
+                &order,
+                query_row,
+                group,
+                group_size,
+                config.representative,
+                config.unroll,
+            );
         }
         reduced_query[group] = representative * scale;
     }

@@ -33,6 +33,7 @@ use cubecl::prelude::*;
 use crate::block_permutation::{
     bitonic_sort, column_sort_values_by_plane_group, permuted_column, PLANES_PER_UNIT,
 };
+use crate::grouped_query::grouped_query;
 use crate::Representative;
 
 /// Elements of padding per shared row (see the module doc): keeps fragment loads
@@ -279,24 +280,15 @@ pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
                     let mut representative = 0.0f32;
                     if row < seq_q && group < reduced_dim {
                         let query_row = query_head + row * query.stride(2);
-                        if comptime!(config.group_size == 1) {
-                            representative = f32::cast_from(query[query_row + group * query.stride(3)]);
-                        } else {
-                            match comptime!(config.representative) {
-                                Representative::Sample => {
-                                    let column = permuted_column(&order, group * group_size);
-                                    representative = f32::cast_from(query[query_row + column * query.stride(3)]);
-                                }
-                                Representative::Mean => {
-                                    #[unroll]
-                                    for member in 0..group_size {
-                                        let column = permuted_column(&order, group * group_size + member);
-                                        representative += f32::cast_from(query[query_row + column * query.stride(3)]);
-                                    }
-                                    representative /= f32::cast_from(group_size as u32);
-                                }
-                            }
-                        }
+                        representative = grouped_query::<F>(
+                            query,
+                            &order,
+                            query_row,
+                            group,
+                            group_size,
+                            config.representative,
+                            true,
+                        );
                     }
                     fragment[element] = F::cast_from(representative);
                 }
@@ -397,25 +389,8 @@ pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
             let key_row = (key_block * 8 + quad_row) * key_row_pairs;
             #[unroll]
             for step in 0..key_steps {
-                let mut b = Array::<Pair<F>>::new(2usize);
-                #[unroll]
-                for register in 0..2usize {
-                    b[register] = fused_keys[key_row + step * 8 + register * 4 + quad_lane];
-                }
-                #[unroll]
-                for tile in 0..warp_tiles {
-                    let mut a = Array::<Pair<F>>::new(4usize);
-                    #[unroll]
-                    for register in 0..4usize {
-                        a[register] = query_fragments[(tile * key_steps + step) * 4 + register];
-                    }
-                    let mut accumulator = Array::<Pair<f32>>::new(2usize);
-                    accumulator[0] = accumulators[tile * 2];
-                    accumulator[1] = accumulators[tile * 2 + 1];
-                    let product = mma.execute(&a, &b, &accumulator);
-                    accumulators[tile * 2] = product[0];
-                    accumulators[tile * 2 + 1] = product[1];
-                }
+                let keys = RowTilesProduct { a_first: step * 4, b_first: key_row + step * 8, accumulator_first: 0 };
+                mma_row_tiles(&mma, &query_fragments, &fused_keys, &mut accumulators, &keys, quad_lane, comptime!(key_steps * 4), 2usize, warp_tiles);
             }
             #[unroll]
             for tile in 0..warp_tiles {
@@ -460,26 +435,8 @@ pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
             #[unroll]
             for value_block in 0..value_blocks {
                 let column_row = (value_block * 8 + quad_row) * value_row_pairs;
-                let mut b = Array::<Pair<F>>::new(2usize);
-                #[unroll]
-                for register in 0..2usize {
-                    b[register] = values[column_row + step * 8 + register * 4 + quad_lane];
-                }
-                #[unroll]
-                for tile in 0..warp_tiles {
-                    let mut a_tile = Array::<Pair<F>>::new(4usize);
-                    #[unroll]
-                    for register in 0..4usize {
-                        a_tile[register] = a[tile * 4 + register];
-                    }
-                    let index = (tile * value_blocks + value_block) * 2;
-                    let mut accumulator = Array::<Pair<f32>>::new(2usize);
-                    accumulator[0] = output_fragments[index];
-                    accumulator[1] = output_fragments[index + 1];
-                    let product = mma.execute(&a_tile, &b, &accumulator);
-                    output_fragments[index] = product[0];
-                    output_fragments[index + 1] = product[1];
-                }
+                let values_step = RowTilesProduct { a_first: 0, b_first: column_row + step * 8, accumulator_first: value_block * 2 };
+                mma_row_tiles(&mma, &a, &values, &mut output_fragments, &values_step, quad_lane, 4usize, comptime!(value_blocks * 2), warp_tiles);
             }
         }
         sync_cube();
@@ -513,6 +470,57 @@ pub(crate) fn flash_forward_mma<F: Float, NK: Size, NV: Size>(
                 }
             }
         }
+    }
+}
+
+/// Where one k16 step of [`mma_row_tiles`] reads and accumulates.
+#[derive(CubeType)]
+struct RowTilesProduct {
+    /// Index of row tile 0's first A register.
+    a_first: usize,
+    /// Shared-memory index of the step's B fragment for this lane's row `g` (lane `q` of the
+    /// quad adds `q`; the second register is 4 pairs on).
+    b_first: usize,
+    /// Index of row tile 0's first accumulator register.
+    accumulator_first: usize,
+}
+
+/// One k16 step of a product for every row tile of the warp: the B fragment (k16 x n8) is read
+/// from shared memory once, then row tile `t` accumulates `A_t B` into the two registers at
+/// `accumulator_first + t * accumulator_stride`, `A_t` being the four registers at
+/// `a_first + t * a_stride` of `a_fragments`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn mma_row_tiles<F: Float>(
+    mma: &MmaDefinition<F, F, f32>,
+    a_fragments: &Array<Pair<F>>,
+    shared: &SharedMemory<Pair<F>>,
+    accumulators: &mut Array<Pair<f32>>,
+    at: &RowTilesProduct,
+    quad_lane: usize,
+    #[comptime] a_stride: usize,
+    #[comptime] accumulator_stride: usize,
+    #[comptime] warp_tiles: usize,
+) {
+    let mut b = Array::<Pair<F>>::new(2usize);
+    #[unroll]
+    for register in 0..2usize {
+        b[register] = shared[at.b_first + register * 4 + quad_lane];
+    }
+    #[unroll]
+    for tile in 0..warp_tiles {
+        let mut a = Array::<Pair<F>>::new(4usize);
+        #[unroll]
+        for register in 0..4usize {
+            a[register] = a_fragments[at.a_first + tile * a_stride + register];
+        }
+        let index = at.accumulator_first + tile * accumulator_stride;
+        let mut accumulator = Array::<Pair<f32>>::new(2usize);
+        accumulator[0] = accumulators[index];
+        accumulator[1] = accumulators[index + 1];
+        let product = mma.execute(&a, &b, &accumulator);
+        accumulators[index] = product[0];
+        accumulators[index + 1] = product[1];
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`block_permutation`]: per query block, the LSH codes of the block's columns and their
 //!   bitonic sort in shared memory (steps 2-4 of the definition).
+//! - [`grouped_query`]: Q' elements from that permutation (step 5).
 //! - [`flash_forward`]: the fused forward pass, FlashAttention-2 style: one cube per (query
 //!   block, batch, head), grouped queries formed once, fused keys built tile by tile in shared
 //!   memory, online softmax, no `[seq_q, seq_k]` matrix in device memory. Portable path.
@@ -14,6 +15,7 @@ pub mod block_permutation;
 mod error;
 pub mod flash_forward;
 pub mod flash_forward_mma;
+pub mod grouped_query;
 
 pub use flash_forward_mma::MmaTiling;
 

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -160,17 +161,22 @@ where
         eval_ids.len()
     );
 
-    let evaluate = |model: &Llama<B::InnerBackend>, plan: &ModelAttentionConfig| -> Result<Option<Perplexity>, Box<dyn Error>> {
+    // Each evaluation reports its time: on a fresh GPU the first one includes compiling the
+    // inference kernels, which can take minutes.
+    let evaluate = |model: &Llama<B::InnerBackend>, plan: &ModelAttentionConfig, label: &str| -> Result<Option<Perplexity>, Box<dyn Error>> {
         if eval_ids.len() < 2 {
             return Ok(None);
         }
+        let start = Instant::now();
         let context = args.eval_context.min(eval_ids.len());
-        Ok(Some(perplexity(model, &eval_ids, context, (context / 2).max(1), plan, device)?))
+        let result = perplexity(model, &eval_ids, context, (context / 2).max(1), plan, device)?;
+        eprintln!("held-out perplexity {label}: {:.3} ({:.1} s)", result.perplexity, start.elapsed().as_secs_f64());
+        Ok(Some(result))
     };
     let exact = ModelAttentionConfig::exact();
     let inner = pretrained.model.valid();
-    let exact_before = evaluate(&inner, &exact)?;
-    let before = if plan == exact { exact_before } else { evaluate(&inner, &plan)? };
+    let exact_before = evaluate(&inner, &exact, "before, exact attention")?;
+    let before = if plan == exact { exact_before } else { evaluate(&inner, &plan, "before")? };
     drop(inner);
 
     let progress = ProgressBar::new(args.steps as u64).with_style(
@@ -192,7 +198,7 @@ where
         progress.inc(1);
     })?;
     progress.finish_and_clear();
-    let after = evaluate(&trained, &plan)?;
+    let after = evaluate(&trained, &plan, "after")?;
 
     let summary = json!({
         "model": args.model.model.display().to_string(),

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A/B comparison of two builds of distr-bench in one device call: the new build's on-device
+# check (every tiling in TILINGS), then both builds timed in alternating rounds on the same
+# card (ROUNDS rounds, B = 4, H = 16, l = 128, fp16, N = 4096 and 8192, d = 64 and 128,
+# G = 1, 2, 4, causal and not), and the per-configuration ratio of the medians. For changes
+# that must not move performance (refactors) or should (kernel changes). Expects both
+# stripped CUDA builds, xz-compressed, in .gpu/kernel/ (distr-bench.xz = new,
+# distr-bench-base.xz = base; see README.md); writes everything under $OUT.
+set -u
+out=${OUT:-benchmarks/results/latest}
+tilings=${TILINGS:-2x32p,1x64p,1x64}
+rounds=${ROUNDS:-2}
+mkdir -p "$out" /tmp/ab
+for build in new base; do
+    name=distr-bench; [ "$build" = base ] && name=distr-bench-base
+    xz -dc ".gpu/kernel/$name.xz" > "/tmp/ab/$build" && chmod +x "/tmp/ab/$build" || exit 2
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
+export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
+grid=(--block-rows 128 --lengths 4096,8192 --head-dims 64,128 --group-sizes 1,2,4 --causal false,true
+      --burn-max-len 0 --budget-ms 300 --json)
+/tmp/ab/new --check --tilings "$tilings" "${grid[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \
+    > /dev/null 2> "$out/check.log"
+echo "check exit $?"; grep -E "FAILED|refused|^check:" "$out/check.log"
+for round in $(seq "$rounds"); do
+    for build in base new; do
+        /tmp/ab/$build "${grid[@]}" 2>> "$out/$build.log" \
+            | sed "s/^{/{\"build\":\"$build\",\"round\":$round,/" >> "$out/ab.jsonl"
+    done
+done
+python3 - "$out/ab.jsonl" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+times = defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("median_ms") is None:
+        continue
+    key = (r["seq"], r["head_dim"], r["causal"], r["method"])
+    times[key, r["build"]].append(r["median_ms"])
+ratios = []
+print("N d causal method | base ms | new ms | new/base (best of the rounds)")
+for key in sorted({k for k, _ in times}):
+    base, new = times.get((key, "base")), times.get((key, "new"))
+    if base and new:
+        ratio = min(new) / min(base)
+        ratios.append(ratio)
+        print(*key, "|", f"{min(base):.3f} | {min(new):.3f} | {ratio:.3f}")
+if ratios:
+    print(f"geometric mean new/base {statistics.geometric_mean(ratios):.3f} over {len(ratios)}")
+PY

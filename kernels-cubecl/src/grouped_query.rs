@@ -1,0 +1,43 @@
+//! Step 5 of the definition inside a kernel: one element of Q', formed from the query block's
+//! column permutation ([`crate::block_permutation`]).
+
+use cubecl::prelude::*;
+
+use crate::block_permutation::permuted_column;
+use crate::Representative;
+
+/// Q' at (`query_row`, `group`), `query_row` an offset into `query`: for `group_size == 1` the
+/// query element of column `group` itself; otherwise the element of the group's first column
+/// in the permutation `order` (`Sample`) or the mean over its `group_size` columns (`Mean`),
+/// in f32. `unroll` unrolls the loop over a group's columns.
+#[cube]
+pub fn grouped_query<F: Float>(
+    query: &Tensor<F>,
+    order: &SharedMemory<u32>,
+    query_row: usize,
+    group: usize,
+    #[comptime] group_size: usize,
+    #[comptime] representative: Representative,
+    #[comptime] unroll: bool,
+) -> f32 {
+    let mut value = 0.0f32;
+    if comptime!(group_size == 1) {
+        value = f32::cast_from(query[query_row + group * query.stride(3)]);
+    } else {
+        match comptime!(representative) {
+            Representative::Sample => {
+                let column = permuted_column(order, group * group_size);
+                value = f32::cast_from(query[query_row + column * query.stride(3)]);
+            }
+            Representative::Mean => {
+                #[unroll(unroll)]
+                for member in 0..group_size {
+                    let column = permuted_column(order, group * group_size + member);
+                    value += f32::cast_from(query[query_row + column * query.stride(3)]);
+                }
+                value /= f32::cast_from(group_size as u32);
+            }
+        }
+    }
+    value
+}

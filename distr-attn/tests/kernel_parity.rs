@@ -17,7 +17,7 @@ use burn_cubecl::CubeBackend;
 use common::*;
 use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_MIN_KEYS};
 
 type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
 type Cpu = distr_attn::backends::NdArrayBackend;
@@ -142,23 +142,40 @@ fn f16_matches_reference_within_half_precision_on_the_portable_path() {
 /// The public op on `burn::backend::Wgpu` (fusion) goes through the kernel.
 #[test]
 fn public_op_on_fused_wgpu_takes_the_kernel_path() {
+    let before = kernel_launches();
+    let config = DistrAttentionConfig::new().with_block_rows(64).with_seed(7);
+    let error = public_op_error([[1, 2, 70, 64], [1, 2, 77, 64], [1, 2, 77, 64]], &config);
+    assert!(kernel_launches() > before, "the kernel was not launched");
+    assert!(error < 1e-4, "relative error {error:e}");
+}
+
+/// KV-cache decode steps (one query row, GQA, causal against a longer cache) through the
+/// public op on fused Wgpu, with the causal offset of the last position: a short cache runs
+/// the kernel, a long one the tensor-op path (`DECODE_MIN_KEYS`).
+#[test]
+fn decode_steps_on_fused_wgpu_match_reference() {
+    let config = DistrAttentionConfig::new().with_causal(true).with_seed(3);
+    for seq_k in [77, DECODE_MIN_KEYS + 3] {
+        let error = public_op_error([[1, 6, 1, 64], [1, 2, seq_k, 64], [1, 2, seq_k, 64]], &config);
+        assert!(error < 1e-4, "cache of {seq_k}: relative error {error:e}");
+    }
+}
+
+/// Relative error of `distr_attention` on fused Wgpu against the reference on the CPU, for
+/// seeded inputs of the given query, key and value shapes.
+fn public_op_error(shapes: [[usize; 4]; 3], config: &DistrAttentionConfig) -> f64 {
     type B = distr_attn::backends::WgpuBackend;
     let device = Default::default();
-    let [query, key, value] = [[1, 2, 70, 64], [1, 2, 77, 64], [1, 2, 77, 64]]
-        .map(|shape| random::<B>(shape.iter().sum::<usize>() as u64, shape, &device));
-    let config = DistrAttentionConfig::new().with_block_rows(64).with_seed(7);
-    let before = kernel_launches();
-    let output = distr_attention(query.clone(), key.clone(), value.clone(), None, &config).unwrap();
+    let [query, key, value] = shapes.map(|shape| random::<B>(shape.iter().sum::<usize>() as u64, shape, &device));
+    let output = distr_attention(query.clone(), key.clone(), value.clone(), None, config).unwrap();
     let actual = to_vec(output);
-    assert!(kernel_launches() > before, "the kernel was not launched");
-    let problem = AttentionProblem::check(&query, &key, &value, None, &config).unwrap();
+    let problem = AttentionProblem::check(&query, &key, &value, None, config).unwrap();
     let on_cpu = |tensor: Tensor<B, 4>| {
         let shape = tensor.dims();
         common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
     };
     let expected = to_vec(distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem));
-    let error = relative_error(&actual, &expected);
-    assert!(error < 1e-4, "relative error {error:e}");
+    relative_error(&actual, &expected)
 }
 
 /// Quiet softmax is not in the kernel: it refuses before compiling anything, so the backends

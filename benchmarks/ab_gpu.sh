@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # A/B comparison of two builds of distr-bench in one device call: the new build's on-device
-# check (every tiling in TILINGS), then both builds timed in alternating rounds on the same
-# card (ROUNDS rounds, B = 4, H = 16, l = 128, fp16, N = 4096 and 8192, d = 64 and 128,
-# G = 1, 2, 4, causal and not), and the per-configuration ratio of the medians. For changes
-# that must not move performance (refactors) or should (kernel changes). Expects both
-# stripped CUDA builds, xz-compressed, in .gpu/kernel/ (distr-bench.xz = new,
-# distr-bench-base.xz = base; see README.md); writes everything under $OUT.
+# check (CHECK_FLAGS: the variants and tilings to check besides the default grid), then both
+# builds timed in alternating rounds on the same card (ROUNDS rounds, B = 4, H = 16, l = 128,
+# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES, causal and not), PyTorch's SDPA on the same grid,
+# and the per-configuration ratio of the medians. For changes that must not move performance
+# (refactors) or should (kernel changes). Expects both stripped CUDA builds, xz-compressed, and
+# sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
+# README.md); writes everything under $OUT.
 set -u
 out=${OUT:-benchmarks/results/latest}
-tilings=${TILINGS:-2x32p,1x64p,1x64}
+check_flags=${CHECK_FLAGS:-}
 rounds=${ROUNDS:-2}
+lengths=${LENGTHS:-4096,8192}
+groups=${GROUP_SIZES:-1,2,4}
 mkdir -p "$out" /tmp/ab
 for build in new base; do
     name=distr-bench; [ "$build" = base ] && name=distr-bench-base
@@ -18,18 +21,22 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
 common=(--block-rows 128 --burn-max-len 0 --budget-ms 300 --json)
-grid=("${common[@]}" --lengths 4096,8192 --head-dims 64,128 --group-sizes 1,2,4 --causal false,true)
+grid=("${common[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true)
 # List flags append when repeated, so the check's (discarded) timing gets its own small grid.
-/tmp/ab/new --check --tilings "$tilings" "${common[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \
+# shellcheck disable=SC2086
+/tmp/ab/new --check $check_flags "${common[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \
     --causal false > /dev/null 2> "$out/check.log"
-echo "check exit $?"; grep -E "FAILED|refused|^check:" "$out/check.log"
+echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log" | head -40
 for round in $(seq "$rounds"); do
     for build in base new; do
         /tmp/ab/$build "${grid[@]}" 2>> "$out/$build.log" \
             | sed "s/^{/{\"build\":\"$build\",\"round\":$round,/" >> "$out/ab.jsonl"
     done
 done
-python3 - "$out/ab.jsonl" <<'PY'
+for causal in "" "--causal"; do
+    python3 .gpu/kernel/sdpa_baseline.py --n "$lengths" --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
+done
+python3 - "$out/ab.jsonl" "$out/sdpa.jsonl" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
 times = defaultdict(list)
@@ -39,14 +46,21 @@ for line in open(sys.argv[1]):
         continue
     key = (r["seq"], r["head_dim"], r["causal"], r["method"])
     times[key, r["build"]].append(r["median_ms"])
+flash = {}
+for line in open(sys.argv[2]):
+    r = json.loads(line)
+    if r.get("impl") == "torch-flash2" and r.get("ms"):
+        flash[r["n"], r["d"], r["causal"]] = r["ms"]
 ratios = []
-print("N d causal method | base ms | new ms | new/base (best of the rounds)")
+print("N d causal method | base ms | new ms | new/base | FA2 ms | FA2/new (best of the rounds)")
 for key in sorted({k for k, _ in times}):
     base, new = times.get((key, "base")), times.get((key, "new"))
+    fa2 = flash.get(key[:3])
     if base and new:
         ratio = min(new) / min(base)
         ratios.append(ratio)
-        print(*key, "|", f"{min(base):.3f} | {min(new):.3f} | {ratio:.3f}")
+        fa2_text = f"{fa2:.3f} | {fa2 / min(new):.2f}" if fa2 else "- | -"
+        print(*key, "|", f"{min(base):.3f} | {min(new):.3f} | {ratio:.3f} | {fa2_text}")
 if ratios:
     print(f"geometric mean new/base {statistics.geometric_mean(ratios):.3f} over {len(ratios)}")
 PY

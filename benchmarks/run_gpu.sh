@@ -1,27 +1,46 @@
 #!/usr/bin/env bash
-# One device call: the kernel-vs-reference check, the timing grid and PyTorch's SDPA anchors
-# on the same card. Expects the stripped CUDA binary (or BENCH_BIN naming it) and
-# sdpa_baseline.py in .gpu/kernel/ (see benchmarks/README.md); writes everything under $OUT.
-# Arguments go to distr-bench.
+# One device call, everything on one card:
+#   1. the kernel-vs-reference check (default grid, CHECK_VARIANTS (default VARIANTS) and TILINGS);
+#   2. the stage ablations and the tiling sweep at one length (ABLATION_LENGTH): VARIANTS, the
+#      grouping stages measured by their absence, the pre-pass alone, TILINGS;
+#   3. the timing grid (LENGTHS x d = 64, 128 x G = 1, 2, 4, 8 x causal and not, plus Burn's
+#      attention up to BURN_MAX_LEN);
+#   4. PyTorch's SDPA anchors (FlashAttention-2, cuDNN, memory-efficient) on the same grid.
+# Expects the stripped CUDA build xz-compressed as .gpu/kernel/distr-bench.xz and
+# sdpa_baseline.py beside it (see README.md); writes everything under $OUT. Each step has a
+# time limit so that the call ends inside the device's 10 minutes.
 set -u
 out=${OUT:-benchmarks/results/latest}
-bin=.gpu/kernel
-bench=${BENCH_BIN:-$bin/distr-bench}
-mkdir -p "$out"
+mkdir -p "$out" /tmp/bench
+xz -dc .gpu/kernel/distr-bench.xz > /tmp/bench/distr-bench && chmod +x /tmp/bench/distr-bench || exit 2
+bench=/tmp/bench/distr-bench
+variants=${VARIANTS:-sync-scalar,sync-matrix-qk,sync-matrix}
+tilings=()
+[ -n "${TILINGS:-}" ] && tilings=(--tilings "$TILINGS")
+lengths=${LENGTHS:-1024,4096,8192,16384}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn
-# --check exits non-zero on a mismatch before timing; then time anyway so the numbers come
-# back next to the failure list.
-"$bench" --check --json "$@" > "$out/distr_bench.jsonl" 2> "$out/distr_bench.log" \
-  || "$bench" --json "$@" >> "$out/distr_bench.jsonl" 2>> "$out/distr_bench.log"
+# NVRTC takes seconds per kernel: keep compiled kernels between the runs below.
+printf '[compilation]\ncache = "local"\n' > cubecl.toml
+common=(--block-rows 128 --json)
+
+# List flags append when repeated, so the check's (discarded) timing gets a tiny grid.
+timeout "${CHECK_S:-300}" "$bench" --check --variants "${CHECK_VARIANTS:-$variants}" "${tilings[@]}" "${common[@]}" --burn-max-len 0 \
+    --budget-ms 1 --lengths 256 --head-dims 64 --group-sizes 1 --causal false > /dev/null 2> "$out/check.log"
+echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log" | head -30
+
+timeout "${ABLATION_S:-150}" "$bench" "${common[@]}" --burn-max-len 0 --budget-ms 200 \
+    --lengths "${ABLATION_LENGTH:-8192}" --head-dims 64,128 --group-sizes 1,2 --causal "${ABLATION_CAUSAL:-false,true}" \
+    --variants "$variants,per-call-hyperplanes,identity-permutation,hash-only,no-key-fusion" \
+    "${tilings[@]}" --grouping-alone > "$out/ablation.jsonl" 2> "$out/ablation.log"
+echo "ablation exit $?"
+
+timeout "${GRID_S:-180}" "$bench" "${common[@]}" --burn-max-len "${BURN_MAX_LEN:-0}" --budget-ms 300 \
+    --lengths "$lengths" --head-dims 64,128 --group-sizes 1,2,4,8 --causal false,true \
+    > "$out/distr_bench.jsonl" 2> "$out/distr_bench.log"
+echo "grid exit $?"
+
 for causal in "" "--causal"; do
-  python3 $bin/sdpa_baseline.py --n 1024,4096,8192,16384 --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
+    timeout "${SDPA_S:-45}" python3 .gpu/kernel/sdpa_baseline.py --n "$lengths" --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
 done
-grep "^check" "$out/distr_bench.log" | tail -n 12
-tail -n 18 "$out/distr_bench.log"
-python3 - "$out/sdpa.jsonl" <<'PY'
-import sys, json
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    print(r["impl"], r["n"], r["d"], r["causal"], r.get("ms"), r.get("tflops"), r.get("error", ""))
-PY
+python3 benchmarks/table.py "$out"

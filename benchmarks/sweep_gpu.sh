@@ -3,21 +3,25 @@
 # TILINGS (each variant against the tensor-op reference), each timed next to the default at
 # N = 8192 (d = 64 and 128, G = 1, 2, 4, fp16, B = 4, H = 16, l = 128), and an Nsight Compute
 # profile of the default tiling at d = 64 for G = 1 and 2. Expects the stripped CUDA build of
-# distr-bench in .gpu/kernel/ (README.md); writes everything under $OUT.
+# distr-bench xz-compressed as .gpu/kernel/distr-bench.xz (README.md); writes everything under
+# $OUT.
 set -u
 out=${OUT:-benchmarks/results/latest}
-bin=${BENCH_BIN:-.gpu/kernel/distr-bench}
-tilings=${TILINGS:-2x64p,2x32p,1x64p,1x32p,1x64}
-mkdir -p "$out"
+tilings=${TILINGS:-4x2x64r,4x2x64,4x2x32,8x1x64r,8x1x32r}
+mkdir -p "$out" /tmp/bench
+bin=/tmp/bench/distr-bench
+xz -dc .gpu/kernel/distr-bench.xz > "$bin" && chmod +x "$bin" || exit 2
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn
+# NVRTC takes seconds per kernel: keep compiled kernels between the runs below.
+printf '[compilation]\ncache = "local"\n' > cubecl.toml
 "$bin" --check --tilings "$tilings" --block-rows 128 --lengths 8192 --head-dims 64,128 --causal false \
     --group-sizes 1,2,4 --burn-max-len 0 --budget-ms 400 --json > "$out/sweep.jsonl" 2> "$out/sweep.log"
 echo "sweep exit $?"
 grep -E "FAILED|refused|^check:" "$out/sweep.log"
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 for group in 1 2; do
-    timeout 90 "$ncu" --clock-control none -k regex:flash_forward_mma --launch-skip 3 --launch-count 1 \
+    timeout 90 "$ncu" --clock-control none -k regex:tensor_core_forward --launch-skip 3 --launch-count 1 \
         --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
         "$bin" --block-rows 128 --lengths 8192 --head-dims 64 --causal false --group-sizes "$group" \

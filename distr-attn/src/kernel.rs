@@ -1,20 +1,26 @@
-//! Dispatch to the fused CubeCL forward kernel (`kernels-cubecl`): maps a validated
-//! [`AttentionProblem`] onto the kernel's options, allocates the output and launches.
+//! Dispatch to the fused CubeCL kernels (`kernels-cubecl`): maps a validated
+//! [`AttentionProblem`] onto the kernels' options, keeps the LSH hyperplanes on the device,
+//! allocates the output and launches.
 //!
-//! Calls the kernel does not cover return an error naming why; the backend impls then log it
+//! Calls the kernels do not cover return an error naming why; the backend impls then log it
 //! and run the tensor-op reference, so an unsupported call is slow, never wrong.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use burn::tensor::DType;
 use burn::tensor::Shape;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
-use kernels_cubecl::flash_forward::AttentionBindings;
-use kernels_cubecl::{launch_flash_forward, FlashForwardOptions, KernelError, Representative};
+use kernels_cubecl::{launch_forward, launch_grouping, AttentionBindings, ForwardOptions, Hyperplanes, KernelError, Representative};
 
-pub use kernels_cubecl::{KernelPath, MmaTiling};
+pub use kernels_cubecl::{
+    CopyStrategy, FragmentLoads, KernelPath, KeyFusion, Permutation, Strategy, TensorCoreTiling, TensorCoreVariant,
+    SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
+};
 
 use crate::{hyperplanes, AttentionProblem, Grouping};
 
@@ -40,15 +46,24 @@ pub fn fused_forward<R: CubeRuntime>(
     fused_forward_on_path(query, key, value, problem, KernelTuning::default()).map(|(output, _)| output)
 }
 
-/// Which variant of the fused kernel to launch. Models take the default; the benchmark and
-/// its on-device check vary it to compare paths and tilings on one device.
+/// Where a call's LSH hyperplanes come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HyperplaneSource {
+    /// Uploaded once per (device, seed, num_projections, block_rows) and kept.
+    #[default]
+    Cached,
+    /// Generated on the host and uploaded on every call: what the cache saves, measured.
+    PerCall,
+}
+
+/// Which variant of the fused kernels to launch. Models take the default; the benchmark and
+/// its on-device check vary it to compare paths, tilings and stages on one device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelTuning {
-    /// Force the portable path even where the device has tensor cores.
-    pub portable_only: bool,
-    /// Tiling of the tensor-core path; `None` takes the measured default
-    /// ([`MmaTiling::for_shape`]).
-    pub tiling: Option<MmaTiling>,
+    pub strategy: Strategy,
+    pub hyperplanes: HyperplaneSource,
+    /// [`Permutation::Lsh`] but to time the hashing and the sort by their absence.
+    pub permutation: Permutation,
 }
 
 /// [`fused_forward`] with an explicit [`KernelTuning`], also returning which kernel ran.
@@ -81,37 +96,15 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
             expected: "f32, f16 or bf16".into(),
         });
     }
-    let representative = match config.representative {
-        crate::Representative::Mean => Representative::Mean,
-        crate::Representative::Projected if !config.is_exact() => {
-            return Err(KernelError::Unsupported {
-                name: "representative",
-                value: "Projected".into(),
-                expected: "Sample or Mean (Projected runs on the reference)".into(),
-            });
-        }
-        // Exact attention (group size 1) has no representative to form.
-        _ => Representative::Sample,
-    };
-    let planes = if config.is_exact() {
-        Vec::new()
-    } else {
-        hyperplanes(config.seed, config.num_projections, config.block_rows)
-    };
-    let options = FlashForwardOptions {
-        group_size: config.group_size,
-        block_rows: config.block_rows,
-        num_projections: config.num_projections,
-        hyperplanes: &planes,
-        representative,
-        causal: config.causal,
-        scale: problem.scale as f32,
-        // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader
-        // compilers (lavapipe above all) take minutes on the unrolled bodies.
-        unroll: R::name(&query.client).contains("cuda"),
-        tensor_cores: !tuning.portable_only,
-        tiling: tuning.tiling,
-    };
+    if config.representative == crate::Representative::Projected && !config.is_exact() {
+        return Err(KernelError::Unsupported {
+            name: "representative",
+            value: "Projected".into(),
+            expected: "Sample or Mean (Projected runs on the reference)".into(),
+        });
+    }
+    let planes = hyperplanes_for(&query, problem, tuning.hyperplanes)?;
+    let options = forward_options(&query, problem, planes.as_ref(), tuning);
     let output = empty_device_contiguous_dtype(
         query.client.clone(),
         query.device.clone(),
@@ -126,7 +119,86 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
         value: value.binding(),
         output: output.clone().binding(),
     };
-    let path = launch_flash_forward(&client, bindings, dtype, &options)?;
+    let path = launch_forward(&client, bindings, dtype, &options)?;
     KERNEL_LAUNCHES.fetch_add(1, Ordering::SeqCst);
     Ok((output, path))
+}
+
+/// The grouping pre-pass alone (`G > 1`), for the benchmark to time it; its outputs are dropped.
+pub fn grouping_pre_pass<R: CubeRuntime>(query: CubeTensor<R>, problem: &AttentionProblem) -> Result<(), KernelError> {
+    let planes = hyperplanes_for(&query, problem, HyperplaneSource::Cached)?;
+    let options = forward_options(&query, problem, planes.as_ref(), KernelTuning::default());
+    let client = query.client.clone();
+    let dtype = query.dtype.into();
+    launch_grouping(&client, &query.binding(), dtype, &options).map(drop)
+}
+
+/// The call's hyperplanes on the device (none for exact attention).
+fn hyperplanes_for<R: CubeRuntime>(
+    query: &CubeTensor<R>,
+    problem: &AttentionProblem,
+    source: HyperplaneSource,
+) -> Result<Option<Hyperplanes<R>>, KernelError> {
+    let config = &problem.config;
+    if config.is_exact() {
+        return Ok(None);
+    }
+    match source {
+        HyperplaneSource::Cached => cached_hyperplanes(query, config.seed, config.num_projections, config.block_rows).map(Some),
+        HyperplaneSource::PerCall => {
+            let values = hyperplanes(config.seed, config.num_projections, config.block_rows);
+            Hyperplanes::upload(&query.client, &values, config.num_projections, config.block_rows).map(Some)
+        }
+    }
+}
+
+/// The kernels' options for a validated problem (the representative was checked by the caller).
+fn forward_options<'a, R: CubeRuntime>(
+    query: &CubeTensor<R>,
+    problem: &AttentionProblem,
+    planes: Option<&'a Hyperplanes<R>>,
+    tuning: KernelTuning,
+) -> ForwardOptions<'a, R> {
+    let config = &problem.config;
+    let representative = match config.representative {
+        crate::Representative::Mean => Representative::Mean,
+        _ => Representative::Sample,
+    };
+    ForwardOptions {
+        group_size: config.group_size,
+        block_rows: config.block_rows,
+        hyperplanes: planes,
+        representative,
+        causal: config.causal,
+        scale: problem.scale as f32,
+        // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader
+        // compilers (lavapipe above all) take minutes on the unrolled bodies.
+        unroll: R::name(&query.client).contains("cuda"),
+        strategy: tuning.strategy,
+        permutation: tuning.permutation,
+    }
+}
+
+/// Identifies one set of hyperplanes on one device of one runtime.
+type HyperplaneKey = (TypeId, String, u64, usize, usize);
+
+/// The hyperplanes for (seed, num_projections, block_rows) on `tensor`'s device, uploaded on
+/// first use: every later call with the same parameters launches with no host work or
+/// transfer for them.
+fn cached_hyperplanes<R: CubeRuntime>(
+    tensor: &CubeTensor<R>,
+    seed: u64,
+    num_projections: usize,
+    block_rows: usize,
+) -> Result<Hyperplanes<R>, KernelError> {
+    static CACHE: OnceLock<Mutex<HashMap<HyperplaneKey, Box<dyn Any + Send>>>> = OnceLock::new();
+    let key = (TypeId::of::<R>(), format!("{:?}", tensor.device), seed, num_projections, block_rows);
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(planes) = cache.get(&key).and_then(|entry| entry.downcast_ref::<Hyperplanes<R>>()) {
+        return Ok(planes.clone());
+    }
+    let values = hyperplanes(seed, num_projections, block_rows);
+    let planes = Hyperplanes::upload(&tensor.client, &values, num_projections, block_rows)?;
+    cache.insert(key, Box::new(planes.clone()));
+    Ok(planes)
 }

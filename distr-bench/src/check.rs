@@ -4,9 +4,9 @@
 //! The grid is the timing grid's kernels (f16, head dims 64 and 128, every group size, causal
 //! or not: the same compiled variants, on the tensor-core path where the device has it) with
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
-//! portable path, both block row counts, and the other head dims. Each case prints a
-//! progress line naming the kernel path that ran; the summary gives the largest error per
-//! (dtype, path).
+//! portable path, both block row counts, the other head dims, and every variant and tiling the
+//! timing compares (those that compute DistrAttention). Each case prints a progress line naming
+//! the kernel path that ran; the summary gives the largest error per (dtype, path).
 
 use std::time::Instant;
 
@@ -14,58 +14,70 @@ use burn::tensor::{Distribution, FloatDType, Tensor, TensorData, TensorPrimitive
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
-use distr_attn::kernel::{fused_forward_on_path, KernelTuning, MmaTiling};
+use distr_attn::kernel::{fused_forward_on_path, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{AttentionProblem, DistrAttentionConfig};
-use distr_attn::kernel::KernelPath;
 
-/// One check: head dim, group size, causal, dtype, block rows, kernel variant.
-type Case = (usize, usize, bool, FloatDType, usize, KernelTuning);
+use crate::{tiling_name, Args, Variant};
 
-/// The default kernel variant.
-const DEFAULT: KernelTuning = KernelTuning { portable_only: false, tiling: None };
-/// The portable path on a device that has tensor cores.
-const PORTABLE: KernelTuning = KernelTuning { portable_only: true, tiling: None };
+/// One check: head dim, group size, causal, dtype, block rows, kernel variant and its name.
+type Case = (usize, usize, bool, FloatDType, usize, KernelTuning, String);
 
-/// The default grid (see the module doc) plus, for each tiling the timing compares, its
-/// specialisations at head dims 64 and 128 for every group size, causal.
-fn cases(block_rows: usize, tilings: &[MmaTiling]) -> Vec<Case> {
+/// The default grid (see the module doc) plus, for each variant and tiling the timing
+/// compares, its specialisations at head dims 64 and 128 for G = 1 and 2, and one causal.
+fn cases(args: &Args) -> Vec<Case> {
+    let block_rows = args.block_rows;
     let other_rows = if block_rows == 64 { 128 } else { 64 };
+    let named = |variant: Variant| (variant.tuning(None), variant.name());
+    let (default, default_name) = named(Variant::Default);
+    let (portable, portable_name) = named(Variant::Portable);
+    let case = |head_dim, group_size, causal, dtype, rows, tuning: KernelTuning, name: &String| {
+        (head_dim, group_size, causal, dtype, rows, tuning, name.clone())
+    };
     let mut cases = Vec::new();
     for head_dim in [64, 128] {
         for group_size in [1, 2, 4, 8] {
             for causal in [false, true] {
-                cases.push((head_dim, group_size, causal, FloatDType::F16, block_rows, DEFAULT));
+                cases.push(case(head_dim, group_size, causal, FloatDType::F16, block_rows, default, &default_name));
             }
         }
     }
-    cases.push((128, 4, false, FloatDType::BF16, block_rows, DEFAULT));
-    cases.push((64, 1, true, FloatDType::BF16, block_rows, DEFAULT));
-    cases.push((128, 2, true, FloatDType::F16, other_rows, DEFAULT));
-    cases.push((64, 8, false, FloatDType::F16, other_rows, DEFAULT));
-    cases.push((64, 2, true, FloatDType::F32, block_rows, DEFAULT));
-    cases.push((64, 2, true, FloatDType::F16, block_rows, PORTABLE));
-    cases.push((128, 1, false, FloatDType::F16, block_rows, PORTABLE));
+    cases.push(case(128, 4, false, FloatDType::BF16, block_rows, default, &default_name));
+    cases.push(case(64, 1, true, FloatDType::BF16, block_rows, default, &default_name));
+    cases.push(case(128, 2, true, FloatDType::F16, other_rows, default, &default_name));
+    cases.push(case(64, 8, false, FloatDType::F16, other_rows, default, &default_name));
+    cases.push(case(64, 1, false, FloatDType::F16, other_rows, default, &default_name));
+    cases.push(case(64, 2, true, FloatDType::F32, block_rows, default, &default_name));
+    cases.push(case(64, 2, true, FloatDType::F16, block_rows, portable, &portable_name));
+    cases.push(case(128, 1, false, FloatDType::F16, block_rows, portable, &portable_name));
     for head_dim in [32, 80, 96] {
-        cases.push((head_dim, 2, false, FloatDType::F16, block_rows, DEFAULT));
+        cases.push(case(head_dim, 2, false, FloatDType::F16, block_rows, default, &default_name));
+        cases.push(case(head_dim, 1, true, FloatDType::F16, block_rows, default, &default_name));
     }
-    for &tiling in tilings {
+    let variants = args
+        .variants
+        .iter()
+        .filter(|variant| variant.is_exact_function() && **variant != Variant::Default)
+        .map(|&variant| (variant.tuning(None), variant.name()));
+    let tilings = args.tilings.iter().map(|tiling| (Variant::Default.tuning(Some(*tiling)), tiling_name(tiling)));
+    for (tuning, name) in variants.chain(tilings) {
         for head_dim in [64, 128] {
-            for group_size in [1, 2, 4, 8] {
-                let tuning = KernelTuning { portable_only: false, tiling: Some(tiling) };
-                cases.push((head_dim, group_size, true, FloatDType::F16, block_rows, tuning));
+            for group_size in [1, 2] {
+                cases.push(case(head_dim, group_size, false, FloatDType::F16, block_rows, tuning, &name));
             }
         }
+        cases.push(case(64, 2, true, FloatDType::F16, block_rows, tuning, &name));
     }
     cases
 }
 
 /// Runs the suite; `Err` lists every failing case.
-pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize, tilings: &[MmaTiling]) -> Result<(), String> {
+pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
     let mut failures = Vec::new();
     let mut worst: Vec<(String, f64)> = Vec::new();
-    let cases = cases(block_rows, tilings);
-    for (index, &(head_dim, group_size, causal, dtype, block_rows, tuning)) in cases.iter().enumerate() {
+    let cases = cases(args);
+    for (index, (head_dim, group_size, causal, dtype, block_rows, tuning, variant)) in cases.iter().enumerate() {
+        let (head_dim, group_size, causal, dtype, block_rows, tuning) = (*head_dim, *group_size, *causal, *dtype, *block_rows, *tuning);
         let start = Instant::now();
         let config = DistrAttentionConfig::new()
             .with_group_size(group_size)
@@ -78,8 +90,7 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, block_rows: usize, tilings:
             FloatDType::F16 => 2e-3,
             _ => 1e-2,
         };
-        let variant = tuning.tiling.map(|tiling| format!(" {}", crate::tiling_name(&tiling))).unwrap_or_default();
-        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?}{variant}");
+        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?} {variant}");
         match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, tuning) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");

@@ -1,13 +1,16 @@
-//! `distr-bench`: times the fused DistrAttention kernel (G = 2, 4, 8), the same kernel as
-//! exact flash attention (G = 1) and Burn's own `attention`, after an optional on-device
-//! check of the kernel against the tensor-op reference. JSON lines on stdout with `--json`,
-//! a table on stderr.
+//! `distr-bench`: times the fused DistrAttention kernels (G = 2, 4, 8), the same kernels as
+//! exact flash attention (G = 1), their stage variants and tilings, and Burn's own
+//! `attention`, after an optional on-device check of every timed kernel against the tensor-op
+//! reference. JSON lines on stdout with `--json`, a table on stderr.
 
 mod check;
 mod timing;
+mod variants;
 
 use clap::{Parser, ValueEnum};
-use distr_attn::kernel::MmaTiling;
+use distr_attn::kernel::{TensorCoreTiling, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS};
+
+pub use variants::{tiling_name, Variant};
 
 /// Storage dtype of the inputs (accumulation is f32 throughout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -19,7 +22,7 @@ pub enum StorageDtype {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark DistrAttention's fused kernel against exact attention and Burn's attention")]
+#[command(about = "Benchmark DistrAttention's fused kernels against exact attention and Burn's attention")]
 pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 4)]
@@ -42,20 +45,27 @@ pub struct Args {
     /// DistrAttention group sizes to time (1 = our exact kernel), comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8])]
     pub group_sizes: Vec<usize>,
-    /// Query rows per block (the kernel supports 64 and 128).
-    #[arg(long, default_value_t = 64)]
+    /// Query rows per block (64 or 128), as in `DistrAttentionConfig`.
+    #[arg(long, default_value_t = 128)]
     pub block_rows: usize,
     /// Longest sequence at which Burn's own attention is timed (its fallback paths can
-    /// materialise the `[seq, seq]` scores).
+    /// materialise the `[seq, seq]` scores); 0 skips it.
     #[arg(long, default_value_t = 8192)]
     pub burn_max_len: usize,
     /// Stop timing one configuration after about this many milliseconds.
     #[arg(long, default_value_t = 1500.0)]
     pub budget_ms: f64,
+    /// Kernel variants to time next to the default (and check with `--check`), comma separated.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub variants: Vec<Variant>,
     /// Tensor-core tilings to time (and check) next to the default, comma separated, each
-    /// `<row tiles per warp>x<key tile>` with a `p` suffix for prefetching: `2x64p,1x64`.
-    #[arg(long, value_delimiter = ',', value_parser = parse_tiling)]
-    pub tilings: Vec<MmaTiling>,
+    /// `<warps>x<row tiles per warp>x<key tile>` with an `r` suffix to keep Q' in registers:
+    /// `4x2x64r,8x1x64`.
+    #[arg(long, value_delimiter = ',', value_parser = variants::parse_tiling)]
+    pub tilings: Vec<TensorCoreTiling>,
+    /// Also time the grouping pre-pass alone for each G > 1.
+    #[arg(long)]
+    pub grouping_alone: bool,
     /// Run the kernel-vs-reference suite on the device first; exit non-zero on a mismatch.
     #[arg(long)]
     pub check: bool,
@@ -64,39 +74,70 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Parses `2x64p` (see [`Args::tilings`]).
-fn parse_tiling(text: &str) -> Result<MmaTiling, String> {
-    let (body, prefetch) = match text.strip_suffix('p') {
-        Some(body) => (body, true),
-        None => (text, false),
-    };
-    let (warp_tiles, key_tile) = body
-        .split_once('x')
-        .and_then(|(tiles, keys)| Some((tiles.parse().ok()?, keys.parse().ok()?)))
-        .ok_or_else(|| format!("tiling {text:?}: expected <row tiles>x<key tile>[p], e.g. 2x64p"))?;
-    if !MmaTiling::WARP_TILES.contains(&warp_tiles) || !MmaTiling::KEY_TILES.contains(&key_tile) {
-        return Err(format!(
-            "tiling {text:?}: row tiles must be one of {:?} and the key tile one of {:?}",
-            MmaTiling::WARP_TILES,
-            MmaTiling::KEY_TILES
-        ));
+impl Args {
+    /// Refuses values the kernels have no specialisation for, before any work.
+    fn validate(&self) -> Result<(), String> {
+        let positive = [("--batch", self.batch), ("--heads", self.heads)];
+        if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{flag} must be at least 1"));
+        }
+        if self.lengths.is_empty() || self.lengths.contains(&0) {
+            return Err(format!("--lengths {:?}: every length must be at least 1", self.lengths));
+        }
+        if let Some(dim) = self.head_dims.iter().find(|dim| !SUPPORTED_HEAD_DIMS.contains(dim)) {
+            return Err(format!("--head-dims: {dim} is not one of the supported head dims {SUPPORTED_HEAD_DIMS:?}"));
+        }
+        if let Some(group) = self.group_sizes.iter().find(|group| !SUPPORTED_GROUP_SIZES.contains(group)) {
+            return Err(format!("--group-sizes: {group} is not one of {SUPPORTED_GROUP_SIZES:?}"));
+        }
+        if !SUPPORTED_BLOCK_ROWS.contains(&self.block_rows) {
+            return Err(format!("--block-rows {} is not one of {SUPPORTED_BLOCK_ROWS:?}", self.block_rows));
+        }
+        if self.budget_ms.is_nan() || self.budget_ms <= 0.0 {
+            return Err(format!("--budget-ms {} must be positive", self.budget_ms));
+        }
+        Ok(())
     }
-    Ok(MmaTiling { warp_tiles, key_tile, prefetch })
-}
-
-/// The `--tilings` spelling of a tiling.
-pub fn tiling_name(tiling: &MmaTiling) -> String {
-    format!("{}x{}{}", tiling.warp_tiles, tiling.key_tile, if tiling.prefetch { "p" } else { "" })
 }
 
 fn main() {
     let args = Args::parse();
+    if let Err(message) = args.validate() {
+        eprintln!("error: {message}");
+        std::process::exit(2);
+    }
     let device = Default::default();
     if args.check {
-        if let Err(failures) = check::run_suite::<timing::Bench>(&device, args.block_rows, &args.tilings) {
+        if let Err(failures) = check::run_suite::<timing::Bench>(&device, &args) {
             eprintln!("check failed:\n{failures}");
             std::process::exit(1);
         }
     }
     timing::run_grid::<timing::Bench>(&args, &device);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Args {
+        Args::parse_from(["distr-bench"].iter().chain(extra))
+    }
+
+    /// Each of these used to panic inside the benchmark (exit 101); now each is refused up
+    /// front with the flag's name.
+    #[test]
+    fn unsupported_values_are_refused_with_the_flag_name() {
+        for (flags, flag) in [
+            (&["--block-rows", "100"][..], "--block-rows"),
+            (&["--head-dims", "63"], "--head-dims"),
+            (&["--lengths", "0"], "--lengths"),
+            (&["--batch", "0"], "--batch"),
+            (&["--group-sizes", "3"], "--group-sizes"),
+        ] {
+            let error = parse(flags).validate().unwrap_err();
+            assert!(error.contains(flag), "{flags:?}: {error}");
+        }
+        assert!(parse(&[]).validate().is_ok());
+    }
 }

@@ -1,5 +1,10 @@
-//! The timing grid: median milliseconds over repeated, synchronised runs on random normal
-//! inputs, and exact-equivalent TFLOP/s (`4 B H N^2 d / time`, halved when causal).
+//! The timing grid: milliseconds per call on random normal inputs, and exact-equivalent
+//! TFLOP/s (`4 B H N^2 d / time`, halved when causal).
+//!
+//! Each sample launches a batch of back-to-back calls (enough for about 10 ms of work) between
+//! two device synchronisations and divides by the batch: the device never idles between
+//! calls, so a sample is the device's time per call (pre-pass, forward kernel and any per-call
+//! upload included), not a host round trip. The median of the samples is reported.
 
 use std::time::Instant;
 
@@ -8,10 +13,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
-use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelTuning};
+use distr_attn::kernel::{fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig};
 
-use crate::{tiling_name, Args, StorageDtype};
+use crate::{tiling_name, Args, StorageDtype, Variant};
 
 /// The runtime the benchmark is built for.
 #[cfg(feature = "cuda")]
@@ -19,10 +24,15 @@ pub type Bench = cubecl::cuda::CudaRuntime;
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 pub type Bench = cubecl::wgpu::WgpuRuntime;
 
+type B<R> = CubeBackend<R, f32, i32, u32>;
+
 /// One timed configuration.
 #[derive(Debug, serde::Serialize)]
 struct Measurement {
     method: String,
+    group_size: Option<usize>,
+    variant: Option<String>,
+    tiling: Option<String>,
     batch: usize,
     heads: usize,
     seq: usize,
@@ -30,22 +40,28 @@ struct Measurement {
     dtype: StorageDtype,
     causal: bool,
     block_rows: usize,
-    /// Which kernel path ran (our kernel only).
+    /// Which kernel path ran (our kernels only).
     path: Option<String>,
-    runs: usize,
+    /// Calls timed, over all samples.
+    calls: usize,
     median_ms: f64,
     tflops: f64,
+}
+
+/// A method to time: its description and one call.
+struct Method {
+    name: String,
+    group_size: Option<usize>,
+    variant: Option<Variant>,
+    tiling: Option<TensorCoreTiling>,
+    path: Option<String>,
+    run: Box<dyn Fn()>,
 }
 
 /// Times every (length, head dim, causal) of `args` for each method, printing JSON lines as
 /// they come and the table at the end.
 pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
-    type B<R> = CubeBackend<R, f32, i32, u32>;
-    let dtype = match args.dtype {
-        StorageDtype::F16 => FloatDType::F16,
-        StorageDtype::Bf16 => FloatDType::BF16,
-        StorageDtype::F32 => FloatDType::F32,
-    };
+    let dtype = float_dtype(args.dtype);
     let mut rows = Vec::new();
     for &seq in &args.lengths {
         for &head_dim in &args.head_dims {
@@ -53,62 +69,38 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                 let shape = [args.batch, args.heads, seq, head_dim];
                 let random = || Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
                 let (query, key, value) = (random(), random(), random());
-                let mut methods: Vec<(String, Option<String>, Box<dyn Fn()>)> = Vec::new();
-                for &group_size in &args.group_sizes {
+                let mut methods = Vec::new();
+                for &group_size in args.group_sizes.iter().filter(|&&group| head_dim % group == 0) {
                     let config = DistrAttentionConfig::new()
                         .with_group_size(group_size)
                         .with_block_rows(args.block_rows)
                         .with_causal(causal);
-                    let name = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
-                    for &tiling in &args.tilings {
-                        let tuning = KernelTuning { portable_only: false, tiling: Some(tiling) };
-                        let path = kernel_path(&query, &key, &value, &config, tuning);
-                        if path != "TensorCore" {
-                            eprintln!("skipping {name}@{}: {path}", tiling_name(&tiling));
-                            continue;
-                        }
-                        let problem = AttentionProblem::check(&query, &key, &value, None, &config).expect("validated shapes");
-                        let [query, key, value] = [&query, &key, &value].map(|tensor| tensor.clone().into_primitive().tensor());
-                        methods.push((
-                            format!("{name}@{}", tiling_name(&tiling)),
-                            Some(path),
-                            Box::new(move || {
-                                let launch = fused_forward_on_path(query.clone(), key.clone(), value.clone(), &problem, tuning);
-                                drop(launch.expect("the tiling was checked when its path was read"));
-                            }),
-                        ));
-                    }
-                    let path = kernel_path(&query, &key, &value, &config, KernelTuning::default());
-                    let (query, key, value) = (query.clone(), key.clone(), value.clone());
-                    methods.push((
-                        name,
-                        Some(path),
-                        Box::new(move || {
-                            let before = kernel_launches();
-                            let output = distr_attention(query.clone(), key.clone(), value.clone(), None, &config);
-                            drop(output.expect("validated shapes"));
-                            assert!(kernel_launches() > before, "the fused kernel was not launched");
-                        }),
-                    ));
+                    methods.extend(kernel_methods(args, &query, &key, &value, &config));
                 }
                 if seq <= args.burn_max_len {
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
                     let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-                    methods.push((
-                        "burn_attention".into(),
-                        None,
-                        Box::new(move || drop(attention(query.clone(), key.clone(), value.clone(), None, None, options))),
-                    ));
+                    methods.push(Method {
+                        name: "burn_attention".into(),
+                        group_size: None,
+                        variant: None,
+                        tiling: None,
+                        path: None,
+                        run: Box::new(move || drop(attention(query.clone(), key.clone(), value.clone(), None, None, options))),
+                    });
                 }
-                for (method, path, run) in methods {
-                    eprintln!("timing {method} N={seq} d={head_dim} causal={causal} ...");
-                    let (median_ms, runs) = median_ms(&run, || {
+                for method in methods {
+                    eprintln!("timing {} N={seq} d={head_dim} causal={causal} ...", method.name);
+                    let (median_ms, calls) = median_ms_per_call(&method.run, || {
                         let _ = B::<R>::sync(device);
                     }, args.budget_ms);
                     let flops = 4.0 * (args.batch * args.heads * head_dim) as f64 * (seq * seq) as f64
                         / if causal { 2.0 } else { 1.0 };
                     let row = Measurement {
-                        method,
+                        method: method.name,
+                        group_size: method.group_size,
+                        variant: method.variant.map(Variant::name),
+                        tiling: method.tiling.as_ref().map(tiling_name),
                         batch: args.batch,
                         heads: args.heads,
                         seq,
@@ -116,15 +108,20 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         dtype: args.dtype,
                         causal,
                         block_rows: args.block_rows,
-                        path,
-                        runs,
+                        path: method.path,
+                        calls,
                         median_ms,
                         tflops: flops / (median_ms * 1e-3) / 1e12,
                     };
                     if args.json {
                         println!("{}", serde_json::to_string(&row).expect("plain struct"));
                     }
-                    eprintln!("{:>15} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}", row.method, row.tflops, row.path.as_deref().unwrap_or(""));
+                    eprintln!(
+                        "{:>40} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}",
+                        row.method,
+                        row.tflops,
+                        row.path.as_deref().unwrap_or("")
+                    );
                     rows.push(row);
                 }
             }
@@ -133,43 +130,133 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
     print_table(&rows);
 }
 
-/// The kernel path these inputs take with `tuning` (one untimed launch).
-fn kernel_path<R: CubeRuntime>(
-    query: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
-    key: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
-    value: &Tensor<CubeBackend<R, f32, i32, u32>, 4>,
+pub fn float_dtype(dtype: StorageDtype) -> FloatDType {
+    match dtype {
+        StorageDtype::F16 => FloatDType::F16,
+        StorageDtype::Bf16 => FloatDType::BF16,
+        StorageDtype::F32 => FloatDType::F32,
+    }
+}
+
+/// The kernel methods of one group size: the public op (what models run), then each requested
+/// variant with the default tiling and the default variant with each requested tiling, and the
+/// pre-pass alone. Variants the kernel refuses here are reported and skipped.
+fn kernel_methods<R: CubeRuntime>(
+    args: &Args,
+    query: &Tensor<B<R>, 4>,
+    key: &Tensor<B<R>, 4>,
+    value: &Tensor<B<R>, 4>,
     config: &DistrAttentionConfig,
+) -> Vec<Method> {
+    let group_size = config.group_size;
+    let base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+    let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
+    let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
+    let mut methods = Vec::new();
+    let (q, k, v, op_config) = (query.clone(), key.clone(), value.clone(), config.clone());
+    methods.push(Method {
+        name: base.clone(),
+        group_size: Some(group_size),
+        variant: Some(Variant::Default),
+        tiling: None,
+        path: Some(kernel_path(query, key, value, &problem, KernelTuning::default())),
+        run: Box::new(move || {
+            let before = kernel_launches();
+            drop(distr_attention(q.clone(), k.clone(), v.clone(), None, &op_config).expect("validated shapes"));
+            assert!(kernel_launches() > before, "the fused kernel was not launched");
+        }),
+    });
+    let variants = args
+        .variants
+        .iter()
+        .filter(|variant| **variant != Variant::Default && (group_size > 1 || !variant.grouped_only()))
+        .map(|&variant| (variant, None));
+    let tilings = args.tilings.iter().map(|&tiling| (Variant::Default, Some(tiling)));
+    for (variant, tiling) in variants.chain(tilings) {
+        let tuning = variant.tuning(tiling);
+        let path = kernel_path(query, key, value, &problem, tuning);
+        let mut name = base.clone();
+        if variant != Variant::Default {
+            name += &format!("+{}", variant.name());
+        }
+        if let Some(tiling) = &tiling {
+            name += &format!("@{}", tiling_name(tiling));
+        }
+        if path.starts_with("refused") {
+            eprintln!("skipping {name}: {path}");
+            continue;
+        }
+        let (q, k, v, problem) = (primitive(query), primitive(key), primitive(value), problem.clone());
+        methods.push(Method {
+            name,
+            group_size: Some(group_size),
+            variant: Some(variant),
+            tiling,
+            path: Some(path),
+            run: Box::new(move || {
+                let launch = fused_forward_on_path(q.clone(), k.clone(), v.clone(), &problem, tuning);
+                drop(launch.expect("the variant was checked when its path was read"));
+            }),
+        });
+    }
+    if args.grouping_alone && group_size > 1 {
+        let (q, problem) = (primitive(query), problem.clone());
+        methods.push(Method {
+            name: format!("{base}+grouping-alone"),
+            group_size: Some(group_size),
+            variant: None,
+            tiling: None,
+            path: None,
+            run: Box::new(move || grouping_pre_pass(q.clone(), &problem).expect("validated shapes")),
+        });
+    }
+    methods
+}
+
+/// The kernel path these inputs take with `tuning` (one untimed launch), or why it was refused.
+fn kernel_path<R: CubeRuntime>(
+    query: &Tensor<B<R>, 4>,
+    key: &Tensor<B<R>, 4>,
+    value: &Tensor<B<R>, 4>,
+    problem: &AttentionProblem,
     tuning: KernelTuning,
 ) -> String {
-    let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
-    let primitive = |tensor: &Tensor<CubeBackend<R, f32, i32, u32>, 4>| tensor.clone().into_primitive().tensor();
-    match fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, tuning) {
+    let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
+    match fused_forward_on_path(primitive(query), primitive(key), primitive(value), problem, tuning) {
         Ok((_, path)) => format!("{path:?}"),
         Err(reason) => format!("refused: {reason}"),
     }
 }
 
-/// Two warm-up runs (compilation, autotune), then runs until `budget_ms` (at least 5, at
-/// most 50), each synchronised; the median and the number of runs.
-fn median_ms(run: &dyn Fn(), sync: impl Fn(), budget_ms: f64) -> (f64, usize) {
+/// Two warm-up calls (compilation, autotune), then samples of back-to-back batches (see the
+/// module doc) until `budget_ms` (at least 5 samples, at most 30); the median time per call
+/// and the number of calls timed.
+fn median_ms_per_call(run: &dyn Fn(), sync: impl Fn(), budget_ms: f64) -> (f64, usize) {
     for _ in 0..2 {
         run();
         sync();
     }
+    let single = Instant::now();
+    run();
+    sync();
+    let single_ms = single.elapsed().as_secs_f64() * 1e3;
+    let batch = ((10.0 / single_ms).ceil() as usize).clamp(1, 200);
     let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < 5 || (times.len() < 50 && start.elapsed().as_secs_f64() * 1e3 < budget_ms) {
+    let mut samples = Vec::new();
+    while samples.len() < 5 || (samples.len() < 30 && start.elapsed().as_secs_f64() * 1e3 < budget_ms) {
         let begin = Instant::now();
-        run();
+        for _ in 0..batch {
+            run();
+        }
         sync();
-        times.push(begin.elapsed().as_secs_f64() * 1e3);
+        samples.push(begin.elapsed().as_secs_f64() * 1e3 / batch as f64);
     }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times.len())
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples.len() * batch)
 }
 
-/// Median ms and TFLOP/s per method, one line per (N, d, causal), with each DistrAttention
-/// speedup over our exact kernel.
+/// Median ms and TFLOP/s of the default methods, one line per (N, d, causal), with each
+/// DistrAttention speedup over our exact kernel.
 fn print_table(rows: &[Measurement]) {
     let mut methods: Vec<&str> = Vec::new();
     for row in rows {

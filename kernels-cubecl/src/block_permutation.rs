@@ -12,60 +12,16 @@ pub const COLUMN_BITS: u32 = 8;
 /// Largest number of hyperplanes whose codes fit next to the column index in 32 bits.
 pub const MAX_PROJECTIONS: usize = 24;
 
-/// Writes the packed sort value of every column of the query block into `order[0..head_dim]`
-/// and `u32::MAX` into the padding `order[head_dim..sort_size]`.
-///
-/// Each unit hashes the columns `UNIT_POS, UNIT_POS + block_rows, ..`: the dot product of
-/// the column (rows past `seq_q` are the zero padding) with each hyperplane, in f32.
-#[cube]
-pub fn column_sort_values<F: Float>(
-    query: &Tensor<F>,
-    hyperplanes: &Array<f32>,
-    order: &mut SharedMemory<u32>,
-    block_base: usize,
-    block_first_row: usize,
-    seq_q: usize,
-    #[comptime] head_dim: usize,
-    #[comptime] sort_size: usize,
-    #[comptime] block_rows: usize,
-    #[comptime] num_projections: usize,
-) {
-    let row_stride = query.stride(2);
-    let column_stride = query.stride(3);
-    let valid_rows = min(seq_q - block_first_row, block_rows);
-    let mut column = UNIT_POS as usize;
-    while column < sort_size {
-        if column < head_dim {
-            let mut code = 0u32;
-            let mut bit = 1u32;
-            for plane in 0..num_projections {
-                let mut dot = 0.0f32;
-                for row in 0..valid_rows {
-                    let x = f32::cast_from(query[block_base + row * row_stride + column * column_stride]);
-                    dot += x * hyperplanes[plane * block_rows + row];
-                }
-                if dot > 0.0 {
-                    code += bit;
-                }
-                bit *= 2;
-            }
-            order[column] = (inverse_gray(code) << COLUMN_BITS) | (column as u32);
-        } else {
-            order[column] = u32::MAX;
-        }
-        column += block_rows;
-    }
-}
-
 /// Hyperplanes one unit of [`column_sort_values_by_plane_group`] projects a column on.
 pub const PLANES_PER_UNIT: usize = 4;
 /// Query rows [`column_sort_values_by_plane_group`] loads at once.
 const ROWS_PER_CHUNK: usize = 8;
 
-/// [`column_sort_values`] for cubes with more units than columns (the tensor-core path): the
-/// work is spread over (column, group of [`PLANES_PER_UNIT`] hyperplanes) pairs, and each unit
-/// reads a query element once for its planes' independent dot products. Each dot product still
-/// sums the rows in order, so the codes are bit-identical. `signs`
+/// The packed sort value of every column of the query block, in `order[0..head_dim]`, and
+/// `u32::MAX` in the padding `order[head_dim..sort_size]`. The work is spread over (column,
+/// group of [`PLANES_PER_UNIT`] hyperplanes) pairs, and each unit reads a query element once
+/// for its planes' independent dot products, each summing the block's rows in order (rows past
+/// `seq_q` are the zero padding), as the reference does, so the codes are bit-identical. `signs`
 /// (`head_dim * num_projections.div_ceil(PLANES_PER_UNIT)`) holds each pair's bits until the
 /// units of a column combine them. Synchronises the cube; every unit must call it.
 #[cube]

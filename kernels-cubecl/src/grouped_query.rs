@@ -4,7 +4,7 @@
 use cubecl::prelude::*;
 
 use crate::block_permutation::permuted_column;
-use crate::Representative;
+use crate::config::Representative;
 
 /// Q' at (`query_row`, `group`), `query_row` an offset into `query`: for `group_size == 1` the
 /// query element of column `group` itself; otherwise the element of the group's first column

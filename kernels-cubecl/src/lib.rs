@@ -1,25 +1,31 @@
 //! CubeCL kernels of DistrAttention, compiled for CUDA and WGPU from one source.
 //!
-//! - [`block_permutation`]: per query block, the LSH codes of the block's columns and their
-//!   bitonic sort in shared memory (steps 2-4 of the definition).
-//! - [`grouped_query`]: Q' elements from that permutation (step 5).
-//! - [`flash_forward`]: the fused forward pass, FlashAttention-2 style: one cube per (query
-//!   block, batch, head), grouped queries formed once, fused keys built tile by tile in shared
-//!   memory, online softmax, no `[seq_q, seq_k]` matrix in device memory. Portable path.
-//! - [`flash_forward_mma`]: the same pass on tensor cores (CUDA `mma.sync`), chosen at launch
-//!   from the device's features.
+//! The data path of one call ([`launch_forward`]):
 //!
-//! This crate knows nothing about Burn: it takes CubeCL tensor bindings.
+//! 1. `G > 1`: the grouping pre-pass ([`kernels::group_queries`]) hashes and sorts each query
+//!    block's columns ([`block_permutation`]) and writes Q' ([`grouped_query`]) and the
+//!    block's K column table;
+//! 2. one fused forward kernel, FlashAttention-2 style (no `[seq_q, seq_k]` matrix in device
+//!    memory), forms K' tile by tile from the column table: on tensor cores
+//!    ([`kernels::tensor_core_forward`], CUDA `mma.sync`) where the device has them, in plain
+//!    f32 everywhere else ([`kernels::portable_forward`]).
+//!
+//! [`config`] holds the comptime types; [`launch`] validates once, picks a [`Strategy`] and
+//! launches. This crate knows nothing about Burn: it takes CubeCL tensor bindings.
 
 pub mod block_permutation;
+pub mod config;
 mod error;
-pub mod flash_forward;
-pub mod flash_forward_mma;
 pub mod grouped_query;
+pub mod kernels;
+pub mod launch;
 
-pub use flash_forward_mma::MmaTiling;
-
+pub use config::{
+    CopyStrategy, FragmentLoads, KeyFusion, Permutation, Representative, TensorCoreConfig, TensorCoreTiling,
+    SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
+};
 pub use error::KernelError;
-pub use flash_forward::{
-    launch_flash_forward, tensor_core_config, FlashForwardOptions, KernelPath, Representative, SUPPORTED_HEAD_DIMS,
+pub use launch::{
+    launch_forward, launch_grouping, AttentionBindings, ForwardOptions, Hyperplanes, KernelPath, Strategy,
+    TensorCoreVariant,
 };

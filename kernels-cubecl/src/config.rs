@@ -1,0 +1,308 @@
+//! Comptime types shared by the kernels and the launcher: what a specialisation is, and the
+//! limits the launcher checks against. Kernel files import from here, never from each other.
+
+/// Head dims (and value dims) with a comptime specialisation: multiples of 16, so that every
+/// path's rows split into 16-byte chunks and whole `k16` steps.
+pub const SUPPORTED_HEAD_DIMS: [usize; 5] = [32, 64, 80, 96, 128];
+/// Group sizes with a comptime specialisation.
+pub const SUPPORTED_GROUP_SIZES: [usize; 4] = [1, 2, 4, 8];
+/// Query rows per block (and per cube of the forward kernels).
+pub const SUPPORTED_BLOCK_ROWS: [usize; 2] = [64, 128];
+/// Elements per 16-byte chunk of f16/bf16: the unit of the tensor-core path's copies and of
+/// the grouped query's row padding.
+pub const CHUNK: usize = 8;
+/// Lanes per plane that the tensor-core fragment layouts assume.
+pub const PLANE_SIZE: usize = 32;
+
+/// How the representative query column of a group is formed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Representative {
+    /// The group's first column in permutation order.
+    Sample,
+    /// The mean of the group's columns.
+    Mean,
+}
+
+/// Where the grouping pre-pass takes its column permutation from. Only [`Permutation::Lsh`]
+/// computes DistrAttention; the others exist to measure what hashing and sorting cost.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+pub enum Permutation {
+    /// Steps 2-4 of the definition: LSH codes, inverse Gray code, sort.
+    #[default]
+    Lsh,
+    /// The codes are computed but not sorted: the identity permutation at the cost of hashing.
+    HashOnly,
+    /// The identity permutation, no hashing.
+    Identity,
+}
+
+/// Comptime specialisation of the grouping pre-pass ([`crate::kernels::group_queries`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct GroupingConfig {
+    pub head_dim: usize,
+    pub group_size: usize,
+    pub block_rows: usize,
+    pub num_projections: usize,
+    pub representative: Representative,
+    pub permutation: Permutation,
+    /// Unroll the hashing loops (CUDA; WGPU's shader compilers choke on large bodies).
+    pub unroll: bool,
+}
+
+impl GroupingConfig {
+    /// Units per cube: one per query row of the block.
+    pub fn units(&self) -> usize {
+        self.block_rows
+    }
+
+    /// Width of Q' and of the column table's groups: see [`reduced_width`].
+    pub fn reduced_width(&self) -> usize {
+        reduced_width(self.head_dim, self.group_size)
+    }
+}
+
+/// Columns of the score product after grouping, zero-padded to a whole `k16` step: every
+/// path multiplies Q' and K' of this width, and the padding columns are zero on both sides.
+pub fn reduced_width(head_dim: usize, group_size: usize) -> usize {
+    (head_dim / group_size).next_multiple_of(16)
+}
+
+/// Comptime specialisation of the portable forward kernel ([`crate::kernels::portable_forward`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct PortableConfig {
+    /// Columns of the query operand (Q itself, or Q' from the pre-pass).
+    pub reduced_width: usize,
+    pub head_dim: usize,
+    pub value_dim: usize,
+    pub group_size: usize,
+    pub block_rows: usize,
+    pub key_tile: usize,
+    pub causal: bool,
+    /// Unroll the loops over a row so that Q' and the accumulator live in registers (CUDA).
+    pub unroll: bool,
+}
+
+/// How K and V tiles travel from global to shared memory on the tensor-core path.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CopyStrategy {
+    /// Loads into registers, stores to shared memory, a barrier: the copy and the tensor work
+    /// of a tile never overlap.
+    Synchronous,
+    /// `cp.async` into one of two stages, completed on an mbarrier: the next tile's copy runs
+    /// while the current tile is computed.
+    DoubleBuffered,
+}
+
+/// How tensor-core fragments are read from shared memory.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum FragmentLoads {
+    /// Each lane reads its own elements: one 32-bit load per Q or K register, two 16-bit loads
+    /// per V register (V is stored key-major).
+    Scalar,
+    /// `ldmatrix` for Q and K, scalar loads for V.
+    MatrixQueryKey,
+    /// `ldmatrix` everywhere, `.trans` for V: four registers per instruction.
+    Matrix,
+}
+
+/// How a tensor-core cube's work is cut up. Each distinct value is a compiled kernel.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct TensorCoreTiling {
+    /// Warps per cube.
+    pub warps: usize,
+    /// Row tiles of 16 query rows per warp: each B fragment read from shared memory feeds this
+    /// many `mma`.
+    pub warp_tiles: usize,
+    /// Keys per tile: 32, 64 or 128.
+    pub key_tile: usize,
+    /// Keep the block's Q' fragments in registers across key tiles (else reread per tile).
+    pub query_in_registers: bool,
+}
+
+impl TensorCoreTiling {
+    /// Key tiles the kernel is specialised for.
+    pub const KEY_TILES: [usize; 3] = [32, 64, 128];
+    /// Row tiles per warp the kernel is specialised for.
+    pub const WARP_TILES: [usize; 2] = [1, 2];
+
+    /// The default tiling for a shape, from the H200 sweep (`benchmarks/results/2026-12-02-h200-v2/`):
+    /// four warps (two row tiles each for 128-row blocks) and 64-key tiles, which beat 32-key
+    /// tiles and eight warps of one row tile at head dims 64 and 128. Exact attention keeps Q in
+    /// registers where the per-lane accumulators (`warp_tiles * (value_dim + key_tile) / 2` f32)
+    /// and Q fragments (`warp_tiles * head_dim / 4`) stay within 160 registers (head dim 64:
+    /// 4.30 ms against 4.47 from shared memory at N = 8192); grouped attention rereads Q' from
+    /// shared memory, which leaves the registers to the K'^T fragments (G = 2, head dim 64: 4.18
+    /// ms against 4.49).
+    pub fn for_shape(head_dim: usize, group_size: usize, block_rows: usize) -> Self {
+        let warp_tiles = if block_rows >= 128 { 2 } else { 1 };
+        let key_tile = 64;
+        let registers = warp_tiles * ((head_dim + key_tile) / 2 + head_dim / 4);
+        Self {
+            warps: block_rows / (16 * warp_tiles),
+            warp_tiles,
+            key_tile,
+            query_in_registers: group_size == 1 && registers <= 160,
+        }
+    }
+}
+
+/// What the grouped tensor-core kernel skips, to measure a stage by its absence. Timing only:
+/// anything but [`KeyFusion::Fused`] gives a wrong result.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum KeyFusion {
+    /// K' formed from each K tile in shared memory (DistrAttention).
+    Fused,
+    /// The K' tile is left as it is: the score product runs on stale data.
+    Skipped,
+}
+
+/// Comptime specialisation of the tensor-core forward kernel
+/// ([`crate::kernels::tensor_core_forward`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct TensorCoreConfig {
+    pub head_dim: usize,
+    pub value_dim: usize,
+    pub group_size: usize,
+    pub block_rows: usize,
+    pub causal: bool,
+    pub tiling: TensorCoreTiling,
+    pub copy: CopyStrategy,
+    pub fragments: FragmentLoads,
+    pub key_fusion: KeyFusion,
+}
+
+impl TensorCoreConfig {
+    /// Units per cube.
+    pub fn units(&self) -> usize {
+        self.tiling.warps * PLANE_SIZE
+    }
+
+    /// Columns of the score product ([`reduced_width`]).
+    pub fn reduced_width(&self) -> usize {
+        reduced_width(self.head_dim, self.group_size)
+    }
+
+    /// Query rows per warp.
+    pub fn warp_rows(&self) -> usize {
+        16 * self.tiling.warp_tiles
+    }
+
+    /// K/V tiles in flight.
+    pub fn stages(&self) -> usize {
+        match self.copy {
+            CopyStrategy::Synchronous => 1,
+            CopyStrategy::DoubleBuffered => 2,
+        }
+    }
+
+    /// Shared rows are padded by one chunk: eight consecutive rows' chunks then fall in eight
+    /// distinct bank groups for every supported row length (an even number of chunks), so
+    /// `ldmatrix` and `cp.async` are conflict-free without a swizzle.
+    pub fn padded_chunks(columns: usize) -> usize {
+        columns / CHUNK + 1
+    }
+
+    /// Chunks per row of a K stage: rows of `head_dim` columns for exact attention, rows of
+    /// `key_tile` keys for `G > 1` (K arrives transposed).
+    pub fn key_stage_stride(&self) -> usize {
+        if self.group_size == 1 {
+            Self::padded_chunks(self.head_dim)
+        } else {
+            Self::padded_chunks(self.tiling.key_tile)
+        }
+    }
+
+    /// Chunks of the shared tiles: the query block, the K and V stages and (`G > 1`) K'^T.
+    pub fn shared_chunks(&self) -> SharedLayout {
+        let key_tile = self.tiling.key_tile;
+        let query = self.block_rows * Self::padded_chunks(self.reduced_width());
+        let key_rows = if self.group_size == 1 { key_tile } else { self.head_dim };
+        let key_stage = key_rows * self.key_stage_stride();
+        let value_stage = key_tile * Self::padded_chunks(self.value_dim);
+        let fused_keys = if self.group_size > 1 {
+            self.reduced_width() * Self::padded_chunks(key_tile)
+        } else {
+            0
+        };
+        SharedLayout { query, key_stage, value_stage, fused_keys, stages: self.stages() }
+    }
+
+    /// Shared memory the kernel declares, in bytes: the 16-byte chunks, the column table and two
+    /// mbarriers.
+    pub fn shared_bytes(&self) -> usize {
+        self.shared_chunks().total() * 16 + self.reduced_width() * self.group_size * 4 + 16
+    }
+
+    /// Whether the kernel's index arithmetic holds: whole row tiles per warp, whole `k16`
+    /// steps of keys, and a supported key tile.
+    pub fn is_consistent(&self) -> bool {
+        let tiling = &self.tiling;
+        TensorCoreTiling::WARP_TILES.contains(&tiling.warp_tiles)
+            && TensorCoreTiling::KEY_TILES.contains(&tiling.key_tile)
+            && tiling.warps * self.warp_rows() == self.block_rows
+            && self.head_dim % 16 == 0
+            && self.value_dim % 16 == 0
+    }
+}
+
+/// Sizes of the tensor-core kernel's shared tiles, in 16-byte chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedLayout {
+    pub query: usize,
+    pub key_stage: usize,
+    pub value_stage: usize,
+    pub fused_keys: usize,
+    pub stages: usize,
+}
+
+impl SharedLayout {
+    pub fn total(&self) -> usize {
+        self.query + self.stages * (self.key_stage + self.value_stage) + self.fused_keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every default tiling is consistent and fits a Hopper cube's 227 KiB; the 64-row blocks
+    /// fit the 48 KiB every CUDA device has.
+    #[test]
+    fn default_tilings_are_consistent_and_fit_shared_memory() {
+        for head_dim in SUPPORTED_HEAD_DIMS {
+            for group_size in SUPPORTED_GROUP_SIZES.into_iter().filter(|g| head_dim % g == 0) {
+                for block_rows in SUPPORTED_BLOCK_ROWS {
+                    for copy in [CopyStrategy::Synchronous, CopyStrategy::DoubleBuffered] {
+                        let config = TensorCoreConfig {
+                            head_dim,
+                            value_dim: head_dim,
+                            group_size,
+                            block_rows,
+                            causal: false,
+                            tiling: TensorCoreTiling::for_shape(head_dim, group_size, block_rows),
+                            copy,
+                            fragments: FragmentLoads::Matrix,
+                            key_fusion: KeyFusion::Fused,
+                        };
+                        assert!(config.is_consistent(), "{config:?}");
+                        assert!(config.shared_bytes() <= 227 * 1024, "{config:?}");
+                        assert!(config.reduced_width() % 16 == 0, "{config:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One chunk of padding puts the chunks of eight consecutive rows in eight distinct
+    /// groups of four banks.
+    #[test]
+    fn padded_rows_spread_over_all_bank_groups() {
+        for columns in SUPPORTED_HEAD_DIMS.into_iter().chain(TensorCoreTiling::KEY_TILES) {
+            let stride = TensorCoreConfig::padded_chunks(columns);
+            let mut groups: Vec<usize> = (0..8).map(|row| row * stride % 8).collect();
+            groups.sort();
+            groups.dedup();
+            assert_eq!(groups.len(), 8, "{columns} columns");
+        }
+    }
+}

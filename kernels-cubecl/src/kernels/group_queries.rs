@@ -1,0 +1,114 @@
+//! The grouping pre-pass: steps 2-5 of the definition for every query block, once per call,
+//! before the forward kernel.
+//!
+//! One cube per (query block, batch * head), one unit per query row:
+//!
+//! 1. hash the block's columns and sort them ([`crate::block_permutation`]);
+//! 2. write the block's rows of Q' (`[batch, heads, blocks * block_rows, reduced_width]`, zero
+//!    in the padding columns and in rows past `seq_q`);
+//! 3. write the block's column table (`reduced_width * group_size` entries per block in
+//!    `[batch * heads, blocks]` order): entry `j * G + m` is the K column of member `m` of
+//!    group `j`, or `head_dim` for the padding groups, which the forward kernels read as zero.
+//!
+//! Moving this out of the forward kernels leaves their key loop free of the hashing prologue
+//! and its barriers, and lets them load Q' like any query: whole rows, 16 bytes at a time.
+
+use cubecl::prelude::*;
+
+use crate::block_permutation::{bitonic_sort, column_sort_values_by_plane_group, permuted_column, PLANES_PER_UNIT};
+use crate::config::{GroupingConfig, Permutation};
+use crate::grouped_query::grouped_query;
+
+#[cube(launch_unchecked)]
+pub(crate) fn group_queries<F: Float>(
+    query: &Tensor<F>,
+    hyperplanes: &Array<f32>,
+    grouped: &mut Tensor<F>,
+    key_columns: &mut Array<u32>,
+    #[comptime] config: GroupingConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let head_dim = config.head_dim;
+    let group_size = config.group_size;
+    let block_rows = config.block_rows;
+    let units = comptime!(config.units());
+    let width = comptime!(config.reduced_width());
+    let groups = comptime!(config.head_dim / config.group_size);
+    let sort_size = comptime!(config.head_dim.next_power_of_two());
+
+    let heads = query.shape(1);
+    let seq_q = query.shape(2);
+    let batch_head = CUBE_POS_Y as usize;
+    let batch = batch_head / heads;
+    let head = batch_head % heads;
+    let block = CUBE_POS_X as usize;
+    let block_first_row = block * block_rows;
+    let query_block = batch * query.stride(0) + head * query.stride(1) + block_first_row * query.stride(2);
+
+    let mut order = SharedMemory::<u32>::new(sort_size);
+    match comptime!(config.permutation) {
+        Permutation::Identity => {
+            let mut column = UNIT_POS as usize;
+            while column < sort_size {
+                order[column] = column as u32;
+                column += units;
+            }
+            sync_cube();
+        }
+        _ => {
+            let mut signs =
+                SharedMemory::<u32>::new(comptime!(config.num_projections.div_ceil(PLANES_PER_UNIT) * config.head_dim));
+            column_sort_values_by_plane_group::<F>(
+                query,
+                hyperplanes,
+                &mut signs,
+                &mut order,
+                query_block,
+                block_first_row,
+                seq_q,
+                head_dim,
+                sort_size,
+                block_rows,
+                config.num_projections,
+                units,
+            );
+            // Unsorted, the packed values still carry each column's own index in their low
+            // bits: the identity permutation, at the cost of the hashing.
+            if comptime!(config.permutation == Permutation::Lsh) {
+                bitonic_sort(&mut order, sort_size, units);
+            }
+        }
+    }
+
+    let grouped_block = batch * grouped.stride(0) + head * grouped.stride(1) + block_first_row * grouped.stride(2);
+    let mut element = UNIT_POS as usize;
+    while element < comptime!(config.block_rows * width) {
+        let row = element / width;
+        let group = element % width;
+        let mut representative = 0.0f32;
+        if block_first_row + row < seq_q && group < groups {
+            representative = grouped_query::<F>(
+                query,
+                &order,
+                query_block + row * query.stride(2),
+                group,
+                group_size,
+                config.representative,
+                config.unroll,
+            );
+        }
+        grouped[grouped_block + row * grouped.stride(2) + group * grouped.stride(3)] = F::cast_from(representative);
+        element += units;
+    }
+
+    let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(width * config.group_size);
+    let mut entry = UNIT_POS as usize;
+    while entry < comptime!(width * config.group_size) {
+        let mut column = comptime!(config.head_dim as u32).runtime();
+        if entry / group_size < groups {
+            column = permuted_column(&order, entry) as u32;
+        }
+        key_columns[table + entry] = column;
+        entry += units;
+    }
+}

@@ -1,0 +1,216 @@
+//! The fused forward pass in plain f32 arithmetic: every CubeCL runtime runs it (lavapipe
+//! included), and devices without `mma` take it for every dtype.
+//!
+//! One cube per (query block, batch * head), one unit per query row of the block:
+//!
+//! 1. each unit loads its row of the query operand (Q, or Q' from the grouping pre-pass),
+//!    times the scale, once;
+//! 2. for each tile of `key_tile` keys the cube loads the K tile fused into K' (the sum of
+//!    each group's columns, named by the pre-pass's column table) and the V tile into shared
+//!    memory; each unit scores its row against the tile, updates its running maximum and sum
+//!    (online softmax) and accumulates `P V` in registers;
+//! 3. each unit writes its normalised output row.
+//!
+//! Shared tiles are f32, read as 4-wide vectors (one 16-byte broadcast load feeds four FMAs).
+
+use cubecl::prelude::*;
+
+use crate::config::PortableConfig;
+
+#[cube(launch_unchecked)]
+pub(crate) fn portable_forward<F: Float>(
+    query: &Tensor<F>,
+    key: &Tensor<F>,
+    value: &Tensor<F>,
+    key_columns: &Array<u32>,
+    output: &mut Tensor<F>,
+    scale: f32,
+    #[comptime] config: PortableConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let value_dim = config.value_dim;
+    let group_size = config.group_size;
+    let block_rows = config.block_rows;
+    let key_tile = config.key_tile;
+    let width = config.reduced_width;
+    let groups = comptime!(config.head_dim / config.group_size);
+    let reduced_quads = comptime!(config.reduced_width / 4);
+    let value_quads = comptime!(config.value_dim / 4);
+
+    let heads = output.shape(1);
+    let seq_q = output.shape(2);
+    let seq_k = key.shape(2);
+    let queries_per_kv_head = heads / key.shape(1);
+    let batch_head = CUBE_POS_Y as usize;
+    let batch = batch_head / heads;
+    let head = batch_head % heads;
+    let kv_head = head / queries_per_kv_head;
+    let unit = UNIT_POS as usize;
+    // Causal blocks see more keys the later they sit: launch the longest first.
+    let mut block = CUBE_POS_X as usize;
+    if comptime!(config.causal) {
+        block = CUBE_COUNT_X as usize - 1 - block;
+    }
+    let block_first_row = block * block_rows;
+    let row = block_first_row + unit;
+    let row_valid = row < seq_q;
+
+    let key_head = batch * key.stride(0) + kv_head * key.stride(1);
+    let value_head = batch * value.stride(0) + kv_head * value.stride(1);
+
+    // G > 1: the block's column table, from the pre-pass.
+    let mut columns = SharedMemory::<u32>::new(comptime!(config.reduced_width * config.group_size));
+    if comptime!(config.group_size > 1) {
+        let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(config.reduced_width * config.group_size);
+        let mut entry = unit;
+        while entry < comptime!(config.reduced_width * config.group_size) {
+            columns[entry] = key_columns[table + entry];
+            entry += block_rows;
+        }
+    }
+
+    let query_row = batch * query.stride(0) + head * query.stride(1) + row * query.stride(2);
+    let mut reduced_query = Array::<f32>::new(width);
+    #[unroll(config.unroll)]
+    for group in 0..width {
+        let mut element = 0.0f32;
+        if row_valid {
+            element = f32::cast_from(query[query_row + group * query.stride(3)]);
+        }
+        reduced_query[group] = element * scale;
+    }
+
+    // Causal: query `row` sits at position `row + seq_k - seq_q`; the block needs no key
+    // after its last row's position.
+    let mut keys_end = seq_k;
+    let mut query_position = 0usize;
+    if comptime!(config.causal) {
+        let block_last_row = min(seq_q, block_first_row + block_rows) - 1;
+        keys_end = block_last_row + seq_k - seq_q + 1;
+        query_position = row + seq_k - seq_q;
+    }
+
+    let mut fused_keys = SharedMemory::<Vector<f32, Const<4>>>::new(comptime!(config.key_tile * reduced_quads));
+    let mut values = SharedMemory::<Vector<f32, Const<4>>>::new(comptime!(config.key_tile * value_quads));
+    let mut accumulator = Array::<f32>::new(value_dim);
+    #[unroll(config.unroll)]
+    for column in 0..value_dim {
+        accumulator[column] = 0.0;
+    }
+    // A finite floor: the first visible key rescales by `exp(floor - score) = 0`, and a
+    // fully masked row keeps a zero sum (output zero) without ever computing NaN.
+    let mut running_max = f32::new(-3.0e38);
+    let mut running_sum = 0.0f32;
+    sync_cube();
+
+    let mut tile_start = 0usize;
+    while tile_start < keys_end {
+        // Step 6 on the tile: K' (group sums through the column table) and V, as f32.
+        let mut element = unit;
+        while element < comptime!(config.key_tile * reduced_quads) {
+            let key_row = tile_start + element / reduced_quads;
+            let first_group = (element % reduced_quads) * 4;
+            let mut quad = Vector::<f32, Const<4>>::empty();
+            #[unroll]
+            for lane in 0..4usize {
+                let group = first_group + lane;
+                let mut fused = 0.0f32;
+                if key_row < seq_k && group < groups {
+                    let key_base = key_head + key_row * key.stride(2);
+                    if comptime!(config.group_size == 1) {
+                        fused = f32::cast_from(key[key_base + group * key.stride(3)]);
+                    } else {
+                        #[unroll(config.unroll)]
+                        for member in 0..group_size {
+                            let column = columns[group * group_size + member] as usize;
+                            fused += f32::cast_from(key[key_base + column * key.stride(3)]);
+                        }
+                    }
+                }
+                quad[lane] = fused;
+            }
+            fused_keys[element] = quad;
+            element += block_rows;
+        }
+        let mut element = unit;
+        while element < comptime!(config.key_tile * value_quads) {
+            let key_row = tile_start + element / value_quads;
+            let first_column = (element % value_quads) * 4;
+            let mut quad = Vector::<f32, Const<4>>::empty();
+            #[unroll]
+            for lane in 0..4usize {
+                let mut loaded = 0.0f32;
+                if key_row < seq_k {
+                    let column = first_column + lane;
+                    loaded = f32::cast_from(value[value_head + key_row * value.stride(2) + column * value.stride(3)]);
+                }
+                quad[lane] = loaded;
+            }
+            values[element] = quad;
+            element += block_rows;
+        }
+        sync_cube();
+
+        // Step 7, one key at a time: the running maximum only moves on a new maximum
+        // (rare after the first keys), so the accumulator is rescaled only then. The key
+        // loop stays rolled (small code, fast compiles); the loops over a row are unrolled.
+        for key_index in 0..key_tile {
+            if is_visible(tile_start + key_index, seq_k, query_position, config.causal) {
+                let mut dot = 0.0f32;
+                #[unroll(config.unroll)]
+                for quad_index in 0..reduced_quads {
+                    let quad = fused_keys[key_index * reduced_quads + quad_index];
+                    let first = quad_index * 4;
+                    dot += reduced_query[first] * quad[0]
+                        + reduced_query[first + 1] * quad[1]
+                        + reduced_query[first + 2] * quad[2]
+                        + reduced_query[first + 3] * quad[3];
+                }
+                if dot > running_max {
+                    let correction = Exp::exp(running_max - dot);
+                    running_sum *= correction;
+                    #[unroll(config.unroll)]
+                    for column in 0..value_dim {
+                        accumulator[column] *= correction;
+                    }
+                    running_max = dot;
+                }
+                let weight = Exp::exp(dot - running_max);
+                running_sum += weight;
+                #[unroll(config.unroll)]
+                for quad_index in 0..value_quads {
+                    let quad = values[key_index * value_quads + quad_index];
+                    let first = quad_index * 4;
+                    accumulator[first] += weight * quad[0];
+                    accumulator[first + 1] += weight * quad[1];
+                    accumulator[first + 2] += weight * quad[2];
+                    accumulator[first + 3] += weight * quad[3];
+                }
+            }
+        }
+        sync_cube();
+        tile_start += key_tile;
+    }
+
+    if row_valid {
+        let mut inverse_sum = 0.0f32;
+        if running_sum > 0.0 {
+            inverse_sum = 1.0 / running_sum;
+        }
+        let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
+        #[unroll(config.unroll)]
+        for column in 0..value_dim {
+            output[output_row + column * output.stride(3)] = F::cast_from(accumulator[column] * inverse_sum);
+        }
+    }
+}
+
+/// Whether key `key_position` exists and, when causal, is not after the query.
+#[cube]
+fn is_visible(key_position: usize, seq_k: usize, query_position: usize, #[comptime] causal: bool) -> bool {
+    let mut visible = key_position < seq_k;
+    if comptime!(causal) {
+        visible = visible && key_position <= query_position;
+    }
+    visible
+}

@@ -1,0 +1,746 @@
+//! The forward pass on tensor cores, FlashAttention-2 style: both products on `mma.sync`
+//! m16n8k16 (f16 or bf16 operands, f32 accumulation) through CubeCL's manual
+//! [`MmaDefinition`], the online softmax in registers.
+//!
+//! One cube per (query block, batch * head), [`TensorCoreTiling::warps`] warps, each owning
+//! [`TensorCoreTiling::warp_tiles`] tiles of 16 consecutive query rows:
+//!
+//! 1. the block's rows of the query operand (Q, or Q' from the grouping pre-pass) and the first
+//!    K and V tiles are copied into shared memory;
+//! 2. per key tile: wait for the tile, start copying the next one into the other stage
+//!    ([`CopyStrategy::DoubleBuffered`]: `cp.async`, completed on one mbarrier per stage);
+//!    for `G > 1`, where K arrives transposed ([`crate::kernels::transpose_keys`]), form K'^T
+//!    (each group's K columns summed, named by the pre-pass's column table: sums of whole
+//!    16-byte chunks of rows) into its own tile; score (`S = Q' K'^T`), online softmax, and
+//!    `O += P V` with the probabilities going from the score accumulators straight into A
+//!    fragments (the m16n8 accumulator layout of two key blocks is the m16k16 A layout);
+//! 3. each warp normalises and writes its rows.
+//!
+//! Fragments come from shared memory through `ldmatrix` (`.trans` for V, which stays
+//! key-major, and for K'^T), four registers per instruction; every B fragment feeds one `mma` per row tile
+//! of the warp. Shared rows are padded by one 16-byte chunk, which spreads the eight rows of an
+//! `ldmatrix` over all banks. The softmax masks only the tiles that reach past `seq_k` or the
+//! causal diagonal of the warp's first row, and a warp skips the tiles wholly after its last
+//! row. Causal blocks are launched longest first.
+//!
+//! Only launched where the device has the m16n8k16 `mma` for the storage type (CUDA, sm_80 and
+//! newer); see [`crate::launch`].
+
+use cubecl::cmma::{MatrixIdent, MmaDefinition};
+use cubecl::prelude::barrier::{copy_async_checked, Barrier};
+use cubecl::prelude::*;
+
+use crate::config::{CopyStrategy, FragmentLoads, KeyFusion, TensorCoreConfig, CHUNK};
+
+/// Scores of masked keys, and the running maximum before the first visible key: finite, so
+/// no infinity or NaN is ever formed; probabilities of masked keys are forced to zero.
+const SCORE_FLOOR: f32 = -3.0e38;
+
+type Pair<E> = Vector<E, Const<2>>;
+
+/// `N8`: the vector width of the three inputs, [`CHUNK`] (16 bytes). Fast math: `exp` becomes
+/// `__expf`; no value is ever infinite or NaN.
+#[cube(launch_unchecked, fast_math = FastMath::all())]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
+    query: &Tensor<Vector<F, N8>>,
+    key: &Tensor<Vector<F, N8>>,
+    value: &Tensor<Vector<F, N8>>,
+    key_columns: &Array<u32>,
+    output: &mut Tensor<F>,
+    scale: f32,
+    #[comptime] config: TensorCoreConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let warp_tiles = config.tiling.warp_tiles;
+    let key_tile = config.tiling.key_tile;
+    let units = comptime!(config.units());
+    let layout = comptime!(config.shared_chunks());
+    let query_stride = comptime!(TensorCoreConfig::padded_chunks(config.reduced_width()));
+    let key_stride = comptime!(config.key_stage_stride());
+    let fused_stride = comptime!(TensorCoreConfig::padded_chunks(config.tiling.key_tile));
+    let value_stride = comptime!(TensorCoreConfig::padded_chunks(config.value_dim));
+    let score_steps = comptime!(config.reduced_width() / 16);
+    let key_blocks = comptime!(config.tiling.key_tile / 8);
+    let value_blocks = comptime!(config.value_dim / 8);
+
+    let heads = output.shape(1);
+    let seq_q = output.shape(2);
+    // `key` is K, or K^T for G > 1: V gives the key count.
+    let seq_k = value.shape(2);
+    let batch_head = CUBE_POS_Y as usize;
+    let batch = batch_head / heads;
+    let head = batch_head % heads;
+    let kv_head = head / (heads / value.shape(1));
+    let mut block = CUBE_POS_X as usize;
+    if comptime!(config.causal) {
+        block = CUBE_COUNT_X as usize - 1 - block;
+    }
+    let block_first_row = block * config.block_rows;
+    let lane = UNIT_POS_X as usize;
+    let warp_first_in_block = UNIT_POS_Y as usize * comptime!(config.warp_rows());
+    let warp_first_row = block_first_row + warp_first_in_block;
+
+    let query_block = batch * query.stride(0) + head * query.stride(1) + block_first_row * query.stride(2);
+    let key_head = batch * key.stride(0) + kv_head * key.stride(1);
+    let value_head = batch * value.stride(0) + kv_head * value.stride(1);
+
+    let mut query_tile = SharedMemory::<Vector<F, N8>>::new_aligned(layout.query, 16usize);
+    let mut key_stages = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(layout.stages * layout.key_stage), 16usize);
+    let mut value_stages =
+        SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(layout.stages * layout.value_stage), 16usize);
+    let mut fused_keys = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(layout.fused_keys.max(1)), 16usize);
+    let mut columns = SharedMemory::<u32>::new(comptime!(config.reduced_width() * config.group_size));
+
+    if comptime!(config.group_size > 1) {
+        let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(config.reduced_width() * config.group_size);
+        let mut entry = UNIT_POS as usize;
+        while entry < comptime!(config.reduced_width() * config.group_size) {
+            columns[entry] = key_columns[table + entry];
+            entry += units;
+        }
+    }
+
+    // Causal: query `row` sits at position `row + seq_k - seq_q`; the block needs no key
+    // after its last row's position.
+    let mut keys_end = seq_k;
+    let mut warp_first_position = seq_k;
+    if comptime!(config.causal) {
+        let block_last_row = min(seq_q, block_first_row + config.block_rows) - 1;
+        keys_end = block_last_row + seq_k - seq_q + 1;
+        warp_first_position = warp_first_row + seq_k - seq_q;
+    }
+    let warp_last_position = warp_first_position + comptime!(config.warp_rows() - 1);
+    let num_tiles = keys_end.div_ceil(key_tile);
+
+    let barrier_even = Barrier::shared(units as u32, UNIT_POS == 0);
+    let barrier_odd = Barrier::shared(units as u32, UNIT_POS == 0);
+
+    // The query block and the first K and V tiles.
+    copy_rows::<F, N8>(
+        query,
+        query_block,
+        query.stride(2),
+        seq_q - block_first_row,
+        comptime!(config.reduced_width() / CHUNK),
+        &mut query_tile,
+        0usize,
+        config.block_rows,
+        comptime!(config.reduced_width() / CHUNK),
+        query_stride,
+        config,
+    );
+    copy_key_value_tile::<F, N8>(key, value, &mut key_stages, &mut value_stages, key_head, value_head, seq_k, 0usize, 0usize, config);
+    if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
+        barrier_even.commit_copy_async();
+    }
+
+    let mma = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
+    // Accumulator fragments of O: row tile t, value block b, half h (rows g / g + 8) at
+    // `(t * value_blocks + b) * 2 + h`; running maximum and sum at `t * 2 + h`.
+    let mut output_fragments = Array::<Pair<f32>>::new(comptime!(config.tiling.warp_tiles * config.value_dim / 8 * 2));
+    #[unroll]
+    for index in 0..comptime!(warp_tiles * value_blocks * 2) {
+        output_fragments[index] = Pair::<f32>::new(0.0);
+    }
+    let mut running_max = Array::<f32>::new(comptime!(config.tiling.warp_tiles * 2));
+    let mut running_sum = Array::<f32>::new(comptime!(config.tiling.warp_tiles * 2));
+    #[unroll]
+    for index in 0..comptime!(warp_tiles * 2) {
+        running_max[index] = f32::new(SCORE_FLOOR);
+        running_sum[index] = 0.0;
+    }
+    let mut query_fragments =
+        Array::<Pair<F>>::new(comptime!(config.tiling.warp_tiles * config.reduced_width() / 16 * 4));
+
+    for tile in 0..num_tiles {
+        let tile_start = tile * key_tile;
+        let mut stage = 0usize;
+        // Wait for this tile; then the other stage is free (every unit has arrived, so every
+        // warp is done with the previous tile) and the next tile starts copying into it.
+        if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
+            stage = tile % 2;
+            if stage == 0 {
+                barrier_even.arrive_and_wait();
+            } else {
+                barrier_odd.arrive_and_wait();
+            }
+            if tile + 1 < num_tiles {
+                copy_key_value_tile::<F, N8>(
+                    key,
+                    value,
+                    &mut key_stages,
+                    &mut value_stages,
+                    key_head,
+                    value_head,
+                    seq_k,
+                    tile_start + key_tile,
+                    1 - stage,
+                    config,
+                );
+                if stage == 0 {
+                    barrier_odd.commit_copy_async();
+                } else {
+                    barrier_even.commit_copy_async();
+                }
+            }
+        } else {
+            if tile > 0 {
+                sync_cube();
+                copy_key_value_tile::<F, N8>(
+                    key,
+                    value,
+                    &mut key_stages,
+                    &mut value_stages,
+                    key_head,
+                    value_head,
+                    seq_k,
+                    tile_start,
+                    0usize,
+                    config,
+                );
+            }
+            sync_cube();
+        }
+        if comptime!(config.tiling.query_in_registers) {
+            if tile == 0 {
+                #[unroll]
+                for row_tile in 0..warp_tiles {
+                    #[unroll]
+                    for step in 0..score_steps {
+                        let fragment =
+                            query_fragment(&mma, &query_tile, warp_first_in_block + row_tile * 16, step, lane, config);
+                        #[unroll]
+                        for register in 0..4usize {
+                            query_fragments[(row_tile * score_steps + step) * 4 + register] = fragment[register];
+                        }
+                    }
+                }
+            }
+        }
+        if comptime!(config.group_size > 1) {
+            if comptime!(config.key_fusion == KeyFusion::Fused) {
+                fuse_keys::<F, N8>(&key_stages, &mut fused_keys, &columns, stage * layout.key_stage, config);
+            }
+            sync_cube();
+        }
+
+        // A warp whose rows all come before the tile (causal) has nothing to do in it.
+        if !comptime!(config.causal) || tile_start <= warp_last_position {
+            let mut scores = Array::<Pair<f32>>::new(comptime!(config.tiling.warp_tiles * config.tiling.key_tile / 8 * 2));
+            #[unroll]
+            for index in 0..comptime!(warp_tiles * key_blocks * 2) {
+                scores[index] = Pair::<f32>::new(0.0);
+            }
+            // S = Q' K'^T, one k16 step of every row tile at a time.
+            #[unroll]
+            for step in 0..score_steps {
+                let mut a = Array::<Pair<F>>::new(comptime!(config.tiling.warp_tiles * 4));
+                #[unroll]
+                for row_tile in 0..warp_tiles {
+                    if comptime!(config.tiling.query_in_registers) {
+                        #[unroll]
+                        for register in 0..4usize {
+                            a[row_tile * 4 + register] = query_fragments[(row_tile * score_steps + step) * 4 + register];
+                        }
+                    } else {
+                        let fragment =
+                            query_fragment(&mma, &query_tile, warp_first_in_block + row_tile * 16, step, lane, config);
+                        #[unroll]
+                        for register in 0..4usize {
+                            a[row_tile * 4 + register] = fragment[register];
+                        }
+                    }
+                }
+                #[unroll]
+                for block_pair in 0..comptime!(config.tiling.key_tile / 16) {
+                    let mut b = Array::<Pair<F>>::new(4usize);
+                    if comptime!(config.group_size == 1) {
+                        let loaded =
+                            key_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, config);
+                        #[unroll]
+                        for register in 0..4usize {
+                            b[register] = loaded[register];
+                        }
+                    } else {
+                        let loaded = transposed_fragments(&mma, &fused_keys, 0usize, fused_stride, block_pair, step, lane, config);
+                        #[unroll]
+                        for register in 0..4usize {
+                            b[register] = loaded[register];
+                        }
+                    }
+                    #[unroll]
+                    for half in 0..2usize {
+                        let mut b_half = Array::<Pair<F>>::new(2usize);
+                        b_half[0] = b[half * 2];
+                        b_half[1] = b[half * 2 + 1];
+                        #[unroll]
+                        for row_tile in 0..warp_tiles {
+                            let index = (row_tile * key_blocks + block_pair * 2 + half) * 2;
+                            multiply_accumulate(&mma, &a, row_tile * 4, &b_half, &mut scores, index);
+                        }
+                    }
+                }
+            }
+
+            let positions = RowPositions { warp_first_row, lane, seq_q, seq_k, tile_start };
+            let beyond_keys = tile_start + key_tile > seq_k;
+            let beyond_diagonal = comptime!(config.causal) && tile_start + key_tile - 1 > warp_first_position;
+            if beyond_keys || beyond_diagonal {
+                online_softmax(&mut scores, &mut running_max, &mut running_sum, &mut output_fragments, &positions, scale, true, config);
+            } else {
+                online_softmax(&mut scores, &mut running_max, &mut running_sum, &mut output_fragments, &positions, scale, false, config);
+            }
+
+            // O += P V, k16 step s = key blocks 2s and 2s + 1.
+            #[unroll]
+            for step in 0..comptime!(config.tiling.key_tile / 16) {
+                let mut a = Array::<Pair<F>>::new(comptime!(config.tiling.warp_tiles * 4));
+                #[unroll]
+                for row_tile in 0..warp_tiles {
+                    #[unroll]
+                    for register in 0..4usize {
+                        let probabilities = scores[(row_tile * key_blocks + step * 2 + register / 2) * 2 + register % 2];
+                        let mut fragment = Pair::<F>::empty();
+                        fragment[0] = F::cast_from(probabilities[0]);
+                        fragment[1] = F::cast_from(probabilities[1]);
+                        a[row_tile * 4 + register] = fragment;
+                    }
+                }
+                #[unroll]
+                for block_pair in 0..comptime!(config.value_dim / 16) {
+                    let b = transposed_fragments(&mma, &value_stages, stage * layout.value_stage, value_stride, block_pair, step, lane, config);
+                    #[unroll]
+                    for half in 0..2usize {
+                        let mut b_half = Array::<Pair<F>>::new(2usize);
+                        b_half[0] = b[half * 2];
+                        b_half[1] = b[half * 2 + 1];
+                        #[unroll]
+                        for row_tile in 0..warp_tiles {
+                            let index = (row_tile * value_blocks + block_pair * 2 + half) * 2;
+                            multiply_accumulate(&mma, &a, row_tile * 4, &b_half, &mut output_fragments, index);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Each lane holds columns 2q, 2q + 1 of every value block for rows g and g + 8 of each
+    // row tile; its quad's partial sums complete the row's.
+    let quad_row = lane / 4;
+    let quad_lane = lane % 4;
+    #[unroll]
+    for row_tile in 0..warp_tiles {
+        #[unroll]
+        for half in 0..2usize {
+            let mut total = running_sum[row_tile * 2 + half];
+            total += plane_shuffle_xor(total, 1u32);
+            total += plane_shuffle_xor(total, 2u32);
+            let mut inverse = 0.0f32;
+            if total > 0.0 {
+                inverse = 1.0 / total;
+            }
+            let row = warp_first_row + row_tile * 16 + quad_row + half * 8;
+            if row < seq_q {
+                let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
+                #[unroll]
+                for value_block in 0..value_blocks {
+                    let fragment = output_fragments[(row_tile * value_blocks + value_block) * 2 + half];
+                    #[unroll]
+                    for element in 0..2usize {
+                        let column = value_block * 8 + quad_lane * 2 + element;
+                        output[output_row + column * output.stride(3)] = F::cast_from(fragment[element] * inverse);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `rows` rows of `chunks` 16-byte chunks, starting at element `source_base` of
+/// `source` with `row_stride` elements between rows, into `target` from chunk `target_base`
+/// with `target_stride` chunks per row. Rows from `rows_valid` on, and chunks from
+/// `chunks_valid` on, are zero-filled.
+/// [`CopyStrategy::DoubleBuffered`]: asynchronous (`cp.async`), to be committed by the caller.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn copy_rows<F: Float, N8: Size>(
+    source: &Tensor<Vector<F, N8>>,
+    source_base: usize,
+    row_stride: usize,
+    rows_valid: usize,
+    chunks_valid: usize,
+    target: &mut SharedMemory<Vector<F, N8>>,
+    target_base: usize,
+    #[comptime] rows: usize,
+    #[comptime] chunks: usize,
+    #[comptime] target_stride: usize,
+    #[comptime] config: TensorCoreConfig,
+) {
+    let units = comptime!(config.units());
+    let total = comptime!(rows * chunks);
+    #[unroll]
+    for pass in 0..comptime!(total.div_ceil(units)) {
+        let slot = UNIT_POS as usize + pass * units;
+        if comptime!(total % units == 0) || slot < total {
+            let row = slot / chunks;
+            let chunk = slot % chunks;
+            let valid = row < rows_valid && chunk < chunks_valid;
+            // Chunks past the end read the first (always present) for an in-bounds address.
+            let source_row = select(valid, row, 0usize);
+            let source_chunk = select(valid, chunk, 0usize);
+            let from = (source_base + source_row * row_stride) / CHUNK + source_chunk;
+            let to = target_base + row * target_stride + chunk;
+            match comptime!(config.copy) {
+                CopyStrategy::DoubleBuffered => {
+                    let length = select(valid, 1usize, 0usize);
+                    copy_async_checked(&source.slice(from, from + length), &mut target.slice_mut(to, to + 1), CHUNK as u32);
+                }
+                CopyStrategy::Synchronous => {
+                    let mut loaded = Vector::<F, N8>::new(F::cast_from(0.0f32));
+                    if valid {
+                        loaded = source[from];
+                    }
+                    target[to] = loaded;
+                }
+            }
+        }
+    }
+}
+
+/// The K (K^T for `G > 1`) and V tile starting at key `tile_start` into `stage` (see
+/// [`copy_rows`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn copy_key_value_tile<F: Float, N8: Size>(
+    key: &Tensor<Vector<F, N8>>,
+    value: &Tensor<Vector<F, N8>>,
+    key_stages: &mut SharedMemory<Vector<F, N8>>,
+    value_stages: &mut SharedMemory<Vector<F, N8>>,
+    key_head: usize,
+    value_head: usize,
+    seq_k: usize,
+    tile_start: usize,
+    stage: usize,
+    #[comptime] config: TensorCoreConfig,
+) {
+    let layout = comptime!(config.shared_chunks());
+    let key_tile = config.tiling.key_tile;
+    let rows_valid = seq_k - min(seq_k, tile_start);
+    if comptime!(config.group_size == 1) {
+        copy_rows::<F, N8>(
+            key,
+            key_head + tile_start * key.stride(2),
+            key.stride(2),
+            rows_valid,
+            comptime!(config.head_dim / CHUNK),
+            key_stages,
+            stage * layout.key_stage,
+            key_tile,
+            comptime!(config.head_dim / CHUNK),
+            comptime!(config.key_stage_stride()),
+            config,
+        );
+    } else {
+        // K^T rows are the head dim's columns; its keys are padded to whole chunks.
+        let padded_keys = seq_k.div_ceil(CHUNK) * CHUNK;
+        copy_rows::<F, N8>(
+            key,
+            key_head + tile_start,
+            key.stride(2),
+            config.head_dim,
+            (padded_keys - min(padded_keys, tile_start)) / CHUNK,
+            key_stages,
+            stage * layout.key_stage,
+            config.head_dim,
+            comptime!(config.tiling.key_tile / CHUNK),
+            comptime!(config.key_stage_stride()),
+            config,
+        );
+    }
+    copy_rows::<F, N8>(
+        value,
+        value_head + tile_start * value.stride(2),
+        value.stride(2),
+        rows_valid,
+        comptime!(config.value_dim / CHUNK),
+        value_stages,
+        stage * layout.value_stage,
+        key_tile,
+        comptime!(config.value_dim / CHUNK),
+        comptime!(TensorCoreConfig::padded_chunks(config.value_dim)),
+        config,
+    );
+}
+
+/// K'^T of the K^T tile in `key_stages` from chunk `stage_base`: row `j` is the sum of the rows
+/// the column table names for group `j` (zero for the padding groups), summed chunk by chunk in
+/// the storage type. Consecutive units take consecutive chunks of one row, so a warp reads and
+/// writes whole rows without bank conflicts.
+#[cube]
+fn fuse_keys<F: Float, N8: Size>(
+    key_stages: &SharedMemory<Vector<F, N8>>,
+    fused_keys: &mut SharedMemory<Vector<F, N8>>,
+    columns: &SharedMemory<u32>,
+    stage_base: usize,
+    #[comptime] config: TensorCoreConfig,
+) {
+    let units = comptime!(config.units());
+    let group_size = config.group_size;
+    let groups = comptime!(config.head_dim / config.group_size);
+    let chunks = comptime!(config.tiling.key_tile / CHUNK);
+    let total = comptime!(config.reduced_width() * config.tiling.key_tile / CHUNK);
+    let key_stride = comptime!(config.key_stage_stride());
+    let fused_stride = comptime!(TensorCoreConfig::padded_chunks(config.tiling.key_tile));
+    #[unroll]
+    for pass in 0..comptime!(total.div_ceil(units)) {
+        let slot = UNIT_POS as usize + pass * units;
+        if comptime!(total % units == 0) || slot < total {
+            let group = slot / chunks;
+            let chunk = slot % chunks;
+            let mut fused = Vector::<F, N8>::new(F::cast_from(0.0f32));
+            if group < groups {
+                #[unroll]
+                for member in 0..group_size {
+                    let row = columns[group * group_size + member] as usize;
+                    fused += key_stages[stage_base + row * key_stride + chunk];
+                }
+            }
+            fused_keys[group * fused_stride + chunk] = fused;
+        }
+    }
+}
+
+/// The A fragment (16 rows x k16) of row tile `first_row` (in the block), `k16` step `step`.
+#[cube]
+fn query_fragment<F: Float, N8: Size>(
+    mma: &MmaDefinition<F, F, f32>,
+    query_tile: &SharedMemory<Vector<F, N8>>,
+    first_row: usize,
+    step: usize,
+    lane: usize,
+    #[comptime] config: TensorCoreConfig,
+) -> Array<Pair<F>> {
+    let stride = comptime!(TensorCoreConfig::padded_chunks(config.reduced_width()));
+    let mut fragment = Array::<Pair<F>>::new(4usize);
+    if comptime!(config.fragments == FragmentLoads::Scalar) {
+        let pairs = query_tile.to_slice().with_vector_size::<Const<2>>();
+        #[unroll]
+        for register in 0..4usize {
+            let row = first_row + lane / 4 + (register % 2) * 8;
+            let column = step * 16 + (register / 2) * 8 + (lane % 4) * 2;
+            fragment[register] = pairs[(row * stride * CHUNK + column) / 2];
+        }
+    } else {
+        // Lane l addresses row l % 8 of matrix l / 8: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15)
+        // in the order of the A registers.
+        let matrix = lane / 8;
+        let row = first_row + (matrix % 2) * 8 + lane % 8;
+        let chunk = row * stride + step * 2 + matrix / 2;
+        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&query_tile.slice(chunk, chunk + 1), MatrixIdent::A, 4usize, false);
+        #[unroll]
+        for register in 0..4usize {
+            fragment[register] = loaded[register];
+        }
+    }
+    fragment
+}
+
+/// B fragments of the score product for key blocks `2 * block_pair` and `2 * block_pair + 1`
+/// at `k16` step `step`, from key-major rows (`stride` chunks each) starting at chunk `base`:
+/// registers 0-1 for the first block, 2-3 for the second.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn key_fragments<F: Float, N8: Size>(
+    mma: &MmaDefinition<F, F, f32>,
+    keys: &SharedMemory<Vector<F, N8>>,
+    base: usize,
+    stride: usize,
+    block_pair: usize,
+    step: usize,
+    lane: usize,
+    #[comptime] config: TensorCoreConfig,
+) -> Array<Pair<F>> {
+    let mut fragment = Array::<Pair<F>>::new(4usize);
+    if comptime!(config.fragments == FragmentLoads::Scalar) {
+        let pairs = keys.to_slice().with_vector_size::<Const<2>>();
+        #[unroll]
+        for register in 0..4usize {
+            let key_row = block_pair * 16 + (register / 2) * 8 + lane / 4;
+            let column = step * 16 + (register % 2) * 8 + (lane % 4) * 2;
+            fragment[register] = pairs[(base * CHUNK + key_row * stride * CHUNK + column) / 2];
+        }
+    } else {
+        // Matrices (keys 0-7 | 8-15) x (k 0-7 | 8-15), k fastest: b0, b1 of each key block.
+        let matrix = lane / 8;
+        let key_row = block_pair * 16 + (matrix / 2) * 8 + lane % 8;
+        let chunk = base + key_row * stride + step * 2 + matrix % 2;
+        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&keys.slice(chunk, chunk + 1), MatrixIdent::B, 4usize, false);
+        #[unroll]
+        for register in 0..4usize {
+            fragment[register] = loaded[register];
+        }
+    }
+    fragment
+}
+
+/// B fragments (k16 x n8) from a tile stored k-major (rows of `stride` chunks from chunk `base`,
+/// n contiguous: V for `P V`, K'^T for the grouped score product) for n blocks
+/// `2 * block_pair` and `2 * block_pair + 1` at `k16` step `step`: registers 0-1 for the first
+/// block, 2-3 for the second.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn transposed_fragments<F: Float, N8: Size>(
+    mma: &MmaDefinition<F, F, f32>,
+    tile: &SharedMemory<Vector<F, N8>>,
+    base: usize,
+    stride: usize,
+    block_pair: usize,
+    step: usize,
+    lane: usize,
+    #[comptime] config: TensorCoreConfig,
+) -> Array<Pair<F>> {
+    let mut fragment = Array::<Pair<F>>::new(4usize);
+    if comptime!(config.fragments == FragmentLoads::Matrix) {
+        // Transposed matrices (k 0-7 | 8-15) x (n 0-7 | 8-15), k fastest.
+        let matrix = lane / 8;
+        let k_row = step * 16 + (matrix % 2) * 8 + lane % 8;
+        let chunk = base + k_row * stride + block_pair * 2 + matrix / 2;
+        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&tile.slice(chunk, chunk + 1), MatrixIdent::B, 4usize, true);
+        #[unroll]
+        for register in 0..4usize {
+            fragment[register] = loaded[register];
+        }
+    } else {
+        let elements = tile.to_slice().with_vector_size::<Const<1>>();
+        #[unroll]
+        for register in 0..4usize {
+            let k_row = step * 16 + (register % 2) * 8 + (lane % 4) * 2;
+            let column = block_pair * 16 + (register / 2) * 8 + lane / 4;
+            let first = base * CHUNK + k_row * stride * CHUNK + column;
+            let mut pair = Pair::<F>::empty();
+            pair[0] = elements[first][0];
+            pair[1] = elements[first + stride * CHUNK][0];
+            fragment[register] = pair;
+        }
+    }
+    fragment
+}
+
+/// `accumulators[index..index + 2] += A B` for the A fragment at `a[a_first..a_first + 4]`.
+#[cube]
+fn multiply_accumulate<F: Float>(
+    mma: &MmaDefinition<F, F, f32>,
+    a: &Array<Pair<F>>,
+    a_first: usize,
+    b: &Array<Pair<F>>,
+    accumulators: &mut Array<Pair<f32>>,
+    index: usize,
+) {
+    let mut a_tile = Array::<Pair<F>>::new(4usize);
+    #[unroll]
+    for register in 0..4usize {
+        a_tile[register] = a[a_first + register];
+    }
+    let mut accumulator = Array::<Pair<f32>>::new(2usize);
+    accumulator[0] = accumulators[index];
+    accumulator[1] = accumulators[index + 1];
+    mma.execute_inplace(&a_tile, b, &mut accumulator);
+    accumulators[index] = accumulator[0];
+    accumulators[index + 1] = accumulator[1];
+}
+
+/// Where this lane's score fragments sit in the attention matrix.
+#[derive(CubeType)]
+struct RowPositions {
+    warp_first_row: usize,
+    lane: usize,
+    seq_q: usize,
+    seq_k: usize,
+    tile_start: usize,
+}
+
+/// Updates each row's running maximum and sum from the tile's raw scores, rescales its output
+/// accumulators and turns the scores into probabilities in place. The scale is folded into
+/// the exponent (`exp(s * scale - max)`, one FMA per score; the launcher requires a positive
+/// scale, so the raw maximum scales to the scaled one). A row's four lanes agree on its maximum
+/// through two shuffles and keep partial sums until the end. `masked`: keys past `seq_k` or
+/// (causal) after the row's position get probability 0.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn online_softmax(
+    scores: &mut Array<Pair<f32>>,
+    running_max: &mut Array<f32>,
+    running_sum: &mut Array<f32>,
+    output_fragments: &mut Array<Pair<f32>>,
+    positions: &RowPositions,
+    scale: f32,
+    #[comptime] masked: bool,
+    #[comptime] config: TensorCoreConfig,
+) {
+    let key_blocks = comptime!(config.tiling.key_tile / 8);
+    let value_blocks = comptime!(config.value_dim / 8);
+    let quad_row = positions.lane / 4;
+    let quad_lane = positions.lane % 4;
+    #[unroll]
+    for row_tile in 0..config.tiling.warp_tiles {
+        #[unroll]
+        for half in 0..2usize {
+            let row = positions.warp_first_row + row_tile * 16 + quad_row + half * 8;
+            let mut query_position = positions.seq_k;
+            if comptime!(config.causal) {
+                query_position = row + positions.seq_k - positions.seq_q;
+            }
+            let mut tile_max = f32::new(SCORE_FLOOR);
+            #[unroll]
+            for key_block in 0..key_blocks {
+                let index = (row_tile * key_blocks + key_block) * 2 + half;
+                let mut block_scores = scores[index];
+                #[unroll]
+                for element in 0..2usize {
+                    let mut score = block_scores[element];
+                    if comptime!(masked) {
+                        let key_position = positions.tile_start + key_block * 8 + quad_lane * 2 + element;
+                        let visible = key_position < positions.seq_k && key_position <= query_position;
+                        score = select(visible, score, f32::new(SCORE_FLOOR));
+                        block_scores[element] = score;
+                    }
+                    tile_max = max(tile_max, score);
+                }
+                if comptime!(masked) {
+                    scores[index] = block_scores;
+                }
+            }
+            tile_max = max(tile_max, plane_shuffle_xor(tile_max, 1u32));
+            tile_max = max(tile_max, plane_shuffle_xor(tile_max, 2u32));
+            let state = row_tile * 2 + half;
+            let new_max = max(running_max[state], tile_max * scale);
+            let correction = Exp::exp(running_max[state] - new_max);
+            running_max[state] = new_max;
+            let mut tile_sum = 0.0f32;
+            #[unroll]
+            for key_block in 0..key_blocks {
+                let index = (row_tile * key_blocks + key_block) * 2 + half;
+                let mut block_scores = scores[index];
+                #[unroll]
+                for element in 0..2usize {
+                    let score = block_scores[element];
+                    let mut probability = Exp::exp(score * scale - new_max);
+                    if comptime!(masked) {
+                        probability = select(score > f32::new(SCORE_FLOOR), probability, 0.0f32);
+                    }
+                    block_scores[element] = probability;
+                    tile_sum += probability;
+                }
+                scores[index] = block_scores;
+            }
+            running_sum[state] = running_sum[state] * correction + tile_sum;
+            #[unroll]
+            for value_block in 0..value_blocks {
+                let index = (row_tile * value_blocks + value_block) * 2 + half;
+                output_fragments[index] = output_fragments[index] * Pair::<f32>::new(correction);
+            }
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The one entry point of the crate: validates a call once, picks the kernels (a [`Strategy`])
+//! and launches them: for `G > 1` the grouping pre-pass (and, on tensor cores, K transposed),
+//! then one forward kernel.
+
+use std::marker::PhantomData;
+
+use cubecl::ir::features::MmaConfig;
+use cubecl::ir::{ElemType, FloatKind};
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use cubecl::zspace::{Shape, Strides};
+
+use crate::block_permutation::MAX_PROJECTIONS;
+use crate::config::{
+    reduced_width, CopyStrategy, FragmentLoads, GroupingConfig, KeyFusion, Permutation, PortableConfig, Representative,
+    TensorCoreConfig, TensorCoreTiling, CHUNK, PLANE_SIZE, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES,
+    SUPPORTED_HEAD_DIMS,
+};
+use crate::kernels::group_queries::group_queries;
+use crate::kernels::portable_forward::portable_forward;
+use crate::kernels::tensor_core_forward::tensor_core_forward;
+use crate::kernels::transpose_keys::transpose_keys;
+use crate::KernelError;
+
+/// Most keys per tile of the portable kernel: fewer barriers per key, within shared memory.
+const MAX_PORTABLE_KEY_TILE: usize = 64;
+
+/// The four tensors of one attention call, `[batch, heads, seq, dim]` each: `query`
+/// `[B, H, Nq, d]`, `key` `[B, Hkv, Nk, d]`, `value` `[B, Hkv, Nk, dv]`, `output`
+/// `[B, H, Nq, dv]`, all of one float dtype; strides are free.
+pub struct AttentionBindings<R: Runtime> {
+    pub query: TensorBinding<R>,
+    pub key: TensorBinding<R>,
+    pub value: TensorBinding<R>,
+    pub output: TensorBinding<R>,
+}
+
+/// The LSH hyperplanes on the device, `[num_projections, block_rows]` row-major. They depend
+/// only on (seed, num_projections, block_rows): upload them once and keep them.
+#[derive(Clone)]
+pub struct Hyperplanes<R: Runtime> {
+    handle: Handle,
+    num_projections: usize,
+    block_rows: usize,
+    runtime: PhantomData<R>,
+}
+
+impl<R: Runtime> Hyperplanes<R> {
+    /// Uploads `values` (`num_projections * block_rows` of them).
+    pub fn upload(
+        client: &ComputeClient<R>,
+        values: &[f32],
+        num_projections: usize,
+        block_rows: usize,
+    ) -> Result<Self, KernelError> {
+        if num_projections == 0 || num_projections > MAX_PROJECTIONS {
+            return Err(KernelError::Unsupported {
+                name: "num_projections",
+                value: num_projections.to_string(),
+                expected: format!("1..={MAX_PROJECTIONS}"),
+            });
+        }
+        if values.len() != num_projections * block_rows {
+            return Err(KernelError::Shape {
+                tensor: "hyperplanes",
+                actual: vec![values.len()],
+                expected: format!("[{}] (num_projections x block_rows)", num_projections * block_rows),
+            });
+        }
+        let handle = client.create_from_slice(f32::as_bytes(values));
+        Ok(Self { handle, num_projections, block_rows, runtime: PhantomData })
+    }
+}
+
+/// The tensor-core kernel's variant. The default is the fast one; the others exist to
+/// measure each of its stages against its predecessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TensorCoreVariant {
+    /// `None` takes [`TensorCoreTiling::for_shape`].
+    pub tiling: Option<TensorCoreTiling>,
+    pub copy: CopyStrategy,
+    pub fragments: FragmentLoads,
+    pub key_fusion: KeyFusion,
+}
+
+impl Default for TensorCoreVariant {
+    fn default() -> Self {
+        Self {
+            tiling: None,
+            copy: CopyStrategy::DoubleBuffered,
+            fragments: FragmentLoads::Matrix,
+            key_fusion: KeyFusion::Fused,
+        }
+    }
+}
+
+/// Which forward kernel runs a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// The tensor-core kernel (default variant) where the device and the call allow it: f16
+    /// or bf16, `mma` m16n8k16 with f32 accumulation, 32-lane planes, rows readable 16 bytes
+    /// at a time, a positive scale, enough shared memory. The portable kernel otherwise.
+    #[default]
+    Auto,
+    /// The portable kernel.
+    Portable,
+    /// This tensor-core variant; refused where the device or the call does not allow it.
+    TensorCore(TensorCoreVariant),
+}
+
+/// Which kernel a launch ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// [`crate::kernels::portable_forward`]: f32 arithmetic, every runtime.
+    Portable,
+    /// [`crate::kernels::tensor_core_forward`]: `mma.sync` m16n8k16, f16/bf16 operands.
+    TensorCore,
+}
+
+/// Run-time options of [`launch_forward`]; the integer fields select the comptime
+/// specialisation.
+#[derive(Clone)]
+pub struct ForwardOptions<'a, R: Runtime> {
+    /// Columns fused per group; 1 is exact attention (no pre-pass).
+    pub group_size: usize,
+    /// Query rows per block (one grouping each) and per cube.
+    pub block_rows: usize,
+    /// The LSH hyperplanes for `block_rows`; required when `group_size > 1`.
+    pub hyperplanes: Option<&'a Hyperplanes<R>>,
+    pub representative: Representative,
+    pub causal: bool,
+    /// Score scale.
+    pub scale: f32,
+    /// Unroll the per-row loops (CUDA; see [`PortableConfig::unroll`]).
+    pub unroll: bool,
+    pub strategy: Strategy,
+    /// [`Permutation::Lsh`] but to measure the hashing and the sort.
+    pub permutation: Permutation,
+}
+
+/// A validated call: the shapes the kernels are launched with.
+#[derive(Clone, Copy, Debug)]
+struct Problem {
+    batch: usize,
+    heads: usize,
+    head_dim: usize,
+    value_dim: usize,
+    num_blocks: usize,
+}
+
+/// The pre-pass's outputs for one call.
+pub struct GroupedQueries<R: Runtime> {
+    /// Q' `[batch, heads, blocks * block_rows, reduced_width]`, contiguous.
+    pub query: TensorBinding<R>,
+    /// Column table, `reduced_width * group_size` u32 per (batch * head, block).
+    pub key_columns: Handle,
+    pub key_columns_len: usize,
+}
+
+/// Checks the call, picks the kernels (see [`Strategy`]) and launches them; returns the
+/// forward kernel's path.
+pub fn launch_forward<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: AttentionBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<KernelPath, KernelError> {
+    let problem = check(client, &tensors, dtype, options)?;
+    let plan = plan(client, &tensors, dtype, options, &problem)?;
+    let (query, columns, columns_len) = if options.group_size > 1 {
+        let grouped = launch_grouping(client, &tensors.query, dtype, options)?;
+        (grouped.query, grouped.key_columns, grouped.key_columns_len)
+    } else {
+        (tensors.query, client.create_from_slice(u32::as_bytes(&[0])), 1)
+    };
+    // SAFETY: `columns` holds `columns_len` u32 (the pre-pass's table, or one unread entry).
+    let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
+    let cube_count = CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1);
+    match plan {
+        Plan::TensorCore(config) => {
+            let key = if options.group_size > 1 { transposed_keys(client, &tensors.key, dtype)? } else { tensors.key };
+            // SAFETY: `check` and `plan` validated shapes, dtypes, strides (whole 16-byte
+            // chunks per row) and shared memory; every row index is guarded by seq_q / seq_k.
+            unsafe {
+                tensor_core_forward::launch_unchecked::<R>(
+                    client,
+                    cube_count,
+                    CubeDim::new_2d(PLANE_SIZE as u32, config.tiling.warps as u32),
+                    CHUNK,
+                    query.into_tensor_arg(),
+                    key.into_tensor_arg(),
+                    tensors.value.into_tensor_arg(),
+                    key_columns,
+                    tensors.output.into_tensor_arg(),
+                    options.scale,
+                    config,
+                    dtype,
+                );
+            }
+            Ok(KernelPath::TensorCore)
+        }
+        Plan::Portable(config) => {
+            // SAFETY: as above; the portable kernel reads any strides element by element.
+            unsafe {
+                portable_forward::launch_unchecked::<R>(
+                    client,
+                    cube_count,
+                    CubeDim::new_1d(options.block_rows as u32),
+                    query.into_tensor_arg(),
+                    tensors.key.into_tensor_arg(),
+                    tensors.value.into_tensor_arg(),
+                    key_columns,
+                    tensors.output.into_tensor_arg(),
+                    options.scale,
+                    config,
+                    dtype,
+                );
+            }
+            Ok(KernelPath::Portable)
+        }
+    }
+}
+
+/// The grouping pre-pass alone ([`crate::kernels::group_queries`]): Q' and the column table
+/// of every query block. `options.group_size` must be above 1. [`launch_forward`] calls it;
+/// benchmarks call it to time it.
+pub fn launch_grouping<R: Runtime>(
+    client: &ComputeClient<R>,
+    query: &TensorBinding<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<GroupedQueries<R>, KernelError> {
+    let hyperplanes = options.hyperplanes.ok_or(KernelError::Unsupported {
+        name: "hyperplanes",
+        value: "none".into(),
+        expected: format!("hyperplanes for block_rows {} when group_size > 1", options.block_rows),
+    })?;
+    if hyperplanes.block_rows != options.block_rows {
+        return Err(KernelError::Shape {
+            tensor: "hyperplanes",
+            actual: vec![hyperplanes.num_projections, hyperplanes.block_rows],
+            expected: format!("[num_projections, {}] (block_rows)", options.block_rows),
+        });
+    }
+    let [batch, heads, seq_q, head_dim] = [0, 1, 2, 3].map(|axis| query.shape[axis]);
+    let config = GroupingConfig {
+        head_dim,
+        group_size: options.group_size,
+        block_rows: options.block_rows,
+        num_projections: hyperplanes.num_projections,
+        representative: options.representative,
+        permutation: options.permutation,
+        unroll: options.unroll,
+    };
+    let width = config.reduced_width();
+    let num_blocks = seq_q.div_ceil(options.block_rows);
+    let rows = num_blocks * options.block_rows;
+    let element_bytes = dtype.size();
+    let grouped = client.empty(batch * heads * rows * width * element_bytes);
+    let key_columns_len = batch * heads * num_blocks * width * options.group_size;
+    let key_columns = client.empty(key_columns_len * 4);
+    let shape = Shape::new([batch, heads, rows, width]);
+    let strides = Strides::new(&[heads * rows * width, rows * width, width, 1]);
+    // SAFETY: `grouped` holds exactly `shape` contiguous elements; the kernel writes every
+    // element of the blocks it is launched for and reads `query` within its shape.
+    unsafe {
+        group_queries::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(num_blocks as u32, (batch * heads) as u32, 1),
+            CubeDim::new_1d(config.units() as u32),
+            query.clone().into_tensor_arg(),
+            ArrayArg::from_raw_parts(hyperplanes.handle.clone(), hyperplanes.num_projections * hyperplanes.block_rows),
+            TensorArg::from_raw_parts(grouped.clone(), strides.clone(), shape.clone()),
+            ArrayArg::from_raw_parts(key_columns.clone(), key_columns_len),
+            config,
+            dtype,
+        );
+    }
+    let query = TensorBinding { handle: grouped.binding(), strides, shape, runtime: PhantomData };
+    Ok(GroupedQueries { query, key_columns, key_columns_len })
+}
+
+/// K `[B, Hkv, Nk, d]` transposed to `[B, Hkv, d, Nk]` with the keys zero-padded to whole
+/// 16-byte chunks ([`crate::kernels::transpose_keys`]).
+fn transposed_keys<R: Runtime>(
+    client: &ComputeClient<R>,
+    key: &TensorBinding<R>,
+    dtype: StorageType,
+) -> Result<TensorBinding<R>, KernelError> {
+    const UNITS: usize = 256;
+    let [batch, kv_heads, seq_k, head_dim] = [0, 1, 2, 3].map(|axis| key.shape[axis]);
+    let padded = seq_k.next_multiple_of(CHUNK);
+    let units = batch * kv_heads * padded / CHUNK * head_dim;
+    let cubes = units.div_ceil(UNITS);
+    let max_cubes = client.properties().hardware.max_cube_count.0 as usize;
+    if cubes > max_cubes {
+        return Err(KernelError::Unsupported {
+            name: "grid",
+            value: format!("{cubes} cubes to transpose K"),
+            expected: format!("at most {max_cubes}"),
+        });
+    }
+    let handle = client.empty(units * CHUNK * dtype.size());
+    let shape = Shape::new([batch, kv_heads, head_dim, padded]);
+    let strides = Strides::new(&[kv_heads * head_dim * padded, head_dim * padded, padded, 1]);
+    // SAFETY: `handle` holds exactly `shape` contiguous elements, written whole by the units
+    // the guard in the kernel keeps; `key` is read within its shape.
+    unsafe {
+        transpose_keys::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(cubes as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            CHUNK,
+            key.clone().into_tensor_arg(),
+            TensorArg::from_raw_parts(handle.clone(), strides.clone(), shape.clone()),
+            head_dim,
+            dtype,
+        );
+    }
+    Ok(TensorBinding { handle: handle.binding(), strides, shape, runtime: PhantomData })
+}
+
+/// The forward kernel a call runs, fully specialised.
+enum Plan {
+    Portable(PortableConfig),
+    TensorCore(TensorCoreConfig),
+}
+
+fn plan<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: &AttentionBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<Plan, KernelError> {
+    let variant = match options.strategy {
+        Strategy::Portable => return portable_config(client, options, problem).map(Plan::Portable),
+        Strategy::Auto => TensorCoreVariant::default(),
+        Strategy::TensorCore(variant) => variant,
+    };
+    match tensor_core_config(client, tensors, dtype, options, problem, variant) {
+        Ok(config) => Ok(Plan::TensorCore(config)),
+        Err(reason) if options.strategy == Strategy::Auto => {
+            log::debug!("portable kernel: {reason}");
+            portable_config(client, options, problem).map(Plan::Portable)
+        }
+        Err(reason) => Err(reason),
+    }
+}
+
+/// The tensor-core specialisation of the call, or why it cannot run here (see
+/// [`Strategy::Auto`]).
+fn tensor_core_config<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: &AttentionBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+    variant: TensorCoreVariant,
+) -> Result<TensorCoreConfig, KernelError> {
+    let refuse = |name: &'static str, value: String, expected: &str| {
+        Err(KernelError::Unsupported { name, value, expected: expected.into() })
+    };
+    if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16))) {
+        return refuse("dtype", format!("{dtype:?}"), "f16 or bf16 on the tensor-core path");
+    }
+    let properties = client.properties();
+    let wanted = MmaConfig {
+        a_type: dtype,
+        b_type: dtype,
+        cd_type: StorageType::Scalar(ElemType::Float(FloatKind::F32)),
+        m: 16,
+        n: 8,
+        k: 16,
+    };
+    if !properties.features.matmul.mma.contains(&wanted) {
+        return refuse("device", "no mma m16n8k16".into(), "mma m16n8k16 with f32 accumulation");
+    }
+    let hardware = &properties.hardware;
+    if hardware.plane_size_min != PLANE_SIZE as u32 || hardware.plane_size_max != PLANE_SIZE as u32 {
+        return refuse("plane size", format!("{}..={}", hardware.plane_size_min, hardware.plane_size_max), "32");
+    }
+    if !(options.scale > 0.0) {
+        return refuse("scale", options.scale.to_string(), "a positive scale on the tensor-core path");
+    }
+    // Q and K are read as they are only for exact attention (Q' and K^T otherwise).
+    let exact = options.group_size == 1;
+    let chunked = [("value", &tensors.value)]
+        .into_iter()
+        .chain(exact.then_some(("query", &tensors.query)))
+        .chain(exact.then_some(("key", &tensors.key)));
+    for (name, binding) in chunked {
+        let whole_chunks = binding.strides[3] == 1
+            && binding.strides[..3].iter().all(|stride| stride % CHUNK == 0)
+            && binding.handle.offset_start.unwrap_or(0) % 16 == 0;
+        if !whole_chunks {
+            return refuse(
+                name,
+                format!("strides {:?}, offset {:?}", binding.strides, binding.handle.offset_start),
+                "contiguous rows, other strides multiples of 8, a 16-byte aligned start",
+            );
+        }
+    }
+    let config = TensorCoreConfig {
+        head_dim: problem.head_dim,
+        value_dim: problem.value_dim,
+        group_size: options.group_size,
+        block_rows: options.block_rows,
+        causal: options.causal,
+        tiling: variant
+            .tiling
+            .unwrap_or(TensorCoreTiling::for_shape(problem.head_dim, options.group_size, options.block_rows)),
+        copy: variant.copy,
+        fragments: variant.fragments,
+        key_fusion: variant.key_fusion,
+    };
+    if !config.is_consistent() {
+        return refuse("tiling", format!("{:?}", config.tiling), "warps x row tiles x 16 = block_rows");
+    }
+    if config.shared_bytes() > hardware.max_shared_memory_size || config.units() > hardware.max_units_per_cube as usize {
+        return refuse(
+            "shared memory",
+            format!("{} bytes, {} units", config.shared_bytes(), config.units()),
+            &format!("at most {} bytes and {} units", hardware.max_shared_memory_size, hardware.max_units_per_cube),
+        );
+    }
+    Ok(config)
+}
+
+/// The portable specialisation: the largest power-of-two key tile (at most
+/// [`MAX_PORTABLE_KEY_TILE`]) whose f32 K' and V tiles fit the device's shared memory.
+fn portable_config<R: Runtime>(
+    client: &ComputeClient<R>,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<PortableConfig, KernelError> {
+    let width = reduced_width(problem.head_dim, options.group_size);
+    let limit = client.properties().hardware.max_shared_memory_size.min(48 * 1024);
+    let available = limit.saturating_sub(width * options.group_size * 4);
+    let per_key = (width + problem.value_dim) * 4;
+    let mut key_tile = MAX_PORTABLE_KEY_TILE;
+    while key_tile * per_key > available {
+        key_tile /= 2;
+        if key_tile < 4 {
+            return Err(KernelError::Unsupported {
+                name: "shared memory",
+                value: format!("{limit} bytes"),
+                expected: format!("room for 4 keys of {per_key} bytes"),
+            });
+        }
+    }
+    Ok(PortableConfig {
+        reduced_width: width,
+        head_dim: problem.head_dim,
+        value_dim: problem.value_dim,
+        group_size: options.group_size,
+        block_rows: options.block_rows,
+        key_tile,
+        causal: options.causal,
+        unroll: options.unroll,
+    })
+}
+
+fn one_of(name: &'static str, value: usize, supported: &[usize]) -> Result<(), KernelError> {
+    if supported.contains(&value) {
+        Ok(())
+    } else {
+        Err(KernelError::Unsupported { name, value: value.to_string(), expected: format!("{supported:?}") })
+    }
+}
+
+/// Validates dtype, ranks, shapes, options and the grid.
+fn check<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: &AttentionBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<Problem, KernelError> {
+    if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F32 | FloatKind::F16 | FloatKind::BF16))) {
+        return Err(KernelError::Unsupported {
+            name: "dtype",
+            value: format!("{dtype:?}"),
+            expected: "f32, f16 or bf16".into(),
+        });
+    }
+    for (name, binding) in [
+        ("query", &tensors.query),
+        ("key", &tensors.key),
+        ("value", &tensors.value),
+        ("output", &tensors.output),
+    ] {
+        if binding.shape.len() != 4 || binding.strides.len() != 4 || binding.shape.contains(&0) {
+            return Err(KernelError::Shape {
+                tensor: name,
+                actual: binding.shape.to_vec(),
+                expected: "a non-empty rank-4 tensor".into(),
+            });
+        }
+    }
+    let shape = |binding: &TensorBinding<R>| [0, 1, 2, 3].map(|axis| binding.shape[axis]);
+    let [batch, heads, seq_q, head_dim] = shape(&tensors.query);
+    let [_, kv_heads, seq_k, _] = shape(&tensors.key);
+    let value_dim = tensors.value.shape[3];
+    let expected = [
+        ("key", &tensors.key, [batch, kv_heads, seq_k, head_dim]),
+        ("value", &tensors.value, [batch, kv_heads, seq_k, value_dim]),
+        ("output", &tensors.output, [batch, heads, seq_q, value_dim]),
+    ];
+    for (name, binding, dims) in expected {
+        if shape(binding) != dims || heads % kv_heads != 0 {
+            return Err(KernelError::Shape {
+                tensor: name,
+                actual: binding.shape.to_vec(),
+                expected: format!("{dims:?} with heads {heads} a multiple of kv_heads {kv_heads}"),
+            });
+        }
+    }
+    one_of("head_dim", head_dim, &SUPPORTED_HEAD_DIMS)?;
+    one_of("value_dim", value_dim, &SUPPORTED_HEAD_DIMS)?;
+    one_of("group_size", options.group_size, &SUPPORTED_GROUP_SIZES)?;
+    one_of("block_rows", options.block_rows, &SUPPORTED_BLOCK_ROWS)?;
+    if head_dim % options.group_size != 0 {
+        return Err(KernelError::Unsupported {
+            name: "group_size",
+            value: options.group_size.to_string(),
+            expected: format!("a divisor of head_dim {head_dim}"),
+        });
+    }
+    if options.causal && seq_q > seq_k {
+        return Err(KernelError::Shape {
+            tensor: "query",
+            actual: tensors.query.shape.to_vec(),
+            expected: format!("seq_q <= seq_k = {seq_k} when causal"),
+        });
+    }
+    if options.group_size > 1 && options.hyperplanes.is_none() {
+        return Err(KernelError::Unsupported {
+            name: "hyperplanes",
+            value: "none".into(),
+            expected: "hyperplanes when group_size > 1".into(),
+        });
+    }
+    let num_blocks = seq_q.div_ceil(options.block_rows);
+    let max_count = client.properties().hardware.max_cube_count;
+    if num_blocks > max_count.0 as usize || batch * heads > max_count.1 as usize {
+        return Err(KernelError::Unsupported {
+            name: "grid",
+            value: format!("{num_blocks} x {} cubes", batch * heads),
+            expected: format!("at most {} x {}", max_count.0, max_count.1),
+        });
+    }
+    Ok(Problem { batch, heads, head_dim, value_dim, num_blocks })
+}
+
+/// The CUDA C++ source NVRTC would compile for `config` in `dtype` (f16 or bf16): the kernel
+/// expanded through `client` (any runtime: the IR does not depend on it) and lowered by
+/// CubeCL's CUDA compiler. Lets the tensor-core path be compiled and its register use read
+/// without a GPU (`examples/tensor_core_source.rs`, `scripts/ptxas-report.py`).
+#[cfg(feature = "cuda")]
+pub fn tensor_core_source<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: TensorCoreConfig,
+    dtype: StorageType,
+) -> Result<String, KernelError> {
+    use cubecl::ir::UIntKind;
+    use cubecl::Compiler;
+
+    let cube_dim = CubeDim::new_2d(PLANE_SIZE as u32, config.tiling.warps as u32);
+    let kernel = tensor_core_forward::TensorCoreForward::<R>::new(
+        KernelSettings::default().cube_dim(cube_dim),
+        client.clone(),
+        TensorCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        ArrayCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        (),
+        CHUNK,
+        config,
+        dtype,
+    );
+    let mut options: <cubecl::cuda::CudaCompiler as Compiler>::CompilationOptions = Default::default();
+    options.supports_features.fast_math = true;
+    let address_type = StorageType::Scalar(ElemType::UInt(UIntKind::U32));
+    cubecl::cuda::CudaCompiler::default()
+        .compile(kernel.define(), &options, ExecutionMode::Unchecked, address_type)
+        .map(|source| source.to_string())
+        .map_err(|error| KernelError::Unsupported {
+            name: "tensor-core kernel",
+            value: format!("{config:?}"),
+            expected: format!("a specialisation CubeCL's CUDA compiler lowers ({error:?})"),
+        })
+}

@@ -237,7 +237,7 @@ pub fn saliency_correlations<B: DistrAttentionBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{load_checkpoint, save_checkpoint};
+    use distr_attn::experiment::checkpoint::{load_checkpoint, save_checkpoint};
     use crate::model::saliency::tiny_saliency_config;
     use burn::backend::{Autodiff, NdArray};
     use burn::module::AutodiffModule;
@@ -282,7 +282,7 @@ mod tests {
         assert!(after < before, "loss {before} -> {after}");
 
         let path = std::env::temp_dir().join(format!("distr-vit-distill-{}", std::process::id()));
-        let written = save_checkpoint(&trained, &path).unwrap();
+        let written = save_checkpoint(trained.clone(), &path).unwrap();
         Inner::seed(&device, 6);
         let fresh = tiny_saliency_config().init::<Inner>(&device).unwrap();
         let mut reloaded = load_checkpoint(fresh, &written, &device).unwrap();

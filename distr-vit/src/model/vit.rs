@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use distr_attn::{AttentionKind, AttentionProblem, DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use super::block::{Block, BlockShape};
 use super::config::VitConfig;
@@ -101,16 +101,12 @@ impl<B: DistrAttentionBackend> Vit<B> {
     /// the head dimension) without running it, so that a bad plan fails before any work
     /// rather than at the first approximate forward pass.
     pub fn check_attention(&self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
-        let num_layers = self.blocks.len();
-        for (layer, block) in self.blocks.iter().enumerate() {
-            if let AttentionKind::Distr(config) = plan.kind_for_layer(layer, num_layers)? {
-                let attention = &block.attention;
-                let device = attention.query.weight.device();
-                let probe = Tensor::<B, 4>::zeros([1, attention.n_heads, 1, attention.d_k], &device);
-                AttentionProblem::check(&probe, &probe, &probe, None, &config)?;
-            }
-        }
-        Ok(())
+        Ok(plan.check(self.blocks.len(), self.head_dim())?)
+    }
+
+    /// Head dimension of the attention layers.
+    pub fn head_dim(&self) -> usize {
+        self.blocks.first().map_or(0, |block| block.attention.d_k)
     }
 
     /// Switches every block's attention to what `plan` says for its layer (weights kept);
@@ -174,7 +170,7 @@ impl<B: DistrAttentionBackend> Vit<B> {
 #[cfg(test)]
 mod tests {
     use burn::backend::NdArray;
-    use distr_attn::DistrAttentionConfig;
+    use distr_attn::{AttentionKind, DistrAttentionConfig};
 
     use super::*;
 

@@ -45,9 +45,11 @@ fn saliency_is_exact_by_default_and_writes_its_outputs() {
     assert!(stderr.contains("saliency forward pass on ndarray"), "says what runs: {stderr}");
     let (values, shape) = distr_attn::experiment::npy::read_f32(Path::new(&out)).unwrap();
     assert_eq!(shape, vec![1, 1, 224, 224]);
-    // Exact attention by default: the map matches onnxruntime's for this photo.
+    // Exact attention by default: the map is onnxruntime's for this photo (up to the JPEG
+    // decoders' differences in the input; G=2 in every layer would give about 0.7).
     let expected = distr_attn::experiment::npy::read_f32(&fixture("vit_s_focus/astronaut_saliency.npy")).unwrap().0;
-    assert!(distr_vit::metrics::relative_l2(&values, &expected) < 1e-3);
+    let correlation = distr_vit::metrics::pearson(&values, &expected);
+    assert!(correlation > 0.99, "Pearson {correlation} with onnxruntime's map");
     assert!(Path::new(&png).is_file());
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -107,11 +107,13 @@ mod tests {
         let device = Default::default();
         let dir = std::env::temp_dir().join(format!("distr-attn-checkpoint-{}", std::process::id()));
         let linear: Linear<B> = LinearConfig::new(3, 2).init(&device);
+        // Parameters initialise lazily, each clone on its own: read them before cloning.
+        let expected = linear.weight.val().into_data();
         let written = save_checkpoint(linear.clone(), &dir.join("linear")).unwrap();
         assert_eq!(written, dir.join("linear.mpk"));
         let fresh: Linear<B> = LinearConfig::new(3, 2).init(&device);
         let loaded = load_checkpoint(fresh, &dir.join("linear.json"), &device).unwrap();
-        assert_eq!(loaded.weight.val().into_data(), linear.weight.val().into_data());
+        assert_eq!(loaded.weight.val().into_data(), expected);
 
         let wider: Linear<B> = LinearConfig::new(4, 2).init(&device);
         let error = load_checkpoint(wider, &written, &device).unwrap_err().to_string();

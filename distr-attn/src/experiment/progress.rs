@@ -47,11 +47,6 @@ impl Progress {
         Self { bar: shown.then(make) }
     }
 
-    /// Whether anything is drawn.
-    pub fn is_shown(&self) -> bool {
-        self.bar.is_some()
-    }
-
     /// One step done; `message` describes it.
     pub fn step(&self, message: impl Into<String>) {
         if let Some(bar) = &self.bar {
@@ -110,8 +105,8 @@ mod tests {
     #[test]
     fn json_turns_it_off_and_the_templates_parse() {
         assert!(!shown(true));
-        assert!(!Progress::bar(3, "steps", true).is_shown());
-        assert!(!Progress::spinner("forward pass", true).is_shown());
+        assert!(Progress::bar(3, "steps", true).bar.is_none());
+        assert!(Progress::spinner("forward pass", true).bar.is_none());
         for template in ["{bar:30} {pos}/{len} steps, {elapsed} (eta {eta}) {msg}", "{spinner} {msg} ({elapsed})"] {
             assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
         }

@@ -22,7 +22,7 @@ use distr_attn::experiment::command_line::parse_command_line;
 use distr_attn::DistrAttentionBackend;
 
 pub use args::ModelArgs;
-pub use distr_attn::experiment::args::{AttentionArgs, AttentionChoice, DistrArgs};
+pub use distr_attn::experiment::args::AttentionArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "distr-llama", version, about = "A pretrained Llama (GGUF or Hugging Face directory) with DistrAttention")]

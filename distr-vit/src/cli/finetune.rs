@@ -47,7 +47,7 @@ pub struct FinetuneArgs {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
-    /// Gradient clipping: largest L2 norm of each parameter's gradient.
+    /// Gradient clipping: largest L2 norm of each parameter's gradient; 0 turns it off.
     #[arg(long, alias = "clip-norm", default_value_t = 1.0)]
     grad_clip: f64,
     /// Weight of the token-feature loss against the saliency loss.

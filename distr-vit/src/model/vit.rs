@@ -61,6 +61,11 @@ impl VitConfig {
                 expected: format!("between 1 and image_size = {}", self.image_size),
             });
         }
+        // The plan first, so that an error names the layer (the blocks would only name the
+        // parameter); heads that do not divide the width are the blocks' error.
+        if self.num_heads > 0 && self.hidden_size % self.num_heads == 0 {
+            self.attention.check(self.num_layers, self.hidden_size / self.num_heads)?;
+        }
         let shape = BlockShape {
             hidden: self.hidden_size,
             heads: self.num_heads,
@@ -75,7 +80,7 @@ impl VitConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let grid = self.grid_size();
-        let vit = Vit {
+        Ok(Vit {
             patch_embed: PatchEmbed::new(self.num_channels, self.hidden_size, self.patch_size, device),
             cls_token: Param::from_tensor(Tensor::zeros([1, 1, self.hidden_size], device)),
             position_embedding: Param::from_tensor(Tensor::zeros([1, 1 + grid * grid, self.hidden_size], device)),
@@ -89,9 +94,7 @@ impl VitConfig {
             grid_size: grid,
             patch_size: self.patch_size,
             num_channels: self.num_channels,
-        };
-        vit.check_attention(&self.attention)?;
-        Ok(vit)
+        })
     }
 }
 

@@ -209,7 +209,7 @@ impl DistrAttentionConfig {
                 expected: format!("at most {MAX_HEAD_DIM}"),
             });
         }
-        if head_dim % self.group_size != 0 {
+        if !head_dim.is_multiple_of(self.group_size) {
             return Err(DistrAttentionError::GroupSize { head_dim, group_size: self.group_size });
         }
         Ok(())

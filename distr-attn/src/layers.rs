@@ -251,4 +251,19 @@ mod tests {
         std::fs::remove_file(&path).ok();
         assert!(error.contains("unknown field `exact_first_layer`"), "{error}");
     }
+
+    #[test]
+    fn the_shipped_plans_load_and_fit_their_models() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // (file, layers, head dimension) of DINOv2 ViT-S/14 and SmolLM2-135M.
+        for (file, num_layers, head_dim) in [
+            ("distr-vit/configs/calibrated-0.99.json", 12, 64),
+            ("distr-vit/configs/calibrated-0.95.json", 12, 64),
+            ("distr-llama/configs/smollm2-calibrated-1pct.json", 30, 64),
+        ] {
+            let plan = ModelAttentionConfig::load(root.join(file)).unwrap_or_else(|error| panic!("{error}"));
+            plan.check(num_layers, head_dim).unwrap_or_else(|error| panic!("{file}: {error}"));
+            assert!(plan.per_layer.iter().any(|kind| *kind != AttentionKind::Exact), "{file}");
+        }
+    }
 }

@@ -23,6 +23,15 @@ pub fn check_writable(path: &Path) -> Result<(), ExperimentError> {
     std::fs::remove_file(path).map_err(io_error)
 }
 
+/// Creates the missing folders of `path`, then [`check_writable`]: for outputs, such as
+/// checkpoints, whose writers create their folder.
+pub fn prepare_file(path: &Path) -> Result<(), ExperimentError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ExperimentError::Io { path: dir.to_path_buf(), source })?;
+    }
+    check_writable(path)
+}
+
 /// Checks that `dir` can be created (or is an empty directory) and written into, for outputs
 /// that are folders; creates it.
 pub fn prepare_dir(dir: &Path) -> Result<(), ExperimentError> {
@@ -56,6 +65,8 @@ mod tests {
         assert!(check_writable(&dir).unwrap_err().to_string().contains("is a directory"));
         assert!(prepare_dir(&dir).unwrap_err().to_string().contains("is not empty"));
         prepare_dir(&dir.join("fresh")).unwrap();
+        prepare_file(&dir.join("runs/student.mpk")).unwrap();
+        assert!(dir.join("runs").is_dir() && !dir.join("runs/student.mpk").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use distr_attn::experiment::checkpoint::{checkpoint_file, save_checkpoint};
-use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::output::{check_writable, prepare_file};
 use distr_attn::experiment::progress::Progress;
 use distr_attn::experiment::require;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
@@ -110,7 +110,7 @@ impl FinetuneArgs {
     /// Checks the flags before anything is loaded; returns the training configuration.
     fn validate(&self) -> Result<FinetuneConfig, crate::error::LlamaError> {
         if let Some(out) = &self.out {
-            check_writable(&checkpoint_file(out))?;
+            prepare_file(&checkpoint_file(out))?;
             check_writable(&out.with_extension("json"))?;
         }
         require(

@@ -383,12 +383,19 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn a_cut_array_says_the_file_is_truncated() {
+    /// The start of a version 3 file: magic, version and the two counts.
+    fn header(tensor_count: u64, metadata_count: u64) -> Vec<u8> {
         let mut bytes = b"GGUF".to_vec();
         bytes.extend(3u32.to_le_bytes());
-        bytes.extend(0u64.to_le_bytes());
-        bytes.extend(1u64.to_le_bytes());
+        bytes.extend(tensor_count.to_le_bytes());
+        bytes.extend(metadata_count.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_cut_array_says_the_file_is_truncated() {
+        // One u8 array of 48900 elements, of which the file holds 10 bytes.
+        let mut bytes = header(0, 1);
         bytes.extend(6u64.to_le_bytes());
         bytes.extend(b"tokens");
         bytes.extend(9u32.to_le_bytes());
@@ -402,10 +409,7 @@ pub(crate) mod tests {
     /// A header with no metadata and one tensor `w` of GGML `dims` and type `kind` at
     /// `offset`, followed by `data_len` zero bytes of data.
     fn crafted_tensor(dims: &[u64], kind: u32, offset: u64, data_len: usize) -> Vec<u8> {
-        let mut bytes = b"GGUF".to_vec();
-        bytes.extend(3u32.to_le_bytes());
-        bytes.extend(1u64.to_le_bytes());
-        bytes.extend(0u64.to_le_bytes());
+        let mut bytes = header(1, 0);
         bytes.extend(1u64.to_le_bytes());
         bytes.push(b'w');
         bytes.extend((dims.len() as u32).to_le_bytes());

@@ -10,7 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use distr_attn::backends::BackendRunner;
 use distr_attn::experiment::checkpoint::{checkpoint_file, save_checkpoint};
-use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::output::prepare_file;
 use distr_attn::experiment::progress::Progress;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::distill::{distill, saliency_correlations, teacher_targets, DistillationConfig, TeacherTarget};
@@ -88,7 +88,7 @@ impl FinetuneArgs {
     pub fn run(self) -> CliResult<()> {
         // The student's attention: distilling exact attention into itself teaches nothing.
         let plan = self.common.compared_plan("finetune")?;
-        check_writable(&checkpoint_file(&self.out))?;
+        prepare_file(&checkpoint_file(&self.out))?;
         let backend = self.common.backend;
         backend.run(Training { args: self, plan })?
     }

@@ -63,7 +63,7 @@ impl VitConfig {
         }
         // The plan first, so that an error names the layer (the blocks would only name the
         // parameter); heads that do not divide the width are the blocks' error.
-        if self.num_heads > 0 && self.hidden_size % self.num_heads == 0 {
+        if self.num_heads > 0 && self.hidden_size.is_multiple_of(self.num_heads) {
             self.attention.check(self.num_layers, self.hidden_size / self.num_heads)?;
         }
         let shape = BlockShape {

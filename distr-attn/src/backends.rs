@@ -23,7 +23,9 @@ pub enum BackendKind {
     Cuda,
 }
 
-/// Code to run on whichever backend was chosen: the generic body of a command.
+/// Code to run on whichever backend was chosen: the generic body of a command. Training
+/// commands run on `burn::backend::Autodiff<B>` of it: `Autodiff` of every backend here is a
+/// `DistrAttentionBackend` too.
 pub trait BackendRunner {
     type Output;
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> Self::Output;
@@ -43,23 +45,6 @@ impl BackendKind {
             BackendKind::Wgpu => Ok(runner.run::<WgpuBackend>(Default::default())),
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Ok(runner.run::<CudaBackend>(Default::default())),
-            #[allow(unreachable_patterns)]
-            unavailable => Err(BackendUnavailable(unavailable)),
-        }
-    }
-
-    /// Runs `runner` on this backend wrapped in `Autodiff`, for training.
-    pub fn run_autodiff<R: BackendRunner>(
-        self,
-        runner: R,
-    ) -> Result<R::Output, BackendUnavailable> {
-        use burn::backend::Autodiff;
-        match self {
-            BackendKind::NdArray => Ok(runner.run::<Autodiff<NdArrayBackend>>(Default::default())),
-            #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => Ok(runner.run::<Autodiff<WgpuBackend>>(Default::default())),
-            #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(runner.run::<Autodiff<CudaBackend>>(Default::default())),
             #[allow(unreachable_patterns)]
             unavailable => Err(BackendUnavailable(unavailable)),
         }

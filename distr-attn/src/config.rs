@@ -1,9 +1,19 @@
 //! Configuration of the DistrAttention op, with the defaults of the paper.
+//!
+//! The configuration types derive serde by hand rather than through Burn's `Config` derive:
+//! a configuration file may leave out any field that has a default, and a misspelt field is
+//! an error naming it instead of being ignored ([`DistrAttentionConfig::load`]).
 
-use burn::config::Config;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DistrAttentionError;
 
 /// How the representative query column of a group is formed (step 5 of the definition).
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "experiment", derive(clap::ValueEnum))]
 pub enum Representative {
     /// The first column of the group, in permutation order (the paper's "sample").
     Sample,
@@ -22,7 +32,8 @@ pub enum Representative {
 ///
 /// Only [`Grouping::Lsh`] is DistrAttention; the other two exist as baselines for accuracy
 /// studies, to show what the hashing buys over grouping without looking at the data.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "experiment", derive(clap::ValueEnum))]
 pub enum Grouping {
     /// Angular locality-sensitive hashing: columns with the same inverse-Gray sign code end
     /// up next to each other.
@@ -30,6 +41,7 @@ pub enum Grouping {
     /// A uniformly random permutation per query block, drawn from `seed`.
     Random,
     /// Columns in index order: group `j` holds columns `jG .. jG+G-1`.
+    #[cfg_attr(feature = "experiment", value(alias = "index"))]
     IndexOrder,
 }
 
@@ -38,31 +50,25 @@ pub enum Grouping {
 /// `group_size = 1` is exact attention: `num_projections`, `seed`, `representative` and
 /// `grouping` are then ignored (and not validated). `block_rows` must still be in range: the
 /// fused kernel uses it as its query tile.
-#[derive(Config, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistrAttentionConfig {
     /// Columns of Q fused per group; must divide the head dimension. Default: 2.
-    #[config(default = 2)]
     pub group_size: usize,
     /// Query rows that share one grouping (one query block). Default: 128.
-    #[config(default = 128)]
     pub block_rows: usize,
     /// Random hyperplanes of the angular LSH, i.e. bits of a column's code. Default: 16.
-    #[config(default = 16)]
     pub num_projections: usize,
     /// Seed of the hyperplanes (and of the random grouping baseline). Default: 0.
-    #[config(default = 0)]
     pub seed: u64,
     /// How a group's representative query column is formed. Default: `Sample`.
-    #[config(default = "Representative::Sample")]
     pub representative: Representative,
     /// How columns are grouped. Default: `Lsh` (DistrAttention proper).
-    #[config(default = "Grouping::Lsh")]
     pub grouping: Grouping,
-    /// Score scale. Default: `None`, meaning `1 / sqrt(head_dim)`.
+    /// Score scale, positive. Default: `None`, meaning `1 / sqrt(head_dim)`.
     pub scale: Option<f64>,
     /// Causal masking. With `seq_q < seq_k` the queries are the last `seq_q` positions (a
     /// continuation after cached keys). Default: false.
-    #[config(default = false)]
     pub causal: bool,
 }
 
@@ -76,10 +82,78 @@ pub const MAX_BLOCK_ROWS: usize = 1024;
 /// Largest supported head dimension (`head_dim << MAX_NUM_PROJECTIONS` must fit in `i32`).
 pub const MAX_HEAD_DIM: usize = 1024;
 
+impl Default for DistrAttentionConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DistrAttentionConfig {
+    /// DistrAttention with every parameter at its default (group size 2).
+    pub fn new() -> Self {
+        Self {
+            group_size: 2,
+            block_rows: 128,
+            num_projections: 16,
+            seed: 0,
+            representative: Representative::Sample,
+            grouping: Grouping::Lsh,
+            scale: None,
+            causal: false,
+        }
+    }
+
     /// Exact attention: `group_size = 1`, everything else at its default.
     pub fn exact() -> Self {
         Self::new().with_group_size(1)
+    }
+
+    /// Sets `group_size`.
+    pub fn with_group_size(mut self, group_size: usize) -> Self {
+        self.group_size = group_size;
+        self
+    }
+
+    /// Sets `block_rows`.
+    pub fn with_block_rows(mut self, block_rows: usize) -> Self {
+        self.block_rows = block_rows;
+        self
+    }
+
+    /// Sets `num_projections`.
+    pub fn with_num_projections(mut self, num_projections: usize) -> Self {
+        self.num_projections = num_projections;
+        self
+    }
+
+    /// Sets `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets `representative`.
+    pub fn with_representative(mut self, representative: Representative) -> Self {
+        self.representative = representative;
+        self
+    }
+
+    /// Sets `grouping`.
+    pub fn with_grouping(mut self, grouping: Grouping) -> Self {
+        self.grouping = grouping;
+        self
+    }
+
+    /// Sets `scale`.
+    pub fn with_scale(mut self, scale: Option<f64>) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Sets `causal`.
+    pub fn with_causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
     }
 
     /// Whether this configuration computes exact attention.
@@ -91,10 +165,77 @@ impl DistrAttentionConfig {
     pub fn scale_for(&self, head_dim: usize) -> f64 {
         self.scale.unwrap_or(1.0 / (head_dim as f64).sqrt())
     }
+
+    /// Checks every parameter against its supported range, without any tensor: what can be
+    /// known about a configuration before it meets a model. Exact attention hashes nothing,
+    /// so its hashing parameters are not checked.
+    pub fn validate(&self) -> Result<(), DistrAttentionError> {
+        let range = |name: &'static str, value: usize, max: usize| {
+            if value == 0 || value > max {
+                Err(DistrAttentionError::InvalidParameter {
+                    name,
+                    value: value.to_string(),
+                    expected: format!("between 1 and {max}"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        range("group_size", self.group_size, MAX_GROUP_SIZE)?;
+        range("block_rows", self.block_rows, MAX_BLOCK_ROWS)?;
+        if !self.is_exact() && self.grouping == Grouping::Lsh {
+            range("num_projections", self.num_projections, MAX_NUM_PROJECTIONS)?;
+        }
+        if let Some(scale) = self.scale {
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(DistrAttentionError::InvalidParameter {
+                    name: "scale",
+                    value: scale.to_string(),
+                    expected: "a positive finite number (or no scale for 1/sqrt(head_dim))".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`], and that the group size divides `head_dim`: whether a layer with
+    /// heads of `head_dim` can run this configuration.
+    pub fn check_head_dim(&self, head_dim: usize) -> Result<(), DistrAttentionError> {
+        self.validate()?;
+        if head_dim > MAX_HEAD_DIM {
+            return Err(DistrAttentionError::InvalidParameter {
+                name: "head_dim",
+                value: head_dim.to_string(),
+                expected: format!("at most {MAX_HEAD_DIM}"),
+            });
+        }
+        if !head_dim.is_multiple_of(self.group_size) {
+            return Err(DistrAttentionError::GroupSize { head_dim, group_size: self.group_size });
+        }
+        Ok(())
+    }
+
+    /// Reads a configuration from a JSON file: fields left out take their defaults, an
+    /// unknown field is an error, and so is a parameter out of range ([`Self::validate`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, DistrAttentionError> {
+        let config: Self = load_json(path.as_ref())?;
+        config.validate().map_err(|error| config_file_error(path.as_ref(), error))?;
+        Ok(config)
+    }
+}
+
+/// Burn's `Config` trait gives `save` (and a lenient `load`, which the inherent
+/// [`DistrAttentionConfig::load`] shadows).
+impl burn::config::Config for DistrAttentionConfig {}
+
+impl fmt::Display for DistrAttentionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_json(self, f)
+    }
 }
 
 /// Which attention a layer uses: what a model config stores per layer.
-#[derive(Config, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum AttentionKind {
     /// Exact softmax attention.
     Exact,
@@ -110,6 +251,37 @@ impl AttentionKind {
             AttentionKind::Distr(config) => config.clone(),
         }
     }
+}
+
+impl burn::config::Config for AttentionKind {}
+
+impl fmt::Display for AttentionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_json(self, f)
+    }
+}
+
+/// A JSON configuration file, with errors that name the file and say whether it could not be
+/// read (missing, a directory, no permission) or did not parse (and where).
+pub(crate) fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DistrAttentionError> {
+    let text = std::fs::read_to_string(path).map_err(|error| DistrAttentionError::ConfigFile {
+        path: path.to_path_buf(),
+        message: format!("cannot read it: {error}"),
+    })?;
+    serde_json::from_str(&text).map_err(|error| DistrAttentionError::ConfigFile {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
+}
+
+/// A configuration error found in a file, reported with the file's name.
+pub(crate) fn config_file_error(path: &Path, error: DistrAttentionError) -> DistrAttentionError {
+    DistrAttentionError::ConfigFile { path: path.to_path_buf(), message: error.to_string() }
+}
+
+/// Pretty JSON, as Burn's configs display themselves.
+pub(crate) fn write_json<T: Serialize>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(&serde_json::to_string_pretty(value).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -146,5 +318,40 @@ mod tests {
             serde_json::from_str::<DistrAttentionConfig>(&json).unwrap(),
             config
         );
+    }
+
+    fn written(name: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("distr-attn-config-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_may_leave_out_defaults_but_not_misspell_fields() {
+        let path = written("partial.json", r#"{"group_size": 4, "representative": "Mean"}"#);
+        let config = DistrAttentionConfig::load(&path).unwrap();
+        assert_eq!(config, DistrAttentionConfig::new().with_group_size(4).with_representative(Representative::Mean));
+        let path = written("misspelt.json", r#"{"group_sise": 4}"#);
+        let error = DistrAttentionConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `group_sise`") && error.contains("misspelt.json"), "{error}");
+    }
+
+    #[test]
+    fn load_names_the_file_and_the_problem() {
+        let directory = std::env::temp_dir();
+        let error = DistrAttentionConfig::load(&directory).unwrap_err().to_string();
+        assert!(error.contains("cannot read it") && !error.contains("not found"), "{error}");
+        let path = written("zero.json", r#"{"group_size": 0}"#);
+        let error = DistrAttentionConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("zero.json") && error.contains("`group_size` = 0"), "{error}");
+    }
+
+    #[test]
+    fn a_scale_must_be_positive() {
+        for scale in [-0.5, 0.0, f64::NAN] {
+            let error = DistrAttentionConfig::new().with_scale(Some(scale)).validate().unwrap_err();
+            assert!(matches!(error, DistrAttentionError::InvalidParameter { name: "scale", .. }), "{error}");
+        }
+        assert!(DistrAttentionConfig::new().with_scale(Some(0.1)).validate().is_ok());
     }
 }

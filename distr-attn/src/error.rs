@@ -1,4 +1,6 @@
-//! Errors of the DistrAttention op and module.
+//! Errors of the DistrAttention op, module and configurations.
+
+use std::path::PathBuf;
 
 /// Why a call to [`distr_attention`](crate::distr_attention) or a module was refused.
 ///
@@ -34,4 +36,13 @@ pub enum DistrAttentionError {
     /// The tensor's element type is not supported.
     #[error("unsupported dtype {dtype} for {tensor}: expected f32, f16, bf16 or f64")]
     DType { tensor: &'static str, dtype: String },
+    /// A configuration file could not be read or does not hold a valid configuration.
+    #[error("attention config `{path}`: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+    /// One layer of a model's attention plan does not fit that layer.
+    #[error("attention of layer {layer}: {source}")]
+    Layer {
+        layer: usize,
+        source: Box<DistrAttentionError>,
+    },
 }

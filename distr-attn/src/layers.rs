@@ -1,32 +1,59 @@
 //! Per-layer choice of attention for a whole model: what model configs and calibration share.
 
-use burn::config::Config;
+use std::fmt;
+use std::path::Path;
 
-use crate::{AttentionKind, DistrAttentionConfig, DistrAttentionError};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{config_file_error, load_json, write_json};
+use crate::{AttentionKind, DistrAttentionConfig, DistrAttentionError, DECODE_QUERY_ROWS};
 
 /// Which attention each layer of a model uses.
 ///
 /// Resolution order for layer `i`: an explicit entry in `per_layer`, else exact attention for
-/// `i < exact_first_layers`, else `default`.
-#[derive(Config, Debug, PartialEq)]
+/// `i < exact_first_layers`, else `default`. A file may leave out any field
+/// ([`ModelAttentionConfig::load`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelAttentionConfig {
     /// Attention of every layer not covered by the other fields. Default: `Exact`.
-    #[config(default = "AttentionKind::Exact")]
     pub default: AttentionKind,
-    /// Number of leading layers kept exact (early layers are the most sensitive). Default: 0.
-    #[config(default = 0)]
+    /// Number of leading layers kept exact (early layers are the most sensitive); at most
+    /// the model's number of layers. Default: 0.
     pub exact_first_layers: usize,
     /// Explicit per-layer choices, as written by calibration; when non-empty its length must
     /// equal the model's number of layers. Default: empty.
-    #[config(default = "Vec::new()")]
     pub per_layer: Vec<AttentionKind>,
-    /// Also use DistrAttention for single-query decode steps, where a query block has one row
-    /// and grouping has little to go on. Default: false (decode steps are exact).
-    #[config(default = false)]
+    /// Also use DistrAttention for decode steps (at most [`DECODE_QUERY_ROWS`] query rows),
+    /// where a query block has a handful of rows and grouping has little to go on.
+    /// Default: false (decode steps are exact).
     pub distr_decode: bool,
 }
 
+impl Default for ModelAttentionConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a call with `seq_q` query rows is a decode step: the same bound below which the
+/// CubeCL backends send calls against a long cache to the tensor-op path, so that "decode"
+/// means one thing for the choice of attention and for the choice of implementation.
+pub fn is_decode_step(seq_q: usize) -> bool {
+    seq_q <= DECODE_QUERY_ROWS
+}
+
 impl ModelAttentionConfig {
+    /// Every layer exact.
+    pub fn new() -> Self {
+        Self {
+            default: AttentionKind::Exact,
+            exact_first_layers: 0,
+            per_layer: Vec::new(),
+            distr_decode: false,
+        }
+    }
+
     /// Every layer exact.
     pub fn exact() -> Self {
         Self::new()
@@ -37,19 +64,37 @@ impl ModelAttentionConfig {
         Self::new().with_default(AttentionKind::Distr(config))
     }
 
+    /// Sets `default`.
+    pub fn with_default(mut self, default: AttentionKind) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// Sets `exact_first_layers`.
+    pub fn with_exact_first_layers(mut self, exact_first_layers: usize) -> Self {
+        self.exact_first_layers = exact_first_layers;
+        self
+    }
+
+    /// Sets `per_layer`.
+    pub fn with_per_layer(mut self, per_layer: Vec<AttentionKind>) -> Self {
+        self.per_layer = per_layer;
+        self
+    }
+
+    /// Sets `distr_decode`.
+    pub fn with_distr_decode(mut self, distr_decode: bool) -> Self {
+        self.distr_decode = distr_decode;
+        self
+    }
+
     /// The attention kind of layer `layer` in a model of `num_layers` layers.
     pub fn kind_for_layer(
         &self,
         layer: usize,
         num_layers: usize,
     ) -> Result<AttentionKind, DistrAttentionError> {
-        if !self.per_layer.is_empty() && self.per_layer.len() != num_layers {
-            return Err(DistrAttentionError::InvalidParameter {
-                name: "per_layer",
-                value: format!("{} entries", self.per_layer.len()),
-                expected: format!("one entry per layer ({num_layers})"),
-            });
-        }
+        self.check_layer_count(num_layers)?;
         if layer >= num_layers {
             return Err(DistrAttentionError::InvalidParameter {
                 name: "layer",
@@ -64,8 +109,8 @@ impl ModelAttentionConfig {
         })
     }
 
-    /// The op configuration for layer `layer`, for a step with `seq_q` query rows: decode
-    /// steps (`seq_q == 1`) are exact unless `distr_decode` is set.
+    /// The op configuration for layer `layer`, for a call with `seq_q` query rows: decode
+    /// steps ([`is_decode_step`]) are exact unless `distr_decode` is set.
     pub fn op_config_for(
         &self,
         layer: usize,
@@ -73,11 +118,72 @@ impl ModelAttentionConfig {
         seq_q: usize,
     ) -> Result<DistrAttentionConfig, DistrAttentionError> {
         let kind = self.kind_for_layer(layer, num_layers)?;
-        Ok(if seq_q == 1 && !self.distr_decode {
+        Ok(if is_decode_step(seq_q) && !self.distr_decode {
             AttentionKind::Exact.op_config()
         } else {
             kind.op_config()
         })
+    }
+
+    /// Checks the plan against a model of `num_layers` layers whose heads have `head_dim`
+    /// dimensions, without running it: the layer counts fit, and every DistrAttention layer's
+    /// parameters are in range with a group size dividing `head_dim`. Errors name the layer.
+    pub fn check(&self, num_layers: usize, head_dim: usize) -> Result<(), DistrAttentionError> {
+        self.check_layer_count(num_layers)?;
+        for layer in 0..num_layers {
+            self.kind_for_layer(layer, num_layers)?
+                .op_config()
+                .check_head_dim(head_dim)
+                .map_err(|source| DistrAttentionError::Layer { layer, source: Box::new(source) })?;
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked without a model: every layer kind's parameters in range.
+    pub fn validate(&self) -> Result<(), DistrAttentionError> {
+        self.default.op_config().validate()?;
+        for (layer, kind) in self.per_layer.iter().enumerate() {
+            kind.op_config()
+                .validate()
+                .map_err(|source| DistrAttentionError::Layer { layer, source: Box::new(source) })?;
+        }
+        Ok(())
+    }
+
+    /// Reads a plan from a JSON file (as `calibrate` writes them): fields left out take their
+    /// defaults, unknown fields and out-of-range parameters are errors naming the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, DistrAttentionError> {
+        let plan: Self = load_json(path.as_ref())?;
+        plan.validate().map_err(|error| config_file_error(path.as_ref(), error))?;
+        Ok(plan)
+    }
+
+    fn check_layer_count(&self, num_layers: usize) -> Result<(), DistrAttentionError> {
+        if !self.per_layer.is_empty() && self.per_layer.len() != num_layers {
+            return Err(DistrAttentionError::InvalidParameter {
+                name: "per_layer",
+                value: format!("{} entries", self.per_layer.len()),
+                expected: format!("one entry per layer ({num_layers})"),
+            });
+        }
+        if self.exact_first_layers > num_layers {
+            return Err(DistrAttentionError::InvalidParameter {
+                name: "exact_first_layers",
+                value: self.exact_first_layers.to_string(),
+                expected: format!("at most the model's {num_layers} layers"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Burn's `Config` trait gives `save` (and a lenient `load`, which the inherent
+/// [`ModelAttentionConfig::load`] shadows).
+impl burn::config::Config for ModelAttentionConfig {}
+
+impl fmt::Display for ModelAttentionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_json(self, f)
     }
 }
 
@@ -92,6 +198,8 @@ mod tests {
         assert_eq!(plan.kind_for_layer(1, 4).unwrap(), AttentionKind::Exact);
         assert_eq!(plan.op_config_for(3, 4, 16).unwrap().group_size, 4);
         assert!(plan.op_config_for(3, 4, 1).unwrap().is_exact());
+        assert!(plan.op_config_for(3, 4, DECODE_QUERY_ROWS).unwrap().is_exact());
+        assert_eq!(plan.op_config_for(3, 4, DECODE_QUERY_ROWS + 1).unwrap().group_size, 4);
         assert!(plan.kind_for_layer(4, 4).is_err());
     }
 
@@ -101,7 +209,7 @@ mod tests {
             AttentionKind::Distr(DistrAttentionConfig::new()),
             AttentionKind::Exact,
         ]);
-        assert_eq!(plan.op_config_for(0, 2, 8).unwrap().group_size, 2);
+        assert_eq!(plan.op_config_for(0, 2, 16).unwrap().group_size, 2);
         assert!(plan.kind_for_layer(0, 3).is_err());
     }
 
@@ -112,5 +220,50 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         let back: ModelAttentionConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn check_names_the_layer_and_bounds_the_exact_layers() {
+        let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(3));
+        let error = plan.check(4, 64).unwrap_err().to_string();
+        assert!(error.starts_with("attention of layer 0:") && error.contains("group_size 3"), "{error}");
+        let error = plan.with_exact_first_layers(4).check(4, 64);
+        assert!(error.is_ok(), "every layer exact: nothing to divide");
+        let error = ModelAttentionConfig::exact().with_exact_first_layers(99).check(12, 64).unwrap_err();
+        assert!(error.to_string().contains("`exact_first_layers` = 99"), "{error}");
+        // A zero group size is a range error, not a division by zero.
+        let zero = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(0));
+        assert!(zero.check(2, 64).unwrap_err().to_string().contains("`group_size` = 0"));
+    }
+
+    #[test]
+    fn files_take_defaults_and_refuse_unknown_fields() {
+        let path = std::env::temp_dir().join(format!("distr-attn-plan-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"default": {"Distr": {"group_size": 4}}, "exact_first_layers": 2}"#).unwrap();
+        let plan = ModelAttentionConfig::load(&path).unwrap();
+        let expected = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(4)).with_exact_first_layers(2);
+        assert_eq!(plan, expected);
+        std::fs::write(&path, r#"{"per_layer": [{"Distr": {"group_size": 0}}]}"#).unwrap();
+        let error = ModelAttentionConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("layer 0") && error.contains("`group_size` = 0"), "{error}");
+        std::fs::write(&path, r#"{"exact_first_layer": 2}"#).unwrap();
+        let error = ModelAttentionConfig::load(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).ok();
+        assert!(error.contains("unknown field `exact_first_layer`"), "{error}");
+    }
+
+    #[test]
+    fn the_shipped_plans_load_and_fit_their_models() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // (file, layers, head dimension) of DINOv2 ViT-S/14 and SmolLM2-135M.
+        for (file, num_layers, head_dim) in [
+            ("distr-vit/configs/calibrated-0.99.json", 12, 64),
+            ("distr-vit/configs/calibrated-0.95.json", 12, 64),
+            ("distr-llama/configs/smollm2-calibrated-1pct.json", 30, 64),
+        ] {
+            let plan = ModelAttentionConfig::load(root.join(file)).unwrap_or_else(|error| panic!("{error}"));
+            plan.check(num_layers, head_dim).unwrap_or_else(|error| panic!("{file}: {error}"));
+            assert!(plan.per_layer.iter().any(|kind| *kind != AttentionKind::Exact), "{file}");
+        }
     }
 }

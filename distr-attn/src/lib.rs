@@ -10,11 +10,15 @@
 //! - [`DistrMultiHeadAttention`]: a drop-in for Burn's `MultiHeadAttention`.
 //! - [`ModelAttentionConfig`]: which attention each layer of a model uses.
 //! - [`reference`]: the op in plain tensor ops, step by step.
+//! - [`experiment`] (feature `experiment`): the layer above the op that model command lines
+//!   share: attention options, calibration, checkpoints, progress.
 
 mod backend;
 pub mod backends;
 mod config;
 mod error;
+#[cfg(feature = "experiment")]
+pub mod experiment;
 mod hyperplanes;
 pub mod kernel;
 mod layers;
@@ -30,7 +34,7 @@ pub use config::{
 };
 pub use error::DistrAttentionError;
 pub use hyperplanes::hyperplanes;
-pub use layers::ModelAttentionConfig;
+pub use layers::{is_decode_step, ModelAttentionConfig};
 pub use mha::{
     DistrMhaInput, DistrMhaOutput, DistrMultiHeadAttention, DistrMultiHeadAttentionConfig,
 };

@@ -78,7 +78,9 @@ pub struct DistrMultiHeadAttention<B: DistrAttentionBackend> {
 }
 
 impl DistrMultiHeadAttentionConfig {
-    /// Builds the module, checking that the heads divide the model width.
+    /// Builds the module, checking that the heads divide the model width and that the
+    /// attention's parameters fit the head dimension, so that a bad group size fails here
+    /// rather than at the first `forward`.
     pub fn init<B: DistrAttentionBackend>(
         &self,
         device: &B::Device,
@@ -98,6 +100,7 @@ impl DistrMultiHeadAttentionConfig {
             });
         }
         let d_k = self.d_model / self.n_heads;
+        self.attention.op_config().check_head_dim(d_k)?;
         let linear = |d_output: usize| {
             LinearConfig::new(self.d_model, d_output)
                 .with_initializer(self.initializer.clone())
@@ -574,6 +577,10 @@ mod tests {
         let init = |config: DistrMultiHeadAttentionConfig| config.init::<B>(&device);
         assert!(init(DistrMultiHeadAttentionConfig::new(30, 4)).is_err());
         assert!(init(DistrMultiHeadAttentionConfig::new(32, 4).with_n_kv_heads(Some(3))).is_err());
+        // A group size that does not divide d_k = 8 fails at init, not at the first forward.
+        let indivisible = AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(3));
+        let error = init(DistrMultiHeadAttentionConfig::new(32, 4).with_attention(indivisible)).unwrap_err();
+        assert!(matches!(error, DistrAttentionError::GroupSize { head_dim: 8, group_size: 3 }), "{error}");
         let mha = init(DistrMultiHeadAttentionConfig::new(32, 4)).unwrap();
         let error = mha
             .forward(DistrMhaInput::self_attn(input([1, 5, 16])))
@@ -642,11 +649,9 @@ mod tests {
                 && message.contains("[1, 6, 32]"),
             "{message}"
         );
-        // head_dim 8 is not divisible by group_size 16
-        let grouped = init(DistrMultiHeadAttentionConfig::new(32, 4).with_attention(
-            AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(16)),
-        ))
-        .unwrap();
+        // A module whose attention was changed after init still refuses at forward.
+        let mut grouped = init(DistrMultiHeadAttentionConfig::new(32, 4)).unwrap();
+        grouped.attention = AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(16));
         let error = grouped
             .forward(DistrMhaInput::self_attn(input([1, 5, 32])))
             .unwrap_err();

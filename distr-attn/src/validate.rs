@@ -4,8 +4,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Tensor};
 
-use crate::config::{MAX_BLOCK_ROWS, MAX_GROUP_SIZE, MAX_HEAD_DIM, MAX_NUM_PROJECTIONS};
-use crate::{DistrAttentionConfig, DistrAttentionError, Grouping};
+use crate::config::MAX_HEAD_DIM;
+use crate::{DistrAttentionConfig, DistrAttentionError};
 
 /// A validated attention call: its dimensions and configuration.
 ///
@@ -45,7 +45,7 @@ impl AttentionProblem {
         mask: Option<&Tensor<B, 4, Bool>>,
         config: &DistrAttentionConfig,
     ) -> Result<Self, DistrAttentionError> {
-        check_config(config)?;
+        config.validate()?;
         for (name, tensor) in [("query", query), ("key", key), ("value", value)] {
             check_dtype(name, tensor.dtype())?;
             let dims = tensor.dims();
@@ -133,13 +133,6 @@ impl AttentionProblem {
             }
         }
         let scale = config.scale_for(head_dim);
-        if !scale.is_finite() {
-            return Err(DistrAttentionError::InvalidParameter {
-                name: "scale",
-                value: scale.to_string(),
-                expected: "a finite number".into(),
-            });
-        }
         Ok(Self {
             batch,
             heads,
@@ -173,31 +166,6 @@ impl AttentionProblem {
     }
 }
 
-fn check_config(config: &DistrAttentionConfig) -> Result<(), DistrAttentionError> {
-    let range = |name: &'static str, value: usize, max: usize| {
-        if value == 0 || value > max {
-            Err(DistrAttentionError::InvalidParameter {
-                name,
-                value: value.to_string(),
-                expected: format!("between 1 and {max}"),
-            })
-        } else {
-            Ok(())
-        }
-    };
-    range("group_size", config.group_size, MAX_GROUP_SIZE)?;
-    range("block_rows", config.block_rows, MAX_BLOCK_ROWS)?;
-    // Exact attention hashes nothing: its projections are not read, so not checked.
-    if !config.is_exact() && config.grouping == Grouping::Lsh {
-        range(
-            "num_projections",
-            config.num_projections,
-            MAX_NUM_PROJECTIONS,
-        )?;
-    }
-    Ok(())
-}
-
 fn check_dtype(tensor: &'static str, dtype: DType) -> Result<(), DistrAttentionError> {
     match dtype {
         DType::F64 | DType::F32 | DType::F16 | DType::BF16 => Ok(()),
@@ -211,6 +179,7 @@ fn check_dtype(tensor: &'static str, dtype: DType) -> Result<(), DistrAttentionE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_NUM_PROJECTIONS;
     use crate::tests::TestBackend;
 
     fn check(config: &DistrAttentionConfig) -> Result<AttentionProblem, DistrAttentionError> {

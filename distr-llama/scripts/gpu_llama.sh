@@ -29,7 +29,7 @@ timeout "${BENCH_SECONDS:-150}" "$work/distr-llama" bench --backend cuda --model
 echo "bench exit $?"; cat "$OUT/llama-bench-cuda.jsonl"
 fi
 
-budget=(--steps "${STEPS:-60}" --batch-size 8 --seq-len 256 --lr 2e-4 --warmup-steps 6
+budget=(--steps "${STEPS:-60}" --batch-size 8 --seq-len 256 --learning-rate 2e-4 --warmup-steps 6
         --train-text "$work/corpus/train" --eval-text "$work/corpus/heldout/tragedies/macbeth.md"
         --eval-tokens 4096 --eval-context 1024 --log-every 1 --json)
 pids=()

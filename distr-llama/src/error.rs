@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use distr_attn::experiment::ExperimentError;
 use distr_attn::DistrAttentionError;
 
 /// Why a model, tokenizer or run was refused.
@@ -16,8 +17,9 @@ pub enum LlamaError {
     NotGguf { path: PathBuf, magic: [u8; 4] },
     #[error("unsupported GGUF version {0}: expected 2 or 3")]
     GgufVersion(u32),
-    #[error("GGUF file is truncated: {what} needs bytes {start}..{end}, the file has {len}")]
+    #[error("GGUF file `{path}` is truncated (or corrupt): {what} needs bytes {start}..{end}, the file has {len}")]
     Truncated {
+        path: PathBuf,
         what: String,
         start: u64,
         end: u64,
@@ -39,7 +41,7 @@ pub enum LlamaError {
     Metadata { key: String, expected: &'static str },
     #[error("unsupported architecture `{0}`: expected `llama`")]
     Architecture(String),
-    #[error("invalid model configuration: {0}")]
+    #[error("invalid configuration: {0}")]
     Config(String),
     #[error("bad `{path}`: {source}")]
     Json {
@@ -56,16 +58,15 @@ pub enum LlamaError {
     TokenId { id: u32, vocab_size: usize },
     #[error("{tokens} tokens exceed the model's context of {max} positions")]
     Context { tokens: usize, max: usize },
-    #[error("checkpoint `{path}`: {message}")]
-    Checkpoint { path: PathBuf, message: String },
     #[error("empty input: {0}")]
     Empty(&'static str),
     #[error("{what} has {tokens} tokens, at least {needed} are needed")]
     TooFewTokens { what: String, tokens: usize, needed: usize },
-    #[error("invalid {flag} {value}: {expected}")]
-    Argument { flag: &'static str, value: String, expected: String },
     #[error(transparent)]
     Attention(#[from] DistrAttentionError),
+    /// Options, checkpoints and output files (the layer shared with the other models).
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
 }
 
 impl LlamaError {

@@ -2,7 +2,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::DistrAttentionBackend;
 
 use crate::error::{LlamaError, Result};
 use crate::model::Llama;
@@ -42,12 +42,12 @@ pub fn windows(len: usize, context: usize, stride: usize) -> Result<Vec<(usize, 
     Ok(windows)
 }
 
-/// Runs `window` in one forward pass and scores the targets `window[first_target..]`.
+/// Runs `window` in one forward pass (with the model's attention plan) and scores the targets
+/// `window[first_target..]`.
 pub fn score_window<B: DistrAttentionBackend>(
     model: &Llama<B>,
     window: &[u32],
     first_target: usize,
-    attention: &ModelAttentionConfig,
     device: &B::Device,
 ) -> Result<WindowScore> {
     if first_target == 0 || first_target >= window.len() {
@@ -57,7 +57,7 @@ pub fn score_window<B: DistrAttentionBackend>(
             window.len()
         )));
     }
-    let logits = model.forward(model.tokens(window, device)?, &mut model.new_cache(), attention)?;
+    let logits = model.forward(model.tokens(window, device)?, &mut model.new_cache())?;
     let [_, seq, vocab] = logits.dims();
     let scored = seq - first_target;
     let logits = logits.narrow(1, first_target - 1, scored).reshape([scored, vocab]);
@@ -75,6 +75,32 @@ pub fn score_window<B: DistrAttentionBackend>(
     })
 }
 
+/// The scores of every target of a token sequence, window after window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextScore {
+    /// Sum of `-log p(target)` in nats.
+    pub negative_log_likelihood: f64,
+    /// The model's top-1 prediction for every token from the second on.
+    pub predictions: Vec<u32>,
+    /// How many predictions equal their target.
+    pub correct: usize,
+}
+
+impl TextScore {
+    /// Perplexity and top-1 accuracy.
+    pub fn perplexity(&self) -> Perplexity {
+        let scored = self.predictions.len();
+        let mean_nll = self.negative_log_likelihood / scored as f64;
+        Perplexity { perplexity: mean_nll.exp(), mean_nll, top1_accuracy: self.correct as f64 / scored as f64, scored }
+    }
+
+    /// The fraction of predictions equal to `other`'s (another plan on the same text).
+    pub fn agreement(&self, other: &TextScore) -> f64 {
+        let agree = self.predictions.iter().zip(&other.predictions).filter(|(a, b)| a == b).count();
+        agree as f64 / self.predictions.len().max(1) as f64
+    }
+}
+
 /// Perplexity and top-1 accuracy of a whole token sequence.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Perplexity {
@@ -85,28 +111,37 @@ pub struct Perplexity {
     pub scored: usize,
 }
 
-/// Scores every token of `ids` after the first, in [`windows`] of `context` tokens that
-/// advance by `stride`.
+/// Scores every token of `ids` after the first with the model's attention plan, in
+/// [`windows`] of `context` tokens that advance by `stride`; `on_window` sees each window's
+/// score as soon as it is done (for progress).
+pub fn score_text<B: DistrAttentionBackend>(
+    model: &Llama<B>,
+    ids: &[u32],
+    context: usize,
+    stride: usize,
+    device: &B::Device,
+    mut on_window: impl FnMut(&WindowScore),
+) -> Result<TextScore> {
+    let mut total = TextScore::default();
+    for (begin, end, first_target) in windows(ids.len(), context, stride)? {
+        let score = score_window(model, &ids[begin..end], first_target - begin, device)?;
+        on_window(&score);
+        total.negative_log_likelihood += score.negative_log_likelihood;
+        total.correct += score.correct;
+        total.predictions.extend(score.predictions);
+    }
+    Ok(total)
+}
+
+/// [`score_text`]'s perplexity, without progress.
 pub fn perplexity<B: DistrAttentionBackend>(
     model: &Llama<B>,
     ids: &[u32],
     context: usize,
     stride: usize,
-    attention: &ModelAttentionConfig,
     device: &B::Device,
 ) -> Result<Perplexity> {
-    if ids.len() < 2 {
-        return Err(LlamaError::Empty("perplexity needs at least two tokens"));
-    }
-    let (mut nll, mut correct, mut scored) = (0.0, 0, 0);
-    for (begin, end, first_target) in windows(ids.len(), context, stride)? {
-        let score = score_window(model, &ids[begin..end], first_target - begin, attention, device)?;
-        nll += score.negative_log_likelihood;
-        correct += score.correct;
-        scored += score.predictions.len();
-    }
-    let mean_nll = nll / scored as f64;
-    Ok(Perplexity { perplexity: mean_nll.exp(), mean_nll, top1_accuracy: correct as f64 / scored as f64, scored })
+    Ok(score_text(model, ids, context, stride, device, |_| {})?.perplexity())
 }
 
 fn host<E: burn::tensor::Element>(data: TensorData) -> Result<Vec<E>> {

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use burn::tensor::Tensor;
-use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::DistrAttentionBackend;
 use serde::Serialize;
 
 use crate::error::{LlamaError, Result};
@@ -30,15 +30,15 @@ impl GenerationStats {
     }
 }
 
-/// Generates up to `max_tokens` tokens after `prompt`, calling `on_token` with each id as soon
-/// as it is chosen; stops early at any of `stop_ids`. Returns the generated ids.
+/// Generates up to `max_tokens` tokens after `prompt` with the model's attention plan, calling
+/// `on_token` with each id as soon as it is chosen; stops early at any of `stop_ids`. Returns
+/// the generated ids.
 pub fn generate<B: DistrAttentionBackend>(
     model: &Llama<B>,
     prompt: &[u32],
     max_tokens: usize,
     stop_ids: &[u32],
     sampler: &mut Sampler,
-    attention: &ModelAttentionConfig,
     device: &B::Device,
     mut on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<(Vec<u32>, GenerationStats)> {
@@ -48,7 +48,7 @@ pub fn generate<B: DistrAttentionBackend>(
     let mut cache = model.new_cache();
     let mut generated = Vec::new();
     let start = Instant::now();
-    let mut logits = model.forward_last(model.tokens(prompt, device)?, &mut cache, attention)?;
+    let mut logits = model.forward_last(model.tokens(prompt, device)?, &mut cache)?;
     let mut next = sampler.sample(&host_row(logits));
     let prefill_seconds = start.elapsed().as_secs_f64();
 
@@ -59,7 +59,7 @@ pub fn generate<B: DistrAttentionBackend>(
         if stop_ids.contains(&next) || generated.len() == max_tokens {
             break;
         }
-        logits = model.forward_last(model.tokens(&[next], device)?, &mut cache, attention)?;
+        logits = model.forward_last(model.tokens(&[next], device)?, &mut cache)?;
         next = sampler.sample(&host_row(logits));
     }
     let stats = GenerationStats {

@@ -1,8 +1,10 @@
-use clap::Parser;
+use distr_attn::experiment::command_line::ensure_runtime_dir;
 use distr_llama::cli::{run, Cli};
 
 fn main() {
-    if let Err(error) = run(Cli::parse()) {
+    ensure_runtime_dir();
+    let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    if let Err(error) = run(cli) {
         eprintln!("error: {error}");
         std::process::exit(1);
     }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use distr_llama::cli::{run, Cli};
 
 fn tiny() -> String {
@@ -28,7 +27,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Parses and runs one command line; the error's message on failure.
 fn distr_llama(args: &[&str]) -> Result<(), String> {
-    let cli = Cli::try_parse_from(std::iter::once("distr-llama").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_args(std::iter::once("distr-llama").chain(args.iter().copied())).map_err(|e| e.to_string())?;
     run(cli).map_err(|e| e.to_string())
 }
 
@@ -92,16 +91,21 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["perplexity", "--text", &text, "--context", "8", "--stride", "9"], "invalid --stride 9"),
         (&["perplexity", "--text", &text, "--context", "257"], "invalid --context 257: expected at most the model's 256"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "0"], "invalid --group-size 0"),
-        (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "3"], "group size 3 does not divide"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "3"], "layer 0: head_dim 16 is not divisible by group_size 3"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--exact-first-layers", "99"], "`exact_first_layers` = 99: at most the model's 2 layers"),
+        (&["perplexity", "--text", &text, "--group-size", "4"], "invalid --group-size with exact attention"),
+        (&["perplexity", "--text", &text, "--attention", "exact", "--lsh-seed", "4"], "invalid --lsh-seed with exact attention"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--block-rows", "0"], "invalid --block-rows 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "0"], "invalid --num-projections 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "21"], "invalid --num-projections 21"),
         (&["generate", "--prompt", "a", "--max-tokens", "0"], "invalid --max-tokens 0"),
         (&["generate", "--prompt", "a", "--temperature=-1"], "invalid --temperature -1"),
+        (&["generate", "--prompt", "a", "--temperature", "-1"], "invalid --temperature -1"),
         (&["generate", "--prompt", "a", "--temperature", "NaN"], "invalid --temperature NaN"),
         (&["generate", "--prompt", "a", "--top-p", "0"], "invalid --top-p 0"),
         (&["generate", "--prompt", "a", "--top-p", "1.5"], "invalid --top-p 1.5"),
-        (&["logits", "--prompt", "a", "--out", &out, "--group-size", "65"], "invalid --group-size 65"),
+        (&["logits", "--prompt", "a", "--out", &out, "--attention", "distr", "--group-size", "65"], "invalid --group-size 65"),
+        (&["bench", "--text", &text, "--context", "16", "--decode-tokens", "2", "--attention", "exact"], "`bench` compares exact attention with DistrAttention"),
         (&["bench", "--text", &text, "--context", "16", "--decode-tokens", "0"], "invalid --decode-tokens 0"),
         (&["bench", "--text", &text, "--context", "16", "--repeats", "0"], "invalid --repeats 0"),
         (&["bench", "--text", &text, "--context", "16", "--decode-tokens", "16"], "invalid --context 16"),
@@ -116,6 +120,7 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["finetune", "--train-text", &text, "--seq-len", "1"], "sequence length 1"),
         (&["finetune", "--train-text", &text, "--seq-len", "512"], "invalid --seq-len 512"),
         (&["finetune", "--train-text", &text, "--lr", "0"], "learning rate 0"),
+        (&["finetune", "--train-text", &text, "--learning-rate", "-1"], "learning rate -1"),
         (&["finetune", "--train-text", &text, "--grad-clip=-1"], "invalid --grad-clip -1"),
         (&["finetune", "--train-text", &text, "--weight-decay=-1"], "weight decay -1"),
         (&["finetune", "--train-text", &text, "--train", "lora", "--lora-rank", "0"], "lora_rank must be positive"),
@@ -134,4 +139,69 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
     let error = distr_llama(&["export", "--model", &model, "--out", dir.to_str().unwrap()]).unwrap_err();
     assert!(error.contains("is not empty"), "{error}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn attention_configs_and_outputs_fail_before_the_work_with_what_is_wrong() {
+    let dir = temp_dir("configs");
+    let model = tiny();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let out = dir.join("logits.npy").display().to_string();
+    let dir_name = dir.display().to_string();
+    let zero = write("zero.json", r#"{"default": {"Distr": {"group_size": 0}}}"#);
+    let unknown = write("unknown.json", r#"{"default": "Exact", "exact_first_layer": 1}"#);
+    let too_many = write("many.json", r#"{"default": {"Distr": {}}, "exact_first_layers": 99}"#);
+    let unwritable = dir.join("no/such/folder/logits.npy").display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        // Was a division by zero in the plan check (exit 101).
+        (&["--config", &zero, "--out", &out], "`group_size` = 0"),
+        (&["--config", &unknown, "--out", &out], "unknown field `exact_first_layer`"),
+        (&["--config", &dir_name, "--out", &out], "cannot read it"),
+        (&["--config", &too_many, "--out", &out], "`exact_first_layers` = 99"),
+        (&["--config", &zero, "--group-size", "2", "--out", &out], "cannot be used with"),
+        (&["--out", &unwritable], "no/such/folder/logits.npy"),
+        (&["--out", &dir_name], "is a directory"),
+    ];
+    for (args, expected) in cases {
+        let mut line = vec!["logits", "--model", &model, "--prompt", "Who is there?"];
+        line.extend(*args);
+        let error = distr_llama(&line).expect_err(&format!("{line:?} should fail"));
+        assert!(error.contains(expected), "{line:?}: `{error}` does not say `{expected}`");
+        assert!(!error.contains("invalid model configuration"), "{error}");
+    }
+    // A config that leaves out defaults is fine.
+    let short = write("short.json", r#"{"default": {"Distr": {"block_rows": 8}}, "exact_first_layers": 1}"#);
+    distr_llama(&["logits", "--model", &model, "--prompt", "Who is there?", "--config", &short, "--out", &out]).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn renamed_options_keep_their_old_spellings() {
+    let parse = |args: &[&str]| Cli::try_parse_args(std::iter::once("distr-llama").chain(args.iter().copied())).map(|_| ());
+    let model = tiny();
+    for args in [
+        &["generate", "--model", &model, "--prompt", "a", "--seed", "3"][..],
+        &["generate", "--model", &model, "--prompt", "a", "--sampler-seed", "3"],
+        &["finetune", "--model", &model, "--train-text", "t", "--lr", "1e-3", "--seed", "2"],
+        &["finetune", "--model", &model, "--train-text", "t", "--learning-rate", "1e-3", "--shuffle-seed", "2"],
+        &["perplexity", "--model", &model, "--text", "t", "--attention", "distr", "--lsh-seed", "5", "--grouping", "random"],
+    ] {
+        parse(args).unwrap_or_else(|error| panic!("{args:?}: {error}"));
+    }
+}
+
+#[test]
+fn json_output_is_only_json_on_stdout() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_distr-llama"))
+        .args(["perplexity", "--model", &tiny(), "--text", &text(), "--max-tokens", "40", "--context", "16", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(report["perplexity"].as_f64().is_some_and(f64::is_finite), "{report}");
 }

@@ -100,7 +100,8 @@ fn argmax(row: &[f32]) -> u32 {
 
 fn full_logits(model: &Llama<B>, ids: &[u32], plan: &ModelAttentionConfig) -> Vec<Vec<f32>> {
     let device = Default::default();
-    let logits = model.forward(model.tokens(ids, &device).unwrap(), &mut model.new_cache(), plan).unwrap();
+    let model = model.clone().with_attention(plan).unwrap();
+    let logits = model.forward(model.tokens(ids, &device).unwrap(), &mut model.new_cache()).unwrap();
     logits_rows(logits)
 }
 
@@ -150,8 +151,8 @@ fn smollm2_gguf_logits_match_transformers_and_kv_cache() {
         // Prefill all but the last token, then one decode step through the cache.
         let (head, last) = prompt.ids.split_at(prompt.ids.len() - 1);
         let mut cache = model.new_cache();
-        model.forward(model.tokens(head, &device).unwrap(), &mut cache, &exact).unwrap();
-        let step = logits_rows(model.forward(model.tokens(last, &device).unwrap(), &mut cache, &exact).unwrap());
+        model.forward(model.tokens(head, &device).unwrap(), &mut cache).unwrap();
+        let step = logits_rows(model.forward(model.tokens(last, &device).unwrap(), &mut cache).unwrap());
         let error = relative_error(&step, &logits[logits.len() - 1..]);
         assert!(error <= 1e-4, "decode step vs full forward: relative error {error}");
     }
@@ -185,10 +186,10 @@ fn kv_cache_chunks_and_steps_match_full_forward() {
     let full = full_logits(&model, &reference.ids, &exact);
 
     let mut cache = model.new_cache();
-    let mut rows = logits_rows(model.forward(model.tokens(&reference.ids[..7], &device).unwrap(), &mut cache, &exact).unwrap());
-    rows.extend(logits_rows(model.forward(model.tokens(&reference.ids[7..12], &device).unwrap(), &mut cache, &exact).unwrap()));
+    let mut rows = logits_rows(model.forward(model.tokens(&reference.ids[..7], &device).unwrap(), &mut cache).unwrap());
+    rows.extend(logits_rows(model.forward(model.tokens(&reference.ids[7..12], &device).unwrap(), &mut cache).unwrap()));
     for &id in &reference.ids[12..] {
-        rows.extend(logits_rows(model.forward(model.tokens(&[id], &device).unwrap(), &mut cache, &exact).unwrap()));
+        rows.extend(logits_rows(model.forward(model.tokens(&[id], &device).unwrap(), &mut cache).unwrap()));
     }
     assert_eq!(cache.len(), reference.ids.len());
     let error = relative_error(&rows, &full);

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
-use clap::Parser;
 use distr_attn::backends::NdArrayBackend as B;
+use distr_attn::experiment::calibration::{AttentionFlops, LayerOrder, LayerSearch};
+use distr_attn::experiment::checkpoint::{load_checkpoint, save_checkpoint};
 use distr_attn::{DistrAttentionConfig, ModelAttentionConfig};
-use distr_llama::calibrate::{calibrate, AttentionFlops, CalibrationConfig};
-use distr_llama::checkpoint::{load_checkpoint, save_checkpoint};
+use distr_llama::calibrate::{calibrate, PerplexityBudget};
 use distr_llama::cli::{Cli, Command};
 use distr_llama::evaluation::perplexity;
 use distr_llama::finetune::{finetune, FinetuneConfig, Loss, TokenCorpus, Trainable};
@@ -38,7 +38,8 @@ fn distr_g2() -> ModelAttentionConfig {
 
 fn logits<Backend: distr_attn::DistrAttentionBackend>(model: &Llama<Backend>, ids: &[u32], plan: &ModelAttentionConfig) -> Vec<f32> {
     let device = Default::default();
-    let logits: Tensor<Backend, 3> = model.forward(model.tokens(ids, &device).unwrap(), &mut model.new_cache(), plan).unwrap();
+    let model = model.clone().with_attention(plan).unwrap();
+    let logits: Tensor<Backend, 3> = model.forward(model.tokens(ids, &device).unwrap(), &mut model.new_cache()).unwrap();
     logits.into_data().convert::<f32>().into_vec::<f32>().unwrap()
 }
 
@@ -64,7 +65,9 @@ fn finetuning_through_distr_attention_lowers_the_loss_and_the_checkpoint_reloads
     let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();
     let plan = distr_g2();
     let config = short_run(Trainable::All, Loss::Lm);
-    let (trained, report) = finetune(tiny_model::<Trainer>(1), &corpus, &plan, &config, &Default::default(), |_| {}).unwrap();
+    let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
+    let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_| {}).unwrap();
+    assert_eq!(trained.attention(), &plan, "the trained model keeps its plan");
     assert_eq!(report.losses.len(), 12);
     let (first, last) = (report.losses[0], report.losses[11]);
     assert!(last < 0.7 * first, "loss {first} -> {last}");
@@ -103,14 +106,16 @@ fn attention_only_and_lora_training_leave_the_other_weights_alone() {
     };
     for train in [Trainable::Attention, Trainable::Lora] {
         let config = short_run(train, Loss::Lm);
-        let (trained, report) = finetune(tiny_model::<Trainer>(1), &corpus, &plan, &config, &Default::default(), |_| {}).unwrap();
+        let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
+        let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_| {}).unwrap();
         assert!(report.losses[11] < report.losses[0], "{train:?}: {:?}", report.losses);
         assert_eq!(weight(&trained, "mlp"), weight(&original, "mlp"), "{train:?}");
         assert_ne!(weight(&trained, "query"), weight(&original, "query"), "{train:?}");
         assert!(trained.layers.iter().all(|layer| layer.attention.adapters.is_none()));
     }
     let lora = short_run(Trainable::Lora, Loss::Lm).with_lora_rank(2);
-    let (_, report) = finetune(tiny_model::<Trainer>(1), &corpus, &plan, &lora, &Default::default(), |_| {}).unwrap();
+    let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
+    let (_, report) = finetune(model, &corpus, &lora, &Default::default(), |_| {}).unwrap();
     // Rank 2 on q [32, 32], k and v [32, 16], o [32, 32], two layers.
     assert_eq!(report.trainable_parameters, 2 * 2 * ((32 + 32) + 2 * (32 + 16) + (32 + 32)));
 }
@@ -119,21 +124,20 @@ fn attention_only_and_lora_training_leave_the_other_weights_alone() {
 fn distillation_starts_at_zero_with_exact_attention_and_recovers_distr_attention() {
     let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();
     let config = short_run(Trainable::All, Loss::Distill).with_steps(1);
-    let exact = ModelAttentionConfig::exact();
-    let (_, report) = finetune(tiny_model::<Trainer>(1), &corpus, &exact, &config, &Default::default(), |_| {}).unwrap();
+    let (_, report) = finetune(tiny_model::<Trainer>(1), &corpus, &config, &Default::default(), |_| {}).unwrap();
     assert!(report.losses[0].abs() < 1e-6, "KL to itself {}", report.losses[0]);
 
     // Larger weights than usual, so that attention is sharp and G=4 visibly departs from it.
     let config = tiny_config();
     let mut weights = RandomWeights::new(config.clone(), 1);
     weights.std = 0.3;
-    let sharp = build_llama::<Trainer>(&config, &weights, &Default::default()).unwrap();
     let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(4).with_block_rows(8));
+    let sharp = build_llama::<Trainer>(&config, &weights, &Default::default()).unwrap().with_attention(&plan).unwrap();
     // One fixed batch (two sequences, batch size two): the loss is measured on the same
     // tokens at every step, so its decrease is not batch noise.
     let one_batch = TokenCorpus::new(&periodic_ids(48), 24, 0).unwrap();
     let run = short_run(Trainable::All, Loss::Distill).with_steps(20).with_learning_rate(2e-3);
-    let (_, report) = finetune(sharp, &one_batch, &plan, &run, &Default::default(), |_| {}).unwrap();
+    let (_, report) = finetune(sharp, &one_batch, &run, &Default::default(), |_| {}).unwrap();
     let losses = &report.losses;
     assert!(losses[0] > 1e-3, "G=4 should differ from exact: {losses:?}");
     assert!(losses[19] < 0.8 * losses[0], "{losses:?}");
@@ -141,42 +145,48 @@ fn distillation_starts_at_zero_with_exact_attention_and_recovers_distr_attention
 
 #[test]
 fn calibration_writes_a_config_the_cli_loads_and_that_keeps_the_budget() {
-    let model = tiny_model::<B>(5);
+    let mut model = tiny_model::<B>(5);
     let device = Default::default();
     let ids = periodic_ids(96);
     let base = DistrAttentionConfig::new().with_block_rows(8).with_representative(distr_attn::Representative::Mean);
-    let config = CalibrationConfig::new().with_max_perplexity_increase(0.001).with_context(48);
+    let search = LayerSearch { num_layers: 2, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base, order: LayerOrder::LastFirst };
+    let budget = PerplexityBudget { max_increase: 0.001, context: 48 };
     let mut trials = 0;
-    let calibration = calibrate(&model, &ids, &base, &config, &device, |_| trials += 1).unwrap();
-    assert_eq!(calibration.trials.len(), trials);
+    let calibration = calibrate(&mut model, &ids, &search, budget, &device, |_| trials += 1).unwrap();
+    assert_eq!(calibration.search.trials.len(), trials);
     assert!(calibration.perplexity <= calibration.budget);
+    assert_eq!(model.attention(), &calibration.search.plan, "the model is left with the plan");
 
     let dir = temp_dir("calibration");
     let path = dir.join("attention.json");
-    burn::config::Config::save(&calibration.plan, &path).unwrap();
-    let cli = Cli::try_parse_from([
+    burn::config::Config::save(&calibration.search.plan, &path).unwrap();
+    let cli = Cli::try_parse_args([
         "distr-llama", "perplexity", "--model", "unused.gguf", "--text", "unused.md",
         "--config", path.to_str().unwrap(),
     ])
     .unwrap();
     let Command::Perplexity(args) = cli.command else { panic!("parsed another command") };
     let plan = args.attention.plan().unwrap();
-    assert_eq!(plan, calibration.plan);
+    assert_eq!(plan, calibration.search.plan);
     assert_eq!(plan.per_layer.len(), 2);
-    let measured = perplexity(&model, &ids, 48, 24, &plan, &device).unwrap().perplexity;
+    model.set_attention(&plan).unwrap();
+    let measured = perplexity(&model, &ids, 48, 24, &device).unwrap().perplexity;
     assert!(measured <= calibration.budget, "{measured} over {}", calibration.budget);
-    let exact = perplexity(&model, &ids, 48, 24, &ModelAttentionConfig::exact(), &device).unwrap().perplexity;
+    model.set_attention(&ModelAttentionConfig::exact()).unwrap();
+    let exact = perplexity(&model, &ids, 48, 24, &device).unwrap().perplexity;
     assert!((calibration.budget - exact * 1.001).abs() < 1e-9);
 
     // A budget nothing exceeds: every layer takes the largest group size, and the score
-    // products lose (1 - 1/8) of their Q K^T half.
-    let generous = CalibrationConfig::new().with_max_perplexity_increase(1e6).with_context(48);
-    let calibration = calibrate(&model, &ids, &base, &generous, &device, |_| {}).unwrap();
-    assert_eq!(calibration.trials.len(), 2);
-    let flops = AttentionFlops::of(&tiny_config(), &calibration.plan, 48).unwrap();
-    assert!((flops.saved_fraction - 0.5 * (1.0 - 1.0 / 8.0)).abs() < 1e-12);
+    // products lose (1 - 1/8) of their Q K^T half, less the hashing.
+    let generous = PerplexityBudget { max_increase: 1e6, context: 48 };
+    let calibration = calibrate(&mut model, &ids, &search, generous, &device, |_| {}).unwrap();
+    assert_eq!(calibration.search.trials.len(), 2);
+    assert_eq!(calibration.search.group_sizes, vec![8, 8]);
+    let flops = AttentionFlops::of(&calibration.search.plan, 2, 4, 8, 48).unwrap();
+    let hashing = 2.0 * 48.0 * 8.0 * 16.0 * 4.0 * 2.0;
+    assert!((flops.planned - (flops.exact * (1.0 - 0.5 * (1.0 - 1.0 / 8.0)) + hashing)).abs() < 1e-6);
     // Group sizes that do not divide head_dim are refused.
-    let bad = CalibrationConfig::new().with_group_sizes(vec![3]);
-    assert!(calibrate(&model, &ids, &base, &bad, &device, |_| {}).is_err());
+    let bad = LayerSearch { group_sizes: vec![3], ..search };
+    assert!(calibrate(&mut model, &ids, &bad, budget, &device, |_| {}).is_err());
     std::fs::remove_dir_all(dir).unwrap();
 }

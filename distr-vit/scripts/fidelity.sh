@@ -39,7 +39,7 @@ for entry in "${settings[@]}"; do
   name="${entry%%|*}"
   options="${entry#*|}"
   # shellcheck disable=SC2086
-  $bin eval --backend "$backend" --onnx "$onnx" --images "$images" --attention distr $options \
+  $bin eval --backend "$backend" --model "$onnx" --images "$images" --attention distr $options \
     --json --out "$out/vit-fidelity-$name.json" > /dev/null
   python3 - "$out/vit-fidelity-$name.json" "$name" "$options" <<'PY'
 import json, sys

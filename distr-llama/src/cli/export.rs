@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use distr_attn::DistrAttentionBackend;
+use distr_attn::experiment::output::prepare_dir;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use crate::cli::ModelArgs;
-use crate::error::LlamaError;
 use crate::pretrained::ExportDtype;
 
 #[derive(Args, Debug)]
@@ -24,14 +24,9 @@ pub struct ExportArgs {
 }
 
 pub fn run<B: DistrAttentionBackend>(args: ExportArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
-    if args.out.exists() {
-        // Old shards beside the new file would be read with it.
-        let mut entries = std::fs::read_dir(&args.out).map_err(LlamaError::io(&args.out))?;
-        if entries.next().is_some() {
-            return Err(format!("`{}` is not empty: --out must be a new or empty directory", args.out.display()).into());
-        }
-    }
-    let pretrained = args.model.load::<B>(device)?;
+    // Old shards beside the new file would be read with it: only a new or empty folder.
+    prepare_dir(&args.out)?;
+    let pretrained = args.model.load::<B>(&ModelAttentionConfig::exact(), device)?;
     let start = Instant::now();
     pretrained.export(&args.out, args.dtype)?;
     eprintln!(

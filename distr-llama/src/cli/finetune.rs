@@ -7,14 +7,15 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
+use distr_attn::experiment::checkpoint::{checkpoint_file, save_checkpoint};
+use distr_attn::experiment::output::{check_writable, prepare_file};
+use distr_attn::experiment::progress::Progress;
+use distr_attn::experiment::require;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::checkpoint::{checkpoint_file, save_checkpoint};
-use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
-use crate::evaluation::{perplexity, Perplexity};
+use crate::evaluation::{score_text, windows, Perplexity};
 use crate::finetune::corpus::{text_files, tokenize_files};
 use crate::finetune::{finetune, FinetuneConfig, Loss, TokenCorpus, Trainable};
 use crate::model::Llama;
@@ -51,8 +52,8 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
     /// Peak learning rate (after warm-up; cosine decay to a tenth of it).
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
+    #[arg(long, alias = "lr", default_value_t = 1e-4)]
+    pub learning_rate: f64,
     /// Linear warm-up steps.
     #[arg(long, default_value_t = 10)]
     pub warmup_steps: usize,
@@ -76,8 +77,8 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
     /// Seed of the batch order.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long, alias = "seed", default_value_t = 0)]
+    pub shuffle_seed: u64,
     /// Checkpoint to write (`.mpk`; a `.json` report is written beside it).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -85,7 +86,7 @@ pub struct FinetuneArgs {
     /// progress bar does not show); 0 for none.
     #[arg(long, default_value_t = 0)]
     pub log_every: usize,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (and no progress bar).
     #[arg(long)]
     pub json: bool,
 }
@@ -96,7 +97,7 @@ impl FinetuneArgs {
             .with_steps(self.steps)
             .with_batch_size(self.batch_size)
             .with_seq_len(self.seq_len)
-            .with_learning_rate(self.lr)
+            .with_learning_rate(self.learning_rate)
             .with_warmup_steps(self.warmup_steps)
             .with_weight_decay(self.weight_decay)
             .with_grad_clip_norm((self.grad_clip > 0.0).then_some(self.grad_clip))
@@ -108,6 +109,10 @@ impl FinetuneArgs {
 
     /// Checks the flags before anything is loaded; returns the training configuration.
     fn validate(&self) -> Result<FinetuneConfig, crate::error::LlamaError> {
+        if let Some(out) = &self.out {
+            prepare_file(&checkpoint_file(out))?;
+            check_writable(&out.with_extension("json"))?;
+        }
         require(
             self.grad_clip >= 0.0 && self.grad_clip.is_finite(),
             "--grad-clip",
@@ -134,8 +139,7 @@ where
 {
     let config = args.validate()?;
     let plan = args.attention.plan()?;
-    let pretrained = args.model.load::<B>(device)?;
-    check_plan(&plan, &pretrained.config)?;
+    let pretrained = args.model.load::<B>(&plan, device)?;
     let max_seq_len = pretrained.config.max_seq_len;
     require(args.seq_len <= max_seq_len, "--seq-len", args.seq_len, format!("expected at most the model's {max_seq_len}"))?;
     let tokenizer = &pretrained.tokenizer;
@@ -143,7 +147,7 @@ where
     if let Some(max) = args.max_train_tokens {
         train_ids.truncate(max);
     }
-    let corpus = TokenCorpus::new(&train_ids, args.seq_len, args.seed)?;
+    let corpus = TokenCorpus::new(&train_ids, args.seq_len, args.shuffle_seed)?;
     let mut eval_ids = tokenize_files(tokenizer, &text_files(&args.eval_text)?)?;
     eval_ids.truncate(args.eval_tokens);
     // Evaluation windows hold min(eval_context, tokens) tokens.
@@ -163,28 +167,28 @@ where
 
     // Each evaluation reports its time: on a fresh GPU the first one includes compiling the
     // inference kernels, which can take minutes.
-    let evaluate = |model: &Llama<B::InnerBackend>, plan: &ModelAttentionConfig, label: &str| -> Result<Option<Perplexity>, Box<dyn Error>> {
+    let evaluate = |model: &Llama<B::InnerBackend>, label: &str| -> Result<Option<Perplexity>, Box<dyn Error>> {
         if eval_ids.len() < 2 {
             return Ok(None);
         }
         let start = Instant::now();
         let context = args.eval_context.min(eval_ids.len());
-        let result = perplexity(model, &eval_ids, context, (context / 2).max(1), plan, device)?;
+        let stride = (context / 2).max(1);
+        let progress = Progress::bar(windows(eval_ids.len(), context, stride)?.len(), "held-out windows", args.json);
+        let result = score_text(model, &eval_ids, context, stride, device, |_| progress.step(label.to_string()))?.perplexity();
+        progress.finish();
         eprintln!("held-out perplexity {label}: {:.3} ({:.1} s)", result.perplexity, start.elapsed().as_secs_f64());
         Ok(Some(result))
     };
     let exact = ModelAttentionConfig::exact();
     let inner = pretrained.model.valid();
-    let exact_before = evaluate(&inner, &exact, "before, exact attention")?;
-    let before = if plan == exact { exact_before } else { evaluate(&inner, &plan, "before")? };
+    let exact_before = evaluate(&inner.clone().with_attention(&exact)?, "before, exact attention")?;
+    let before = if plan == exact { exact_before } else { evaluate(&inner, "before")? };
     drop(inner);
 
-    let progress = ProgressBar::new(args.steps as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})")
-            .map_err(|e| e.to_string())?,
-    );
+    let progress = Progress::bar(args.steps, "steps", args.json);
     let (mut steady_tokens, mut steady_seconds) = (0usize, 0.0f64);
-    let (trained, report) = finetune(pretrained.model, &corpus, &plan, &config, device, |step| {
+    let (trained, report) = finetune(pretrained.model, &corpus, &config, device, |step| {
         if step.step > 0 {
             steady_tokens += step.tokens;
             steady_seconds += step.seconds;
@@ -192,18 +196,17 @@ where
         let speed = if steady_seconds > 0.0 { steady_tokens as f64 / steady_seconds } else { step.tokens as f64 / step.seconds };
         let message = format!("loss {:.4}, {:.0} tokens/s, lr {:.2e}", step.loss, speed, step.learning_rate);
         if args.log_every > 0 && (step.step + 1) % args.log_every == 0 {
-            progress.suspend(|| eprintln!("step {}/{}: {message} ({:.2} s)", step.step + 1, args.steps, step.seconds));
+            progress.println(&format!("step {}/{}: {message} ({:.2} s)", step.step + 1, args.steps, step.seconds));
         }
-        progress.set_message(message);
-        progress.inc(1);
+        progress.step(message);
     })?;
-    progress.finish_and_clear();
-    let after = evaluate(&trained, &plan, "after")?;
+    progress.finish();
+    let after = evaluate(&trained, "after")?;
 
     let summary = json!({
         "model": args.model.model.display().to_string(),
         "backend": args.model.backend.to_string(),
-        "attention": serde_json::from_str::<serde_json::Value>(&plan.to_string())?,
+        "attention": serde_json::to_value(&plan)?,
         "finetune": serde_json::from_str::<serde_json::Value>(&config.to_string())?,
         "train_tokens_available": train_ids.len(),
         "eval_tokens": eval_ids.len(),

@@ -4,9 +4,10 @@ use std::error::Error;
 use std::io::Write;
 
 use clap::Args;
+use distr_attn::experiment::progress::announce;
+use distr_attn::experiment::require;
 use distr_attn::DistrAttentionBackend;
 
-use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
 use crate::generation::generate;
@@ -34,13 +35,13 @@ pub struct GenerateArgs {
     /// Nucleus sampling mass (with a temperature above 0).
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f64,
-    /// Seed of the sampler.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the sampler (with a temperature above 0).
+    #[arg(long, alias = "seed", default_value_t = 0)]
+    pub sampler_seed: u64,
 }
 
 impl GenerateArgs {
-    fn validate(&self) -> Result<(), LlamaError> {
+    fn validate(&self) -> Result<(), distr_attn::experiment::ExperimentError> {
         require(self.max_tokens >= 1, "--max-tokens", self.max_tokens, "expected at least 1")?;
         require(
             self.temperature >= 0.0 && self.temperature.is_finite(),
@@ -55,8 +56,7 @@ impl GenerateArgs {
 pub fn run<B: DistrAttentionBackend>(args: GenerateArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     args.validate()?;
     let plan = args.attention.plan()?;
-    let pretrained = args.model.load::<B>(device)?;
-    check_plan(&plan, &pretrained.config)?;
+    let pretrained = args.model.load::<B>(&plan, device)?;
     let tokenizer = &pretrained.tokenizer;
     let prompt = match (&args.prompt, &args.chat) {
         (Some(prompt), _) => prompt.clone(),
@@ -79,18 +79,22 @@ pub fn run<B: DistrAttentionBackend>(args: GenerateArgs, device: &B::Device) -> 
             ids.len()
         );
     }
-    let mut sampler = Sampler::new(args.temperature, args.top_p, args.seed);
+    let mut sampler = Sampler::new(args.temperature, args.top_p, args.sampler_seed);
     let mut decode = tokenizer.decode_stream();
-    print!("{prompt}");
+    // The prefill is silent until the first token: say what runs, and show that it does.
+    let mut prefill = Some(announce(&format!("prefill of {} prompt tokens", ids.len()), args.model.backend, false));
     let (_, stats) = generate(
         &pretrained.model,
         &ids,
         max_tokens,
         tokenizer.stop_ids(),
         &mut sampler,
-        &plan,
         device,
         |id| {
+            if let Some(spinner) = prefill.take() {
+                spinner.finish();
+                print!("{prompt}");
+            }
             if let Some(text) = decode(id)? {
                 print!("{text}");
                 std::io::stdout().flush().map_err(LlamaError::io("stdout"))?;

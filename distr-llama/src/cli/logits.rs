@@ -4,11 +4,12 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Args;
+use distr_attn::experiment::npy;
+use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::progress::announce;
 use distr_attn::DistrAttentionBackend;
 
-use crate::cli::args::check_plan;
 use crate::cli::{AttentionArgs, ModelArgs};
-use crate::npy;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Args, Debug)]
@@ -27,13 +28,15 @@ pub struct LogitsArgs {
 
 pub fn run<B: DistrAttentionBackend>(args: LogitsArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     let plan = args.attention.plan()?;
-    let pretrained = args.model.load::<B>(device)?;
-    check_plan(&plan, &pretrained.config)?;
+    check_writable(&args.out)?;
+    let pretrained = args.model.load::<B>(&plan, device)?;
     let ids = pretrained.tokenizer.encode(&args.prompt)?;
     let model = &pretrained.model;
-    let logits = model.forward(model.tokens(&ids, device)?, &mut model.new_cache(), &plan)?;
+    let spinner = announce(&format!("forward pass over {} tokens", ids.len()), args.model.backend, false);
+    let logits = model.forward(model.tokens(&ids, device)?, &mut model.new_cache())?;
     let [_, seq, vocab] = logits.dims();
     let values = logits.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    spinner.finish();
     npy::write_f32(&args.out, &values, &[seq, vocab])?;
     eprintln!("wrote logits [{seq}, {vocab}] of token ids {ids:?} to {}", args.out.display());
     Ok(())

@@ -13,18 +13,33 @@ mod logits;
 mod perplexity;
 
 use std::error::Error;
+use std::ffi::OsString;
 
+use burn::backend::Autodiff;
 use clap::{Parser, Subcommand};
-use distr_attn::backends::{BackendKind, BackendRunner, BackendUnavailable, NdArrayBackend};
+use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::command_line::parse_command_line;
 use distr_attn::DistrAttentionBackend;
 
-pub use args::{AttentionArgs, ModelArgs};
+pub use args::ModelArgs;
+pub use distr_attn::experiment::args::AttentionArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "distr-llama", version, about = "A pretrained Llama (GGUF or Hugging Face directory) with DistrAttention")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses a command line (program name first), negative numbers included.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        parse_command_line(args, |command| command)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,26 +77,10 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Finetune(args) => args.model.backend,
         Command::Export(args) => args.model.backend,
     };
-    match cli.command {
-        Command::Finetune(args) => run_training(args),
-        command => backend.run(CommandRunner(command))?,
-    }
+    backend.run(CommandRunner(cli.command))?
 }
 
-/// `finetune` on the chosen backend wrapped in `Autodiff`.
-fn run_training(args: finetune::FinetuneArgs) -> Result<(), Box<dyn Error>> {
-    use burn::backend::Autodiff;
-    match args.model.backend {
-        BackendKind::NdArray => finetune::run::<Autodiff<NdArrayBackend>>(args, &Default::default()),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => finetune::run::<Autodiff<distr_attn::backends::WgpuBackend>>(args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => finetune::run::<Autodiff<distr_attn::backends::CudaBackend>>(args, &Default::default()),
-        #[allow(unreachable_patterns)]
-        unavailable => Err(BackendUnavailable(unavailable).into()),
-    }
-}
-
+/// Every command on the chosen backend; `finetune` on it wrapped in `Autodiff`.
 struct CommandRunner(Command);
 
 impl BackendRunner for CommandRunner {
@@ -95,7 +94,7 @@ impl BackendRunner for CommandRunner {
             Command::Bench(args) => bench::run::<B>(args, &device),
             Command::Calibrate(args) => calibrate::run::<B>(args, &device),
             Command::Export(args) => export::run::<B>(args, &device),
-            Command::Finetune(_) => Err("finetune runs on an autodiff backend: see run_training".into()),
+            Command::Finetune(args) => finetune::run::<Autodiff<B>>(args, &device),
         }
     }
 }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use distr_attn::experiment::progress::Progress;
+use distr_attn::experiment::{require, ExperimentError};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::args::{check_plan, require};
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
-use crate::evaluation::{score_window, windows};
+use crate::evaluation::{score_text, windows};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Args, Debug)]
@@ -36,14 +36,14 @@ pub struct PerplexityArgs {
     /// Also run exact attention and report top-1 agreement with it.
     #[arg(long)]
     pub compare_exact: bool,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (and no progress bar).
     #[arg(long)]
     pub json: bool,
 }
 
 impl PerplexityArgs {
     /// Checks the numeric flags; returns the stride.
-    fn validate(&self) -> Result<usize, LlamaError> {
+    fn validate(&self) -> Result<usize, ExperimentError> {
         require(self.context >= 2, "--context", self.context, "expected at least 2 tokens")?;
         let stride = self.stride.unwrap_or(self.context / 2);
         require(
@@ -62,8 +62,7 @@ impl PerplexityArgs {
 pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     let stride = args.validate()?;
     let plan = args.attention.plan()?;
-    let pretrained = args.model.load::<B>(device)?;
-    check_plan(&plan, &pretrained.config)?;
+    let pretrained = args.model.load::<B>(&plan, device)?;
     let text = std::fs::read_to_string(&args.text).map_err(LlamaError::io(&args.text))?;
     let mut ids = pretrained.tokenizer.encode(&text)?;
     if let Some(max) = args.max_tokens {
@@ -77,57 +76,50 @@ pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -
     if ids.len() > max_seq_len {
         require(args.context <= max_seq_len, "--context", args.context, format!("expected at most the model's {max_seq_len}"))?;
     }
-    let windows = windows(ids.len(), args.context, stride)?;
     let runs = if args.compare_exact { 2 } else { 1 };
-    let progress = ProgressBar::new((windows.len() * runs) as u64).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} windows, {elapsed} (eta {eta})")
-            .map_err(|e| e.to_string())?,
-    );
-    progress.set_message("scoring");
+    let progress = Progress::bar(windows(ids.len(), args.context, stride)?.len() * runs, "windows", args.json);
 
     let start = Instant::now();
-    let exact = ModelAttentionConfig::exact();
-    let (mut nll, mut correct, mut scored, mut agree) = (0.0, 0, 0, 0);
-    for &(begin, end, first_target) in &windows {
-        let window = &ids[begin..end];
-        let score = score_window(&pretrained.model, window, first_target - begin, &plan, device)?;
-        progress.inc(1);
-        if args.compare_exact {
-            let reference = score_window(&pretrained.model, window, first_target - begin, &exact, device)?;
-            agree += score.predictions.iter().zip(&reference.predictions).filter(|(a, b)| a == b).count();
-            progress.inc(1);
+    let model = &pretrained.model;
+    let on_window = |label: &'static str| {
+        let progress = &progress;
+        move |window: &crate::evaluation::WindowScore| {
+            progress.step(format!("{label}: {:.3} nats/token", window.negative_log_likelihood / window.predictions.len() as f64))
         }
-        nll += score.negative_log_likelihood;
-        correct += score.correct;
-        scored += score.predictions.len();
-    }
-    progress.finish_and_clear();
+    };
+    let score = score_text(model, &ids, args.context, stride, device, on_window("planned"))?;
+    let agreement = if args.compare_exact {
+        let exact = model.clone().with_attention(&ModelAttentionConfig::exact())?;
+        let reference = score_text(&exact, &ids, args.context, stride, device, on_window("exact"))?;
+        Some(score.agreement(&reference))
+    } else {
+        None
+    };
+    progress.finish();
 
-    let perplexity = (nll / scored as f64).exp();
-    let accuracy = correct as f64 / scored as f64;
-    let agreement = args.compare_exact.then(|| agree as f64 / scored as f64);
-    let attention: serde_json::Value = serde_json::from_str(&plan.to_string())?;
+    let result = score.perplexity();
+    let attention = serde_json::to_value(&plan)?;
     let report = json!({
         "model": args.model.model.display().to_string(),
         "backend": args.model.backend.to_string(),
         "text": args.text.display().to_string(),
         "tokens": ids.len(),
-        "scored": scored,
+        "scored": result.scored,
         "context": args.context,
         "stride": stride,
         "attention": attention,
-        "perplexity": perplexity,
-        "mean_nll": nll / scored as f64,
-        "top1_accuracy": accuracy,
+        "perplexity": result.perplexity,
+        "mean_nll": result.mean_nll,
+        "top1_accuracy": result.top1_accuracy,
         "top1_agreement_with_exact": agreement,
         "seconds": start.elapsed().as_secs_f64(),
     });
     if args.json {
         println!("{report}");
     } else {
-        println!("tokens scored   {scored} (of {}, context {}, stride {stride})", ids.len(), args.context);
-        println!("perplexity      {perplexity:.3}");
-        println!("top-1 accuracy  {:.2}%", 100.0 * accuracy);
+        println!("tokens scored   {} (of {}, context {}, stride {stride})", result.scored, ids.len(), args.context);
+        println!("perplexity      {:.3}", result.perplexity);
+        println!("top-1 accuracy  {:.2}%", 100.0 * result.top1_accuracy);
         if let Some(agreement) = agreement {
             println!("top-1 agreement with exact  {:.2}%", 100.0 * agreement);
         }

@@ -134,12 +134,12 @@ pub struct FinetuneReport {
     pub tokens_per_second: Option<f64>,
 }
 
-/// Fine-tunes `model` on `corpus` with `attention` in place; returns the trained model
-/// (adapters merged, off the autodiff graph) and a report. `on_step` sees every step.
+/// Fine-tunes `model` on `corpus` with its attention plan in place; returns the trained model
+/// (adapters merged, off the autodiff graph, same plan) and a report. `on_step` sees every
+/// step. The distillation teacher is the starting model with exact attention.
 pub fn finetune<B>(
     model: Llama<B>,
     corpus: &TokenCorpus,
-    attention: &ModelAttentionConfig,
     config: &FinetuneConfig,
     device: &B::Device,
     mut on_step: impl FnMut(&StepReport),
@@ -149,7 +149,10 @@ where
     B::InnerBackend: DistrAttentionBackend,
 {
     config.validate()?;
-    let teacher = (config.loss == Loss::Distill).then(|| model.valid());
+    let teacher = match config.loss {
+        Loss::Distill => Some(model.valid().with_attention(&ModelAttentionConfig::exact())?),
+        Loss::Lm => None,
+    };
     let lora = LoraConfig::new(config.lora_rank).with_alpha(config.lora_alpha);
     let mut model = trainable::prepare(model, config.train, &lora, device);
     let trainable_parameters = trainable::count_trainable(&model);
@@ -161,7 +164,6 @@ where
         .with_grad_clipping(config.grad_clip_norm.map(|norm| GradientClippingConfig::Norm(norm as f32)))
         .init::<B, Llama<B>>();
     let schedule = config.schedule();
-    let exact = ModelAttentionConfig::exact();
 
     let mut losses = Vec::with_capacity(config.steps);
     let mut first_step_seconds = 0.0;
@@ -169,11 +171,11 @@ where
     for step in 0..config.steps {
         let step_start = Instant::now();
         let tokens = batch_tokens::<B>(&corpus.batch(step, config.batch_size), device);
-        let logits = model.forward(tokens.clone(), &mut model.new_cache(), attention)?;
+        let logits = model.forward(tokens.clone(), &mut model.new_cache())?;
         let loss = match &teacher {
             None => loss::language_model_loss(logits, tokens),
             Some(teacher) => {
-                let target = teacher.forward(tokens.inner(), &mut teacher.new_cache(), &exact)?;
+                let target = teacher.forward(tokens.inner(), &mut teacher.new_cache())?;
                 loss::distillation_loss(logits, Tensor::from_inner(target))
             }
         };

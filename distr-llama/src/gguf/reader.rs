@@ -128,7 +128,7 @@ impl GgufFile {
 
     /// Parses a GGUF image held in memory; `path` is only used in messages.
     pub fn parse(path: PathBuf, bytes: Vec<u8>) -> Result<Self> {
-        let mut cursor = Cursor { bytes: &bytes, position: 0 };
+        let mut cursor = Cursor { path: &path, bytes: &bytes, position: 0 };
         let magic: [u8; 4] = cursor.take("magic", 4)?.try_into().expect("4 bytes");
         if &magic != b"GGUF" {
             return Err(LlamaError::NotGguf { path, magic });
@@ -232,6 +232,7 @@ impl GgufFile {
         match (start, end) {
             (Some(start), Some(end)) if end <= len => Ok(&self.bytes[start as usize..end as usize]),
             _ => Err(LlamaError::Truncated {
+                path: self.path.clone(),
                 what: format!("tensor `{}`", info.name),
                 start: start.unwrap_or(u64::MAX),
                 end: end.unwrap_or(u64::MAX),
@@ -249,6 +250,7 @@ fn metadata_error(key: &str, expected: &'static str) -> LlamaError {
 const MAX_ARRAY_DEPTH: usize = 4;
 
 struct Cursor<'a> {
+    path: &'a Path,
     bytes: &'a [u8],
     position: usize,
 }
@@ -258,6 +260,7 @@ impl Cursor<'_> {
         let end = self.position.checked_add(count).filter(|&end| end <= self.bytes.len());
         let Some(end) = end else {
             return Err(LlamaError::Truncated {
+                path: self.path.to_path_buf(),
                 what: what.to_string(),
                 start: self.position as u64,
                 end: (self.position as u64).saturating_add(count as u64),
@@ -303,9 +306,15 @@ impl Cursor<'_> {
                 let element_kind = self.u32(key)?;
                 let count = self.u64(key)?;
                 // Every element takes at least one byte: a count beyond the rest of the file
-                // is corrupt, and must not size an allocation.
+                // means a truncated (or corrupt) file, and must not size an allocation.
                 if count > (self.bytes.len() - self.position) as u64 {
-                    return Err(LlamaError::Malformed(format!("array `{key}` claims {count} elements")));
+                    return Err(LlamaError::Truncated {
+                        path: self.path.to_path_buf(),
+                        what: format!("array `{key}` of {count} elements (a byte each at least)"),
+                        start: self.position as u64,
+                        end: (self.position as u64).saturating_add(count),
+                        len: self.bytes.len() as u64,
+                    });
                 }
                 let values = (0..count)
                     .map(|_| self.value(key, element_kind, depth + 1))
@@ -374,13 +383,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// The start of a version 3 file: magic, version and the two counts.
+    fn header(tensor_count: u64, metadata_count: u64) -> Vec<u8> {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(tensor_count.to_le_bytes());
+        bytes.extend(metadata_count.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_cut_array_says_the_file_is_truncated() {
+        // One u8 array of 48900 elements, of which the file holds 10 bytes.
+        let mut bytes = header(0, 1);
+        bytes.extend(6u64.to_le_bytes());
+        bytes.extend(b"tokens");
+        bytes.extend(9u32.to_le_bytes());
+        bytes.extend(0u32.to_le_bytes());
+        bytes.extend(48900u64.to_le_bytes());
+        bytes.extend([0; 10]);
+        let error = GgufFile::parse("cut.gguf".into(), bytes).unwrap_err().to_string();
+        assert!(error.contains("`cut.gguf` is truncated") && error.contains("array `tokens` of 48900 elements"), "{error}");
+    }
+
     /// A header with no metadata and one tensor `w` of GGML `dims` and type `kind` at
     /// `offset`, followed by `data_len` zero bytes of data.
     fn crafted_tensor(dims: &[u64], kind: u32, offset: u64, data_len: usize) -> Vec<u8> {
-        let mut bytes = b"GGUF".to_vec();
-        bytes.extend(3u32.to_le_bytes());
-        bytes.extend(1u64.to_le_bytes());
-        bytes.extend(0u64.to_le_bytes());
+        let mut bytes = header(1, 0);
         bytes.extend(1u64.to_le_bytes());
         bytes.push(b'w');
         bytes.extend((dims.len() as u32).to_le_bytes());

@@ -24,6 +24,48 @@ pub struct Llama<B: Backend> {
     pub rope: RotaryEmbedding<B>,
     pub vocab_size: usize,
     pub max_seq_len: usize,
+    /// Which attention each layer runs: exact after loading, changed with
+    /// [`Llama::set_attention`], which checks it against the model.
+    attention: ModelAttentionConfig,
+}
+
+impl<B: Backend> Llama<B> {
+    /// Assembles a model with exact attention in every layer.
+    pub fn new(
+        embedding: Embedding<B>,
+        layers: Vec<TransformerBlock<B>>,
+        norm: RmsNorm<B>,
+        output: Option<Linear<B>>,
+        rope: RotaryEmbedding<B>,
+        max_seq_len: usize,
+    ) -> Self {
+        let vocab_size = embedding.weight.dims()[0];
+        Self { embedding, layers, norm, output, rope, vocab_size, max_seq_len, attention: ModelAttentionConfig::exact() }
+    }
+
+    /// The attention plan every forward pass follows.
+    pub fn attention(&self) -> &ModelAttentionConfig {
+        &self.attention
+    }
+
+    /// Head dimension of the attention layers.
+    pub fn head_dim(&self) -> usize {
+        self.layers.first().map_or(0, |layer| layer.attention.head_dim)
+    }
+
+    /// Switches the attention of every layer to what `plan` says (weights kept). The plan is
+    /// checked first ([`ModelAttentionConfig::check`]): one that does not fit changes nothing.
+    pub fn set_attention(&mut self, plan: &ModelAttentionConfig) -> Result<()> {
+        plan.check(self.layers.len(), self.head_dim())?;
+        self.attention = plan.clone();
+        Ok(())
+    }
+
+    /// This model with the attention of `plan` ([`Self::set_attention`]).
+    pub fn with_attention(mut self, plan: &ModelAttentionConfig) -> Result<Self> {
+        self.set_attention(plan)?;
+        Ok(self)
+    }
 }
 
 impl<B: DistrAttentionBackend> Llama<B> {
@@ -34,13 +76,9 @@ impl<B: DistrAttentionBackend> Llama<B> {
 
     /// Final hidden states `[batch, seq, d_model]` of `tokens` `[batch, seq]`, which continue
     /// the sequence in `cache` (empty cache: a fresh sequence). Layer `i` attends with
-    /// `attention.op_config_for(i, layers, seq)`, made causal.
-    pub fn hidden_states(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        cache: &mut KvCache<B>,
-        attention: &ModelAttentionConfig,
-    ) -> Result<Tensor<B, 3>> {
+    /// `self.attention().op_config_for(i, layers, seq)`, made causal: decode steps are exact
+    /// unless the plan says `distr_decode`.
+    pub fn hidden_states(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
         let [_, seq] = tokens.dims();
         if seq == 0 {
             return Err(LlamaError::Empty("no tokens to run"));
@@ -52,7 +90,7 @@ impl<B: DistrAttentionBackend> Llama<B> {
         let num_layers = self.layers.len();
         let mut x = self.embedding.forward(tokens);
         for (index, layer) in self.layers.iter().enumerate() {
-            let config = attention.op_config_for(index, num_layers, seq)?.with_causal(true);
+            let config = self.attention.op_config_for(index, num_layers, seq)?.with_causal(true);
             x = layer.forward(x, &self.rope, start, cache.layer(index), &config)?;
         }
         cache.advance(seq);
@@ -60,24 +98,14 @@ impl<B: DistrAttentionBackend> Llama<B> {
     }
 
     /// Logits `[batch, seq, vocab_size]` of every position.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        cache: &mut KvCache<B>,
-        attention: &ModelAttentionConfig,
-    ) -> Result<Tensor<B, 3>> {
-        Ok(self.head(self.hidden_states(tokens, cache, attention)?))
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+        Ok(self.head(self.hidden_states(tokens, cache)?))
     }
 
     /// Logits `[batch, vocab_size]` of the last position only: what generation needs, without
     /// projecting every prompt position onto the vocabulary.
-    pub fn forward_last(
-        &self,
-        tokens: Tensor<B, 2, Int>,
-        cache: &mut KvCache<B>,
-        attention: &ModelAttentionConfig,
-    ) -> Result<Tensor<B, 2>> {
-        let hidden = self.hidden_states(tokens, cache, attention)?;
+    pub fn forward_last(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
+        let hidden = self.hidden_states(tokens, cache)?;
         let [batch, seq, _] = hidden.dims();
         let last = hidden.narrow(1, seq - 1, 1);
         Ok(self.head(last).reshape([batch, self.vocab_size]))

@@ -111,17 +111,16 @@ pub fn build_llama<B: DistrAttentionBackend>(
     } else {
         Some(loader.linear("lm_head.weight", d_model, config.vocab_size)?)
     };
-    Ok(Llama {
-        embedding: Embedding {
+    Ok(Llama::new(
+        Embedding {
             weight: Param::from_tensor(loader.tensor("model.embed_tokens.weight", [config.vocab_size, d_model])?),
         },
         layers,
-        norm: loader.rms_norm("model.norm.weight", config)?,
+        loader.rms_norm("model.norm.weight", config)?,
         output,
-        rope: RotaryEmbedding::new(config, device),
-        vocab_size: config.vocab_size,
-        max_seq_len: config.max_seq_len,
-    })
+        RotaryEmbedding::new(config, device),
+        config.max_seq_len,
+    ))
 }
 
 struct Loader<'a, B: DistrAttentionBackend> {

@@ -1,4 +1,6 @@
-//! `distr-vit bench`: forward latency of the saliency model, exact vs DistrAttention.
+//! `distr-vit bench`: forward latency of the saliency model, exact vs DistrAttention. JSON
+//! lines go to stdout (with `--json`, nothing else is printed), a table and progress to
+//! stderr.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -6,8 +8,10 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::progress::Progress;
+use distr_attn::experiment::require;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::model::{SaliencyModel, SaliencyModelConfig};
+use distr_vit::model::{SaliencyModel, SaliencyModelConfig, VitConfig};
 use serde::Serialize;
 
 use super::options::{load_saliency_model, CommonArgs};
@@ -17,11 +21,11 @@ use super::CliResult;
 pub struct BenchArgs {
     /// The model, `vit_s_focus.onnx`; without it the same architecture with random weights
     /// (latency does not depend on the weights).
-    #[arg(long)]
-    onnx: Option<PathBuf>,
+    #[arg(long, alias = "onnx")]
+    model: Option<PathBuf>,
     /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's (needs
-    /// --onnx).
-    #[arg(long, requires = "onnx")]
+    /// --model).
+    #[arg(long, requires = "model")]
     checkpoint: Option<PathBuf>,
     /// Square input sides (multiples of 14): 224 is 257 tokens, 518 is 1370.
     #[arg(long, value_delimiter = ',', default_value = "224,518")]
@@ -35,6 +39,10 @@ pub struct BenchArgs {
     /// Timed passes.
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    /// Print only the JSON lines (no table, no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// The approximate run: DistrAttention with these options unless --config gives a plan.
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -66,11 +74,16 @@ struct Run {
 impl BenchArgs {
     pub fn run(self) -> CliResult<()> {
         for (name, value) in [("--batch", self.batch), ("--iters", self.iters)] {
-            if value == 0 {
-                return Err(format!("{name} 0: expected at least 1").into());
-            }
+            require(value > 0, name, value, "expected at least 1")?;
         }
-        let plan = self.common.attention.plan()?;
+        require(!self.sizes.is_empty(), "--sizes", "(none)", "expected at least one input side")?;
+        // Sides that are not a multiple of the patch would silently time a cropped input.
+        let patch = VitConfig::dinov2_small().patch_size;
+        for &size in &self.sizes {
+            let expected = format!("expected a positive multiple of the patch size {patch} (224, 518, ...)");
+            require(size > 0 && size % patch == 0, "--sizes", size, expected)?;
+        }
+        let plan = self.common.compared_plan("bench")?;
         let backend = self.common.backend;
         backend.run(Run { args: self, plan })?
     }
@@ -80,20 +93,23 @@ impl BackendRunner for Run {
     type Output = CliResult<()>;
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
-        let mut model: SaliencyModel<B> = match &self.args.onnx {
-            Some(path) => load_saliency_model(path, self.args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?,
-            None => SaliencyModelConfig::vit_s_focus(ModelAttentionConfig::exact()).init(&device)?,
+        let exact = ModelAttentionConfig::exact();
+        let mut model: SaliencyModel<B> = match &self.args.model {
+            Some(path) => load_saliency_model(path, self.args.checkpoint.as_deref(), &exact, &device)?,
+            None => SaliencyModelConfig::vit_s_focus(exact).init(&device)?,
         };
-        let weights = match (&self.args.onnx, &self.args.checkpoint) {
+        let weights = match (&self.args.model, &self.args.checkpoint) {
             (Some(_), Some(_)) => "onnx + checkpoint",
             (Some(_), None) => "onnx",
             (None, _) => "random (vit_s_focus architecture, no ONNX file)",
         };
-        if self.args.onnx.is_none() {
-            eprintln!("no --onnx: timing the vit_s_focus architecture with random weights");
+        if self.args.model.is_none() {
+            eprintln!("no --model: timing the vit_s_focus architecture with random weights");
         }
         model.backbone.check_attention(&self.plan)?;
         let patch = model.backbone.patch_size;
+        let passes = self.args.warmup + self.args.iters;
+        let progress = Progress::bar(self.args.sizes.len() * 2 * passes, "passes", self.args.json);
         let mut timings = Vec::new();
         for &size in &self.args.sizes {
             let input = Tensor::<B, 4>::random([self.args.batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
@@ -106,18 +122,25 @@ impl BackendRunner for Run {
                     let output = model.forward(input.clone())?;
                     B::sync(&device).map_err(|error| format!("{error:?}"))?;
                     drop(output);
+                    let milliseconds = start.elapsed().as_secs_f64() * 1e3;
+                    let kind = if iteration >= self.args.warmup { "timed" } else { "warm-up" };
+                    progress.step(format!("{size}x{size} {name} {kind}: {milliseconds:.1} ms"));
                     if iteration >= self.args.warmup {
-                        times.push(start.elapsed().as_secs_f64() * 1e3);
+                        times.push(milliseconds);
                     }
                 }
                 let mut timing = summarise(&self.args, size, 1 + (size / patch).pow(2), name, times);
                 timing.weights = weights;
                 timing.plan = (name == "distr").then(|| plan.clone());
-                println!("{}", serde_json::to_string(&timing)?);
+                let line = serde_json::to_string(&timing)?;
+                progress.suspend(|| println!("{line}"));
                 timings.push(timing);
             }
         }
-        print_table(&timings);
+        progress.finish();
+        if !self.args.json {
+            print_table(&timings);
+        }
         Ok(())
     }
 }

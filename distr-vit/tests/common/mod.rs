@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use distr_vit::npy;
+use distr_attn::experiment::npy;
 
 pub type B = burn::backend::NdArray<f32>;
 

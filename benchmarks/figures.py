@@ -2,11 +2,12 @@
 """The README's figures, from committed results only (needs matplotlib).
 
 kernel-speed.png: exact-equivalent TFLOP/s against N of our exact kernel, DistrAttention at G=2
-and G=4, PyTorch's FlashAttention-2 and cuDNN, one panel per (head dim, causal), from one
-results folder of `benchmarks/run_gpu.sh` (distr_bench.jsonl and sdpa.jsonl of one call).
+and G=4 (Sample) and at G=2 with the paper code's SampledKeys, PyTorch's FlashAttention-2 and
+cuDNN, one panel per (head dim, causal), from one results folder of `benchmarks/run_gpu.sh`
+(distr_bench.jsonl and sdpa.jsonl).
 
 Usage: python3 benchmarks/figures.py [RESULTS_DIR] [OUT_DIR]
-       (defaults: benchmarks/results/2026-12-02-h200-v2/call2, benchmarks/figures)
+       (defaults: benchmarks/results/2026-12-02-h200-v3/final, benchmarks/figures)
 """
 import json
 import sys
@@ -17,11 +18,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/2026-12-02-h200-v2/call2")
+RESULTS = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/2026-12-02-h200-v3/final")
 OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "benchmarks/figures")
 
 OURS = [("exact_kernel", "ours, exact", "C0", "-"), ("distr_g2", "ours, G=2", "C1", "-"),
-        ("distr_g4", "ours, G=4", "C2", "-")]
+        ("distr_g4", "ours, G=4", "C2", "-"), ("distr_g2:sampled-keys", "ours, G=2 SampledKeys", "C3", "-")]
 SDPA = [("torch-flash2", "PyTorch FlashAttention-2", "k", "--"), ("torch-cudnn", "cuDNN", "0.5", "--")]
 
 

@@ -51,3 +51,22 @@ for seq, dim, causal in keys:
           + " | ".join(cell(ms[m], tf[m]) for m in methods)
           + f" | {cell(fa2, fa2_tf)} | {cell(cudnn, cudnn_tf)} | {ratio(ms['burn_attention'], exact)} | {grouped}"
           + f" | {ratio(fa2, exact)} | {ratio(fa2, ms['distr_g2'])} |")
+
+# The paper code's variant (`--representatives ...,sampled-keys`), where the call timed it.
+sampled = [f"distr_g{g}:sampled-keys" for g in (2, 4, 8)]
+if any(row["method"] in sampled for row in ours):
+    print("\nSampledKeys (Q' sums the group, K' selects one key column per group):\n")
+    print("| N | d | causal | exact (G=1) | G=2 | G=4 | G=8 | FA2 | G=2 / G=4 / G=8 vs exact "
+          "| G=2 / G=4 / G=8 vs FA2 | G=2 vs Sample's G=2 |")
+    print("|" + " --- |" * 11)
+    for seq, dim, causal in keys:
+        at = dict(seq=seq, head_dim=dim, causal=causal)
+        ms = {m: find(ours, "median_ms", method=m, **at) for m in ["exact_kernel", "distr_g2"] + sampled}
+        tf = {m: find(ours, "tflops", method=m, **at) for m in ["exact_kernel"] + sampled}
+        fa2 = find(sdpa, "ms", impl="torch-flash2", n=seq, d=dim, causal=causal)
+        fa2_tf = find(sdpa, "tflops", impl="torch-flash2", n=seq, d=dim, causal=causal)
+        print(f"| {seq} | {dim} | {'yes' if causal else 'no'} | "
+              + " | ".join(cell(ms[m], tf[m]) for m in ["exact_kernel"] + sampled)
+              + f" | {cell(fa2, fa2_tf)} | " + " / ".join(ratio(ms["exact_kernel"], ms[m]) for m in sampled)
+              + " | " + " / ".join(ratio(fa2, ms[m]) for m in sampled)
+              + f" | {ratio(ms['distr_g2'], ms[sampled[0]])} |")

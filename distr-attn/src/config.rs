@@ -26,11 +26,19 @@ pub enum Representative {
     /// length; plain sums assume equal lengths, the weights do not. Costs one more pass over
     /// the query block; runs on the tensor-op path only.
     Projected,
+    /// The variant of the paper's released kernel: the representative is the *sum* of the
+    /// group's query columns, and K' takes the key column of the group's first member only
+    /// (a selection, not a sum). The kernel then copies `head_dim / G` key columns per tile
+    /// and forms nothing, which is cheaper than summing; the error of a group is
+    /// `sum over its columns c of q_c (k_first - k_c)`, distances between *key* columns.
+    SampledKeys,
 }
 
 /// How the columns of a query block are grouped (steps 2-4 of the definition).
 ///
-/// Only [`Grouping::Lsh`] is DistrAttention; the other two exist as baselines for accuracy
+/// [`Grouping::Lsh`] (and its strided layout) is DistrAttention; `Random` and `IndexOrder`
+/// exist as baselines for accuracy, and the `Gram` groupings to measure what groups chosen for
+/// their error (on the host, through the reference) would buy
 /// studies, to show what the hashing buys over grouping without looking at the data.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "experiment", derive(clap::ValueEnum))]
@@ -43,6 +51,37 @@ pub enum Grouping {
     /// Columns in index order: group `j` holds columns `jG .. jG+G-1`.
     #[cfg_attr(feature = "experiment", value(alias = "index"))]
     IndexOrder,
+    /// The LSH order of [`Grouping::Lsh`], grouped with a stride as the paper's released
+    /// kernel does: group `j` holds the sorted positions `j, j + d/G, j + 2d/G, ...` rather
+    /// than `jG .. jG+G-1`, so its members are columns whose codes lie far apart.
+    #[cfg_attr(feature = "experiment", value(alias = "strided"))]
+    LshStrided,
+    /// Per query block, groups that minimise a bound on the representative's error, read off
+    /// the block's query Gram matrix (distance for `Sample`/`Mean`, angle for `Projected`;
+    /// for `SampledKeys` the key columns' distance): see `reference::gram`. Reference path only.
+    Gram,
+    /// [`Grouping::Gram`] with each pair's cost weighted by the mean squared length of its key
+    /// columns: a query column's error reaches the scores through its key column.
+    GramKeyWeighted,
+}
+
+impl Grouping {
+    /// Whether the grouping hashes the query columns (and so has hyperplanes to validate).
+    pub fn hashes(self) -> bool {
+        matches!(self, Grouping::Lsh | Grouping::LshStrided)
+    }
+
+    /// FLOPs of forming the groups of one head over `tokens` queries (and keys): the sign
+    /// codes' products for LSH, the query and key Gram matrices for `Gram`, none for the
+    /// baselines.
+    pub fn flops(self, tokens: usize, head_dim: usize, num_projections: usize) -> f64 {
+        let [n, d] = [tokens as f64, head_dim as f64];
+        match self {
+            Grouping::Lsh | Grouping::LshStrided => 2.0 * n * d * num_projections as f64,
+            Grouping::Gram | Grouping::GramKeyWeighted => 4.0 * n * d * d,
+            Grouping::Random | Grouping::IndexOrder => 0.0,
+        }
+    }
 }
 
 /// Configuration of [`distr_attention`](crate::distr_attention).
@@ -183,7 +222,7 @@ impl DistrAttentionConfig {
         };
         range("group_size", self.group_size, MAX_GROUP_SIZE)?;
         range("block_rows", self.block_rows, MAX_BLOCK_ROWS)?;
-        if !self.is_exact() && self.grouping == Grouping::Lsh {
+        if !self.is_exact() && self.grouping.hashes() {
             range("num_projections", self.num_projections, MAX_NUM_PROJECTIONS)?;
         }
         if let Some(scale) = self.scale {

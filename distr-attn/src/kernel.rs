@@ -15,7 +15,9 @@ use burn::tensor::Shape;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
-use kernels_cubecl::{launch_forward, launch_grouping, AttentionBindings, ForwardOptions, Hyperplanes, KernelError, Representative};
+use kernels_cubecl::{
+    launch_forward, launch_grouping, AttentionBindings, ForwardOptions, GroupLayout, Hyperplanes, KernelError, Representative,
+};
 
 pub use kernels_cubecl::{
     CopyStrategy, FragmentLoads, KernelPath, KeyFusion, Permutation, Strategy, TensorCoreTiling, TensorCoreVariant,
@@ -35,7 +37,7 @@ pub fn kernel_launches() -> usize {
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
 ///
 /// Errors (nothing launched) for what the kernel does not cover: f64, grouping other than
-/// [`Grouping::Lsh`], the `Projected` representative, quiet softmax, and the head dims, group
+/// [`Grouping::Lsh`] and [`Grouping::LshStrided`], the `Projected` representative, quiet softmax, and the head dims, group
 /// sizes and block rows outside its comptime specialisations.
 pub fn fused_forward<R: CubeRuntime>(
     query: CubeTensor<R>,
@@ -82,11 +84,11 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
             expected: "false (quiet softmax runs on the reference)".into(),
         });
     }
-    if !config.is_exact() && config.grouping != Grouping::Lsh {
+    if !config.is_exact() && !config.grouping.hashes() {
         return Err(KernelError::Unsupported {
             name: "grouping",
             value: format!("{:?}", config.grouping),
-            expected: "Lsh (the baselines run on the reference)".into(),
+            expected: "Lsh or LshStrided (the baselines run on the reference)".into(),
         });
     }
     if !matches!(query.dtype, DType::F32 | DType::F16 | DType::BF16) {
@@ -100,7 +102,7 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
         return Err(KernelError::Unsupported {
             name: "representative",
             value: "Projected".into(),
-            expected: "Sample or Mean (Projected runs on the reference)".into(),
+            expected: "Sample, Mean or SampledKeys (Projected runs on the reference)".into(),
         });
     }
     let planes = hyperplanes_for(&query, problem, tuning.hyperplanes)?;
@@ -162,7 +164,8 @@ fn forward_options<'a, R: CubeRuntime>(
     let config = &problem.config;
     let representative = match config.representative {
         crate::Representative::Mean => Representative::Mean,
-        _ => Representative::Sample,
+        crate::Representative::SampledKeys => Representative::SampledKeys,
+        crate::Representative::Sample | crate::Representative::Projected => Representative::Sample,
     };
     ForwardOptions {
         group_size: config.group_size,
@@ -176,6 +179,10 @@ fn forward_options<'a, R: CubeRuntime>(
         unroll: R::name(&query.client).contains("cuda"),
         strategy: tuning.strategy,
         permutation: tuning.permutation,
+        layout: match config.grouping {
+            Grouping::LshStrided => GroupLayout::Strided,
+            _ => GroupLayout::Consecutive,
+        },
     }
 }
 

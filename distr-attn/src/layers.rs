@@ -88,6 +88,21 @@ impl ModelAttentionConfig {
         self
     }
 
+    /// The plan with every DistrAttention layer's hyperplane seed moved by `offset`: draw
+    /// `offset` of the same plan, for results averaged over seeds (the hyperplanes alone can
+    /// move an end-to-end metric by a wide margin).
+    pub fn reseeded(&self, offset: u64) -> Self {
+        let reseed = |kind: &AttentionKind| match kind {
+            AttentionKind::Exact => AttentionKind::Exact,
+            AttentionKind::Distr(config) => AttentionKind::Distr(config.clone().with_seed(config.seed.wrapping_add(offset))),
+        };
+        Self {
+            default: reseed(&self.default),
+            per_layer: self.per_layer.iter().map(reseed).collect(),
+            ..self.clone()
+        }
+    }
+
     /// The attention kind of layer `layer` in a model of `num_layers` layers.
     pub fn kind_for_layer(
         &self,
@@ -211,6 +226,19 @@ mod tests {
         ]);
         assert_eq!(plan.op_config_for(0, 2, 16).unwrap().group_size, 2);
         assert!(plan.kind_for_layer(0, 3).is_err());
+    }
+
+    #[test]
+    fn reseeded_moves_every_distr_seed_and_nothing_else() {
+        let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_seed(7))
+            .with_per_layer(vec![AttentionKind::Exact, AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(4))])
+            .with_exact_first_layers(1);
+        let moved = plan.reseeded(3);
+        assert_eq!(moved.default.op_config().seed, 10);
+        assert_eq!(moved.per_layer[0], AttentionKind::Exact);
+        assert_eq!(moved.per_layer[1], AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(4).with_seed(3)));
+        assert_eq!(moved.exact_first_layers, 1);
+        assert_eq!(plan.reseeded(0), plan);
     }
 
     #[test]

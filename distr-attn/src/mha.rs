@@ -227,6 +227,14 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         ))
     }
 
+    /// Self-attention's per-head queries, keys and values `[batch_size, heads, seq_length,
+    /// d_k]` (keys and values with `n_kv_heads`) for `x` `[batch_size, seq_length, d_model]`:
+    /// what `forward` hands the op, for measuring the op on a model's own activations.
+    pub fn project_heads(&self, x: Tensor<B, 3>) -> Result<[Tensor<B, 4>; 3], DistrAttentionError> {
+        let heads = self.heads(DistrMhaInput::self_attn(x))?;
+        Ok([heads.query, heads.key, heads.value])
+    }
+
     /// The validated op call on `heads`, with this module's attention and softmax.
     fn problem(&self, heads: &Heads<B>) -> Result<AttentionProblem, DistrAttentionError> {
         let problem = AttentionProblem::check(

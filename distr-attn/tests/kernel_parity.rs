@@ -17,7 +17,7 @@ use burn_cubecl::CubeBackend;
 use common::*;
 use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_MIN_KEYS};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative, DECODE_MIN_KEYS};
 
 type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
 type Cpu = distr_attn::backends::NdArrayBackend;
@@ -29,6 +29,7 @@ struct Case {
     block_rows: usize,
     causal: bool,
     representative: Representative,
+    grouping: Grouping,
 }
 
 impl Case {
@@ -38,6 +39,7 @@ impl Case {
             .with_block_rows(self.block_rows)
             .with_causal(self.causal)
             .with_representative(self.representative)
+            .with_grouping(self.grouping)
             .with_seed(7)
     }
 
@@ -103,6 +105,7 @@ fn case(dims: [usize; 6], group_size: usize, block_rows: usize, causal: bool) ->
         block_rows,
         causal,
         representative: Representative::Sample,
+        grouping: Grouping::Lsh,
     }
 }
 
@@ -119,6 +122,23 @@ fn other_head_dims_group_sizes_and_block_rows_match_reference() {
     let mut mean = case([1, 2, 1, 64, 33, 96], 2, 64, false);
     mean.representative = Representative::Mean;
     assert_parity(mean, false, 1e-4);
+}
+
+/// The paper code's variant (Q' sums the group, K' selects its first member's key column,
+/// groups strided over the sorted order), and each of its two halves alone.
+#[test]
+fn sampled_keys_and_strided_groups_match_reference() {
+    let cases = [
+        ([1, 2, 1, 100, 77, 64], 2, false, Representative::SampledKeys, Grouping::Lsh),
+        ([1, 2, 2, 70, 90, 32], 4, true, Representative::SampledKeys, Grouping::LshStrided),
+        ([1, 1, 1, 60, 50, 64], 8, false, Representative::Sample, Grouping::LshStrided),
+    ];
+    for (dims, group_size, causal, representative, grouping) in cases {
+        let mut paper = case(dims, group_size, 64, causal);
+        paper.representative = representative;
+        paper.grouping = grouping;
+        assert_parity(paper, false, 1e-4);
+    }
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn same_seed_same_result_other_seed_other_permutation<B: DistrAttentionBackend>(
             .with_seed(seed);
         let problem = problem_for(&query, &config);
         let blocks = split_blocks(query.clone(), config.block_rows);
-        block_permutations(blocks, &problem)
+        block_permutations(blocks, query.clone(), &problem)
             .into_data()
             .convert::<i64>()
             .to_vec::<i64>()
@@ -169,9 +169,19 @@ fn problem_for<B: Backend>(
 /// A `[1, 2, 48, 32]` query whose 32 columns are 16 pairs, shuffled: the second column of pair
 /// `p` is the first times `scales[p]`. Keys and values are plain random.
 fn paired_columns(scales: [f32; 16]) -> ([usize; 4], [Vec<f32>; 3]) {
-    let [batch, heads, seq, distinct] = [1, 2, 48, 16];
-    let head_dim = 2 * distinct;
-    let base = seeded_values(21, batch * heads * seq * distinct);
+    let shape = [1, 2, 48, 32];
+    let query = paired_values(21, scales, shape);
+    let key = seeded_values(23, shape.iter().product());
+    let value = seeded_values(24, shape.iter().product());
+    (shape, [query, key, value])
+}
+
+/// Values of `shape` whose columns are 16 pairs drawn from `seed`, shuffled the same way for
+/// every seed: the second column of pair `p` is the first times `scales[p]`.
+fn paired_values(seed: u64, scales: [f32; 16], shape: [usize; 4]) -> Vec<f32> {
+    let [batch, heads, seq, head_dim] = shape;
+    let distinct = head_dim / 2;
+    let base = seeded_values(seed, batch * heads * seq * distinct);
     // Column c of the query is (a multiple of) base column `shuffle[c] / 2`.
     let shuffle: Vec<usize> = {
         let mut order: Vec<usize> = (0..head_dim).collect();
@@ -187,10 +197,7 @@ fn paired_columns(scales: [f32; 16]) -> ([usize; 4], [Vec<f32>; 3]) {
             query[row * head_dim + column] = scale * base[row * distinct + pair];
         }
     }
-    let shape = [batch, heads, seq, head_dim];
-    let key = seeded_values(23, shape.iter().product());
-    let value = seeded_values(24, shape.iter().product());
-    (shape, [query, key, value])
+    query
 }
 
 /// Relative error of G=2 DistrAttention (`block_rows` 16, seed 3) against plain attention.
@@ -215,7 +222,9 @@ fn pair_grouping_error<B: DistrAttentionBackend>(
 }
 
 /// The core claim: when query columns come in identical pairs, LSH puts each pair in one
-/// group and G=2 is exact; grouping at random or in index order is not.
+/// group and G=2 is exact, and so do the Gram groupings (and LSH's strided layout, which
+/// pairs sorted positions half a head apart, does not); grouping at random or in index order
+/// is not exact.
 fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &B::Device) {
     let (shape, inputs) = paired_columns([1.0; 16]);
     let error = |grouping: Grouping| {
@@ -226,6 +235,12 @@ fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &
     let random = error(Grouping::Random);
     let index_order = error(Grouping::IndexOrder);
     assert!(lsh < 1e-5, "LSH grouping error {lsh}");
+    for grouping in [Grouping::Gram, Grouping::GramKeyWeighted] {
+        let gram = error(grouping);
+        assert!(gram < 1e-5, "{grouping:?} grouping error {gram}");
+    }
+    let strided = error(Grouping::LshStrided);
+    assert!(strided > 1e-2, "strided LSH grouping error {strided}");
     assert!(random > 1e-2, "random grouping error {random}");
     assert!(
         index_order > 1e-2,
@@ -246,12 +261,42 @@ fn projected_representative_is_exact_on_scaled_pairs<B: DistrAttentionBackend>(d
     let projected = error(Representative::Projected);
     let mean = error(Representative::Mean);
     let sample = error(Representative::Sample);
+    // The Gram grouping pairs by angle for `Projected`: the scaled pairs again.
+    let gram = pair_grouping_error::<B>(
+        shape,
+        &inputs,
+        DistrAttentionConfig::new().with_representative(Representative::Projected).with_grouping(Grouping::Gram),
+        device,
+    );
+    assert!(gram < 1e-5, "projected representative with Gram grouping: error {gram}");
     assert!(
         projected < 1e-5,
         "projected representative error {projected}"
     );
     assert!(mean > 1e-2, "mean representative error {mean}");
     assert!(sample > 1e-2, "sample representative error {sample}");
+}
+
+/// The paper code's variant sums a group's query columns and keeps one key column: it is exact
+/// wherever the group's key columns are equal, however the query columns differ in length. So
+/// is `Mean` (its sum of the equal key columns is `G` times the one kept), but not `Sample`,
+/// which keeps one of the unequal query columns; on random keys `SampledKeys` is not exact.
+fn sampled_keys_are_exact_on_paired_key_columns<B: DistrAttentionBackend>(device: &B::Device) {
+    let scales = std::array::from_fn(|pair| 0.25 + 0.2 * pair as f32);
+    let (shape, [query, random_key, value]) = paired_columns(scales);
+    let paired_key = paired_values(25, [1.0; 16], shape);
+    let error = |key: &Vec<f32>, representative: Representative| {
+        let config = DistrAttentionConfig::new().with_representative(representative);
+        pair_grouping_error::<B>(shape, &[query.clone(), key.clone(), value.clone()], config, device)
+    };
+    for representative in [Representative::SampledKeys, Representative::Mean] {
+        let exact = error(&paired_key, representative);
+        assert!(exact < 1e-5, "{representative:?} on paired keys: error {exact}");
+    }
+    let sample = error(&paired_key, Representative::Sample);
+    assert!(sample > 1e-2, "Sample on paired keys: error {sample}");
+    let unpaired = error(&random_key, Representative::SampledKeys);
+    assert!(unpaired > 1e-2, "sampled keys on random keys: error {unpaired}");
 }
 
 /// Error grows with the group size on data whose columns are not duplicates.
@@ -285,13 +330,14 @@ fn error_grows_with_group_size<B: DistrAttentionBackend>(device: &B::Device) {
     );
 }
 
-/// The configurations the non-finite cases run with: exact and the three representatives.
+/// The configurations the non-finite cases run with: exact and every representative.
 fn non_finite_configs() -> Vec<DistrAttentionConfig> {
     let grouped = DistrAttentionConfig::new().with_block_rows(8);
     vec![
         DistrAttentionConfig::exact(),
         grouped.clone(),
         grouped.clone().with_representative(Representative::Mean),
+        grouped.clone().with_representative(Representative::SampledKeys),
         grouped.with_representative(Representative::Projected),
     ]
 }
@@ -342,7 +388,7 @@ fn non_finite_query_reaches_only_its_row<B: DistrAttentionBackend>(device: &B::D
                 let query_tensor = tensor::<B>(query.clone(), shape, device);
                 let problem = problem_for(&query_tensor, &config);
                 let permutation: Vec<i64> =
-                    block_permutations(split_blocks(query_tensor, block_rows), &problem)
+                    block_permutations(split_blocks(query_tensor.clone(), block_rows), query_tensor, &problem)
                         .into_data()
                         .convert::<i64>()
                         .to_vec()
@@ -429,7 +475,12 @@ fn non_finite_key_reaches_the_rows_that_attend_it<B: DistrAttentionBackend>(devi
             .unwrap(),
         )
     };
-    for config in non_finite_configs() {
+    // `SampledKeys` reads one key column per group, so whether it sees the non-finite entries
+    // depends on the grouping, as `Sample`'s reading of query columns does (above).
+    let configs = non_finite_configs()
+        .into_iter()
+        .filter(|config| config.representative != Representative::SampledKeys);
+    for config in configs {
         let clean = run(&clean_key, &first_rows_mask, &config);
         let mut key = clean_key.clone();
         key[2 * dim + 5] = f32::NAN;
@@ -686,6 +737,7 @@ fn user_scale_replaces_the_default<B: DistrAttentionBackend>(device: &B::Device)
         Representative::Sample,
         Representative::Mean,
         Representative::Projected,
+        Representative::SampledKeys,
     ] {
         let config = DistrAttentionConfig::new()
             .with_block_rows(8)
@@ -992,6 +1044,11 @@ macro_rules! backend_suite {
             #[test]
             fn projected_representative_is_exact_on_scaled_pairs() {
                 super::projected_representative_is_exact_on_scaled_pairs::<B>(&device());
+            }
+
+            #[test]
+            fn sampled_keys_are_exact_on_paired_key_columns() {
+                super::sampled_keys_are_exact_on_paired_key_columns::<B>(&device());
             }
             #[test]
             fn error_grows_with_group_size() {

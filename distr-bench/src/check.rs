@@ -4,8 +4,9 @@
 //! The grid is the timing grid's kernels (f16, head dims 64 and 128, every group size, causal
 //! or not: the same compiled variants, on the tensor-core path where the device has it) with
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
-//! portable path, both block row counts, the other head dims, and every variant and tiling the
-//! timing compares (those that compute DistrAttention). Each case prints a progress line naming
+//! portable path, both block row counts, the other head dims, the `Mean` and `SampledKeys`
+//! representatives and strided groups, and every variant and tiling the timing compares (those that compute
+//! DistrAttention). Each case prints a progress line naming
 //! the kernel path that ran; the summary gives the largest error per (dtype, path).
 
 use std::time::Instant;
@@ -16,12 +17,19 @@ use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
 use distr_attn::kernel::{fused_forward_on_path, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{AttentionProblem, DistrAttentionConfig};
+use distr_attn::{AttentionProblem, DistrAttentionConfig, Grouping, Representative};
 
 use crate::{tiling_name, Args, Variant};
 
-/// One check: head dim, group size, causal, dtype, block rows, kernel variant and its name.
-type Case = (usize, usize, bool, FloatDType, usize, KernelTuning, String);
+/// One check: the op's configuration (seeded per case), head dim, dtype, and the kernel
+/// variant with its name.
+struct Case {
+    config: DistrAttentionConfig,
+    head_dim: usize,
+    dtype: FloatDType,
+    tuning: KernelTuning,
+    variant: String,
+}
 
 /// The default grid (see the module doc) plus, for each variant and tiling the timing
 /// compares, its specialisations at head dims 64 and 128 for G = 1 and 2, and one causal.
@@ -31,8 +39,17 @@ fn cases(args: &Args) -> Vec<Case> {
     let named = |variant: Variant| (variant.tuning(None), variant.name());
     let (default, default_name) = named(Variant::Default);
     let (portable, portable_name) = named(Variant::Portable);
-    let case = |head_dim, group_size, causal, dtype, rows, tuning: KernelTuning, name: &String| {
-        (head_dim, group_size, causal, dtype, rows, tuning, name.clone())
+    let case = |head_dim, group_size, causal, dtype, rows, tuning: KernelTuning, name: &String| Case {
+        config: DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(rows).with_causal(causal),
+        head_dim,
+        dtype,
+        tuning,
+        variant: name.clone(),
+    };
+    // The paper code's variant, and its two halves.
+    let paper = |representative, grouping, case: Case| Case {
+        config: case.config.with_representative(representative).with_grouping(grouping),
+        ..case
     };
     let mut cases = Vec::new();
     for head_dim in [64, 128] {
@@ -50,6 +67,19 @@ fn cases(args: &Args) -> Vec<Case> {
     cases.push(case(64, 2, true, FloatDType::F32, block_rows, default, &default_name));
     cases.push(case(64, 2, true, FloatDType::F16, block_rows, portable, &portable_name));
     cases.push(case(128, 1, false, FloatDType::F16, block_rows, portable, &portable_name));
+    let (sampled, strided, lsh) = (Representative::SampledKeys, Grouping::LshStrided, Grouping::Lsh);
+    for head_dim in [64, 128] {
+        for group_size in [2, 4, 8] {
+            let plain = case(head_dim, group_size, false, FloatDType::F16, block_rows, default, &default_name);
+            cases.push(paper(sampled, lsh, plain));
+        }
+    }
+    cases.push(paper(sampled, lsh, case(64, 2, true, FloatDType::F16, block_rows, default, &default_name)));
+    cases.push(paper(sampled, strided, case(128, 2, true, FloatDType::BF16, other_rows, default, &default_name)));
+    cases.push(paper(sampled, strided, case(64, 4, false, FloatDType::F16, block_rows, default, &default_name)));
+    cases.push(paper(sampled, lsh, case(64, 2, false, FloatDType::F16, block_rows, portable, &portable_name)));
+    cases.push(paper(Representative::Sample, strided, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
+    cases.push(paper(Representative::Mean, lsh, case(64, 2, true, FloatDType::F16, block_rows, default, &default_name)));
     for head_dim in [32, 80, 96] {
         cases.push(case(head_dim, 2, false, FloatDType::F16, block_rows, default, &default_name));
         cases.push(case(head_dim, 1, true, FloatDType::F16, block_rows, default, &default_name));
@@ -76,22 +106,21 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
     let mut failures = Vec::new();
     let mut worst: Vec<(String, f64)> = Vec::new();
     let cases = cases(args);
-    for (index, (head_dim, group_size, causal, dtype, block_rows, tuning, variant)) in cases.iter().enumerate() {
-        let (head_dim, group_size, causal, dtype, block_rows, tuning) = (*head_dim, *group_size, *causal, *dtype, *block_rows, *tuning);
+    for (index, case) in cases.iter().enumerate() {
         let start = Instant::now();
-        let config = DistrAttentionConfig::new()
-            .with_group_size(group_size)
-            .with_block_rows(block_rows)
-            .with_causal(causal)
-            .with_seed(index as u64);
+        let config = case.config.clone().with_seed(index as u64);
+        let dtype = case.dtype;
         // f16/bf16: the kernel rounds its output, the reference does not.
         let tolerance = match dtype {
             FloatDType::F32 => 1e-4,
             FloatDType::F16 => 2e-3,
             _ => 1e-2,
         };
-        let name = format!("d={head_dim} G={group_size} l={block_rows} causal={causal} {dtype:?} {variant}");
-        match compare::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, tuning) {
+        let name = format!(
+            "d={} G={} l={} causal={} {dtype:?} {} {:?} {:?}",
+            case.head_dim, config.group_size, config.block_rows, config.causal, case.variant, config.representative, config.grouping
+        );
+        match compare::<R>(device, [2, 4, 2, 157, 203], case.head_dim, dtype, &config, case.tuning) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
                 match worst.iter_mut().find(|(name, _)| *name == key) {

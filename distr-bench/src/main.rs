@@ -9,6 +9,7 @@ mod variants;
 
 use clap::{Parser, ValueEnum};
 use distr_attn::kernel::{TensorCoreTiling, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS};
+use distr_attn::Representative;
 
 pub use variants::{tiling_name, Variant};
 
@@ -45,6 +46,11 @@ pub struct Args {
     /// DistrAttention group sizes to time (1 = our exact kernel), comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8])]
     pub group_sizes: Vec<usize>,
+    /// Representatives to time for G > 1, comma separated (`sample`, `mean`, `sampled-keys`;
+    /// `projected` has no kernel). The first is the one named plainly (`distr_g2`), the others
+    /// get their name appended (`distr_g2:sampled-keys`).
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Representative::Sample])]
+    pub representatives: Vec<Representative>,
     /// Query rows per block (64 or 128), as in `DistrAttentionConfig`.
     #[arg(long, default_value_t = 128)]
     pub block_rows: usize,
@@ -90,6 +96,12 @@ impl Args {
         if let Some(group) = self.group_sizes.iter().find(|group| !SUPPORTED_GROUP_SIZES.contains(group)) {
             return Err(format!("--group-sizes: {group} is not one of {SUPPORTED_GROUP_SIZES:?}"));
         }
+        if self.representatives.is_empty() || self.representatives.contains(&Representative::Projected) {
+            return Err(format!(
+                "--representatives {:?}: give at least one of sample, mean, sampled-keys (projected has no kernel)",
+                self.representatives
+            ));
+        }
         if !SUPPORTED_BLOCK_ROWS.contains(&self.block_rows) {
             return Err(format!("--block-rows {} is not one of {SUPPORTED_BLOCK_ROWS:?}", self.block_rows));
         }
@@ -134,10 +146,14 @@ mod tests {
             (&["--lengths", "0"], "--lengths"),
             (&["--batch", "0"], "--batch"),
             (&["--group-sizes", "3"], "--group-sizes"),
+            (&["--representatives", "sample,projected"], "--representatives"),
         ] {
             let error = parse(flags).validate().unwrap_err();
             assert!(error.contains(flag), "{flags:?}: {error}");
         }
         assert!(parse(&[]).validate().is_ok());
+        let both = parse(&["--representatives", "sample,sampled-keys"]);
+        assert_eq!(both.representatives, [Representative::Sample, Representative::SampledKeys]);
+        assert!(both.validate().is_ok());
     }
 }

@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::kernel::{fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling};
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
 
 use crate::{tiling_name, Args, StorageDtype, Variant};
 
@@ -31,6 +31,8 @@ type B<R> = CubeBackend<R, f32, i32, u32>;
 struct Measurement {
     method: String,
     group_size: Option<usize>,
+    /// DistrAttention's representative (G > 1).
+    representative: Option<Representative>,
     variant: Option<String>,
     tiling: Option<String>,
     batch: usize,
@@ -52,6 +54,7 @@ struct Measurement {
 struct Method {
     name: String,
     group_size: Option<usize>,
+    representative: Option<Representative>,
     variant: Option<Variant>,
     tiling: Option<TensorCoreTiling>,
     path: Option<String>,
@@ -71,11 +74,16 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                 let (query, key, value) = (random(), random(), random());
                 let mut methods = Vec::new();
                 for &group_size in args.group_sizes.iter().filter(|&&group| head_dim % group == 0) {
-                    let config = DistrAttentionConfig::new()
-                        .with_group_size(group_size)
-                        .with_block_rows(args.block_rows)
-                        .with_causal(causal);
-                    methods.extend(kernel_methods(args, &query, &key, &value, &config));
+                    let representatives = if group_size == 1 { &args.representatives[..1] } else { &args.representatives };
+                    for &representative in representatives {
+                        let config = DistrAttentionConfig::new()
+                            .with_group_size(group_size)
+                            .with_block_rows(args.block_rows)
+                            .with_causal(causal)
+                            .with_representative(representative);
+                        let named = representative != args.representatives[0];
+                        methods.extend(kernel_methods(args, &query, &key, &value, &config, named));
+                    }
                 }
                 if seq <= args.burn_max_len {
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
@@ -83,6 +91,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                     methods.push(Method {
                         name: "burn_attention".into(),
                         group_size: None,
+                        representative: None,
                         variant: None,
                         tiling: None,
                         path: None,
@@ -99,6 +108,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                     let row = Measurement {
                         method: method.name,
                         group_size: method.group_size,
+                        representative: method.representative,
                         variant: method.variant.map(Variant::name),
                         tiling: method.tiling.as_ref().map(tiling_name),
                         batch: args.batch,
@@ -138,18 +148,24 @@ pub fn float_dtype(dtype: StorageDtype) -> FloatDType {
     }
 }
 
-/// The kernel methods of one group size: the public op (what models run), then each requested
-/// variant with the default tiling and the default variant with each requested tiling, and the
-/// pre-pass alone. Variants the kernel refuses here are reported and skipped.
+/// The kernel methods of one group size and representative: the public op (what models run),
+/// then each requested variant with the default tiling and the default variant with each
+/// requested tiling, and the pre-pass alone. Variants the kernel refuses here are reported and
+/// skipped. `named`: the representative's name goes into the method's.
 fn kernel_methods<R: CubeRuntime>(
     args: &Args,
     query: &Tensor<B<R>, 4>,
     key: &Tensor<B<R>, 4>,
     value: &Tensor<B<R>, 4>,
     config: &DistrAttentionConfig,
+    named: bool,
 ) -> Vec<Method> {
     let group_size = config.group_size;
-    let base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+    let representative = (group_size > 1).then_some(config.representative);
+    let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+    if named {
+        base += &format!(":{}", representative_name(config.representative));
+    }
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
     let mut methods = Vec::new();
@@ -157,6 +173,7 @@ fn kernel_methods<R: CubeRuntime>(
     methods.push(Method {
         name: base.clone(),
         group_size: Some(group_size),
+        representative,
         variant: Some(Variant::Default),
         tiling: None,
         path: Some(kernel_path(query, key, value, &problem, KernelTuning::default())),
@@ -190,6 +207,7 @@ fn kernel_methods<R: CubeRuntime>(
         methods.push(Method {
             name,
             group_size: Some(group_size),
+            representative,
             variant: Some(variant),
             tiling,
             path: Some(path),
@@ -204,6 +222,7 @@ fn kernel_methods<R: CubeRuntime>(
         methods.push(Method {
             name: format!("{base}+grouping-alone"),
             group_size: Some(group_size),
+            representative,
             variant: None,
             tiling: None,
             path: None,
@@ -211,6 +230,12 @@ fn kernel_methods<R: CubeRuntime>(
         });
     }
     methods
+}
+
+/// The command-line spelling of a representative.
+pub fn representative_name(representative: Representative) -> String {
+    use clap::ValueEnum;
+    representative.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default()
 }
 
 /// The kernel path these inputs take with `tuning` (one untimed launch), or why it was refused.

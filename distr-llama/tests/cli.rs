@@ -46,7 +46,7 @@ fn every_command_runs_on_the_tiny_checkpoint_directory() {
     let seq = distr_llama::Tokenizer::encode(&tokenizer, "Long live the king").unwrap().len();
     let npy = std::fs::metadata(path("logits.npy")).unwrap().len() as usize;
     assert_eq!(npy - seq * 320 * 4, 128, "a 128-byte .npy header before [{seq}, 320] float32");
-    ok(&["perplexity", "--model", &model, "--text", &text, "--max-tokens", "64", "--context", "32", "--compare-exact", "--attention", "distr", "--json"]);
+    ok(&["perplexity", "--model", &model, "--text", &text, "--max-tokens", "64", "--context", "32", "--compare-exact", "--attention", "distr", "--seeds", "2", "--json"]);
     ok(&["bench", "--model", &model, "--text", &text, "--context", "16", "--decode-tokens", "2", "--repeats", "1", "--block-rows", "8"]);
     ok(&["calibrate", "--model", &model, "--text", &text, "--max-tokens", "48", "--context", "24", "--group-sizes", "4,2", "--block-rows", "8", "--out", &path("plan.json")]);
     ok(&["perplexity", "--model", &model, "--text", &text, "--max-tokens", "48", "--context", "24", "--config", &path("plan.json")]);
@@ -90,6 +90,7 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["perplexity", "--text", &text, "--context", "8", "--stride", "8"], "invalid --stride 8"),
         (&["perplexity", "--text", &text, "--context", "8", "--stride", "9"], "invalid --stride 9"),
         (&["perplexity", "--text", &text, "--context", "257"], "invalid --context 257: expected at most the model's 256"),
+        (&["perplexity", "--text", &text, "--attention", "distr", "--seeds", "0"], "invalid --seeds 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "0"], "invalid --group-size 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--group-size", "3"], "layer 0: head_dim 16 is not divisible by group_size 3"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--exact-first-layers", "99"], "`exact_first_layers` = 99: at most the model's 2 layers"),

@@ -40,6 +40,20 @@ impl Fidelity {
     }
 
     /// The mean of each field over `items`.
+    /// Field by field minimum and maximum of `items` (at least one).
+    pub fn extremes(items: &[Fidelity]) -> [Fidelity; 2] {
+        let fold = |pick: fn(f64, f64) -> f64| {
+            let field = |get: fn(&Fidelity) -> f64| items.iter().map(get).reduce(pick).unwrap_or(f64::NAN);
+            Fidelity {
+                saliency_relative_l2: field(|f| f.saliency_relative_l2),
+                saliency_pearson: field(|f| f.saliency_pearson),
+                cls_cosine: field(|f| f.cls_cosine),
+                top_k_overlap: field(|f| f.top_k_overlap),
+            }
+        };
+        [fold(f64::min), fold(f64::max)]
+    }
+
     pub fn mean(items: &[Fidelity]) -> Fidelity {
         let count = items.len().max(1) as f64;
         let sum = |field: fn(&Fidelity) -> f64| items.iter().map(field).sum::<f64>() / count;

@@ -87,6 +87,10 @@ fn bad_options_fail_before_any_work_and_name_the_problem() {
             "`eval` compares exact attention",
         ),
         (
+            ["eval", "--model", &model, "--images", &images, "--attention", "distr", "--seeds", "0"].map(String::from).to_vec(),
+            "--seeds 0",
+        ),
+        (
             ["calibrate", "--model", &model, "--images", &images, "--out", &out, "--group-sizes", "1"].map(String::from).to_vec(),
             "invalid --group-sizes 1",
         ),
@@ -101,6 +105,29 @@ fn bad_options_fail_before_any_work_and_name_the_problem() {
         assert!(error.contains(expected), "{args:?}: `{error}` does not say `{expected}`");
     }
     assert!(!Path::new(&out).exists(), "no output written by a refused command");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `eval --seeds 2`: one exact run per image and two hyperplane draws, each reported, the
+/// image's figures their mean.
+#[test]
+fn eval_averages_over_hyperplane_draws() {
+    let dir = temp_dir("seeds");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(fixture("images/chelsea.jpg"), images.join("chelsea.jpg")).unwrap();
+    let model = text(&vit_s_focus_onnx());
+    let args = ["eval", "--model", &model, "--images", &text(&images), "--attention", "distr", "--seeds", "2", "--json"];
+    let output = distr_vit(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let image = &report["images"][0];
+    let draws: Vec<f64> = (0..2).map(|draw| image["per_seed"][draw]["saliency_pearson"].as_f64().unwrap()).collect();
+    assert_ne!(draws[0], draws[1], "the two draws use different hyperplanes");
+    let mean = image["saliency_pearson"].as_f64().unwrap();
+    assert!((mean - (draws[0] + draws[1]) / 2.0).abs() < 1e-12, "{mean} is not the mean of {draws:?}");
+    let range = [&report["seed_min"], &report["seed_max"]].map(|r| r["saliency_pearson"].as_f64().unwrap());
+    assert_eq!(range, [draws[0].min(draws[1]), draws[0].max(draws[1])]);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

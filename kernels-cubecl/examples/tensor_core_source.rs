@@ -1,5 +1,6 @@
 //! Writes the CUDA source of the tensor-core kernel for every specialisation the launcher
-//! picks by default (head dims, group sizes, block rows, causal or not; f16), one `.cu` file
+//! picks by default (head dims, group sizes, block rows, causal or not, K' summed or selected;
+//! f16), one `.cu` file
 //! each, or with `--variants` the stage variants and tilings the benchmark compares at head dims
 //! 64 and 128. No GPU needed: the kernel is expanded through a WGPU client and lowered by
 //! CubeCL's CUDA compiler. `scripts/ptxas-report.py DIR` then compiles them with NVRTC and
@@ -35,15 +36,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         head_dim,
                         value_dim: head_dim,
                         group_size,
+                        key_members: group_size,
                         block_rows,
                         causal,
-                        tiling: TensorCoreTiling::for_shape(head_dim, group_size, block_rows),
+                        tiling: TensorCoreTiling::for_shape(head_dim, group_size, group_size, block_rows),
                         copy: CopyStrategy::DoubleBuffered,
                         fragments: FragmentLoads::Matrix,
                         key_fusion: KeyFusion::Fused,
                     };
                     if !variants {
                         configs.push(default);
+                        if group_size > 1 {
+                            let tiling = TensorCoreTiling::for_shape(head_dim, group_size, 1, block_rows);
+                            configs.push(TensorCoreConfig { key_members: 1, tiling, ..default });
+                        }
                     } else if [64, 128].contains(&head_dim) && [1, 2].contains(&group_size) && block_rows == 128 && !causal {
                         for copy in [CopyStrategy::Synchronous, CopyStrategy::DoubleBuffered] {
                             for fragments in [FragmentLoads::Scalar, FragmentLoads::MatrixQueryKey, FragmentLoads::Matrix] {
@@ -65,9 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for config in &configs {
         let tiling = config.tiling;
         let name = format!(
-            "d{}_g{}_l{}_{}x{}x{}{}_{:?}_{:?}{}.cu",
+            "d{}_g{}_k{}_l{}_{}x{}x{}{}_{:?}_{:?}{}.cu",
             config.head_dim,
             config.group_size,
+            config.key_members,
             config.block_rows,
             tiling.warps,
             tiling.warp_tiles,

@@ -21,6 +21,22 @@ pub enum Representative {
     Sample,
     /// The mean of the group's columns.
     Mean,
+    /// The sum of the group's columns, scored against the key column of the group's first
+    /// member only (the paper's released kernel): K' is a selection of key columns rather than
+    /// a sum, so the tensor-core path copies `head_dim / G` rows of K^T per tile and forms
+    /// nothing.
+    SampledKeys,
+}
+
+impl Representative {
+    /// Key columns summed into each column of K': one where K' selects, `group_size` where it
+    /// sums the group.
+    pub fn key_members(self, group_size: usize) -> usize {
+        match self {
+            Representative::SampledKeys => 1,
+            Representative::Sample | Representative::Mean => group_size,
+        }
+    }
 }
 
 /// Where the grouping pre-pass takes its column permutation from. Only [`Permutation::Lsh`]
@@ -36,6 +52,17 @@ pub enum Permutation {
     Identity,
 }
 
+/// Which sorted positions form a group.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+pub enum GroupLayout {
+    /// Group `j` holds sorted positions `jG .. jG + G - 1`: neighbours in the sort.
+    #[default]
+    Consecutive,
+    /// Group `j` holds sorted positions `j, j + d/G, j + 2d/G, ...` (the paper's released
+    /// kernel).
+    Strided,
+}
+
 /// Comptime specialisation of the grouping pre-pass ([`crate::kernels::group_queries`]).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct GroupingConfig {
@@ -45,6 +72,7 @@ pub struct GroupingConfig {
     pub num_projections: usize,
     pub representative: Representative,
     pub permutation: Permutation,
+    pub layout: GroupLayout,
     /// Unroll the hashing loops (CUDA; WGPU's shader compilers choke on large bodies).
     pub unroll: bool,
 }
@@ -75,6 +103,8 @@ pub struct PortableConfig {
     pub head_dim: usize,
     pub value_dim: usize,
     pub group_size: usize,
+    /// Key columns summed into each column of K' ([`Representative::key_members`]).
+    pub key_members: usize,
     pub block_rows: usize,
     pub key_tile: usize,
     pub causal: bool,
@@ -132,10 +162,14 @@ impl TensorCoreTiling {
     /// and Q fragments (`warp_tiles * head_dim / 4`) stay within 160 registers (head dim 64:
     /// 4.30 ms against 4.47 from shared memory at N = 8192); grouped attention rereads Q' from
     /// shared memory, which leaves the registers to the K'^T fragments (G = 2, head dim 64: 4.18
-    /// ms against 4.49).
-    pub fn for_shape(head_dim: usize, group_size: usize, block_rows: usize) -> Self {
+    /// ms against 4.49). Where K' selects key columns (`key_members == 1`) and the head dim is
+    /// at most 64, the smaller K stage leaves room for 128-key tiles (G = 2, head dim 64: 3.84
+    /// ms against 4.06; head dim 128: 11.0 against 6.6, so not there;
+    /// `benchmarks/results/2026-12-02-h200-v3/sweep/`).
+    pub fn for_shape(head_dim: usize, group_size: usize, key_members: usize, block_rows: usize) -> Self {
         let warp_tiles = if block_rows >= 128 { 2 } else { 1 };
-        let key_tile = 64;
+        let selects_keys = group_size > 1 && key_members == 1;
+        let key_tile = if selects_keys && head_dim <= 64 { 128 } else { 64 };
         let registers = warp_tiles * ((head_dim + key_tile) / 2 + head_dim / 4);
         Self {
             warps: block_rows / (16 * warp_tiles),
@@ -163,6 +197,8 @@ pub struct TensorCoreConfig {
     pub head_dim: usize,
     pub value_dim: usize,
     pub group_size: usize,
+    /// Key columns summed into each column of K' ([`Representative::key_members`]).
+    pub key_members: usize,
     pub block_rows: usize,
     pub causal: bool,
     pub tiling: TensorCoreTiling,
@@ -180,6 +216,12 @@ impl TensorCoreConfig {
     /// Columns of the score product ([`reduced_width`]).
     pub fn reduced_width(&self) -> usize {
         reduced_width(self.head_dim, self.group_size)
+    }
+
+    /// Whether K' is a selection of K columns (`G > 1`, one key member per group): its
+    /// columns are then copied straight from K^T into the K stage, and no K' tile is formed.
+    pub fn selects_keys(&self) -> bool {
+        self.group_size > 1 && self.key_members == 1
     }
 
     /// Query rows per warp.
@@ -212,14 +254,26 @@ impl TensorCoreConfig {
         }
     }
 
-    /// Chunks of the shared tiles: the query block, the K and V stages and (`G > 1`) K'^T.
+    /// Rows of a K stage: keys for exact attention, K^T's rows for `G > 1` (all `head_dim` of
+    /// them where K' is formed from the tile, only K''s `reduced_width` where it selects).
+    pub fn key_stage_rows(&self) -> usize {
+        if self.group_size == 1 {
+            self.tiling.key_tile
+        } else if self.selects_keys() {
+            self.reduced_width()
+        } else {
+            self.head_dim
+        }
+    }
+
+    /// Chunks of the shared tiles: the query block, the K and V stages and (`G > 1`, K' formed
+    /// by sums) K'^T.
     pub fn shared_chunks(&self) -> SharedLayout {
         let key_tile = self.tiling.key_tile;
         let query = self.block_rows * Self::padded_chunks(self.reduced_width());
-        let key_rows = if self.group_size == 1 { key_tile } else { self.head_dim };
-        let key_stage = key_rows * self.key_stage_stride();
+        let key_stage = self.key_stage_rows() * self.key_stage_stride();
         let value_stage = key_tile * Self::padded_chunks(self.value_dim);
-        let fused_keys = if self.group_size > 1 {
+        let fused_keys = if self.group_size > 1 && !self.selects_keys() {
             self.reduced_width() * Self::padded_chunks(key_tile)
         } else {
             0
@@ -272,14 +326,18 @@ mod tests {
         for head_dim in SUPPORTED_HEAD_DIMS {
             for group_size in SUPPORTED_GROUP_SIZES.into_iter().filter(|g| head_dim % g == 0) {
                 for block_rows in SUPPORTED_BLOCK_ROWS {
-                    for copy in [CopyStrategy::Synchronous, CopyStrategy::DoubleBuffered] {
+                    for (copy, key_members) in [CopyStrategy::Synchronous, CopyStrategy::DoubleBuffered]
+                        .into_iter()
+                        .flat_map(|copy| [(copy, 1), (copy, group_size)])
+                    {
                         let config = TensorCoreConfig {
                             head_dim,
                             value_dim: head_dim,
                             group_size,
+                            key_members,
                             block_rows,
                             causal: false,
-                            tiling: TensorCoreTiling::for_shape(head_dim, group_size, block_rows),
+                            tiling: TensorCoreTiling::for_shape(head_dim, group_size, key_members, block_rows),
                             copy,
                             fragments: FragmentLoads::Matrix,
                             key_fusion: KeyFusion::Fused,

@@ -12,7 +12,7 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::MAX_PROJECTIONS;
 use crate::config::{
-    reduced_width, CopyStrategy, FragmentLoads, GroupingConfig, KeyFusion, Permutation, PortableConfig, Representative,
+    reduced_width, CopyStrategy, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig, Representative,
     TensorCoreConfig, TensorCoreTiling, CHUNK, PLANE_SIZE, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES,
     SUPPORTED_HEAD_DIMS,
 };
@@ -136,6 +136,8 @@ pub struct ForwardOptions<'a, R: Runtime> {
     pub strategy: Strategy,
     /// [`Permutation::Lsh`] but to measure the hashing and the sort.
     pub permutation: Permutation,
+    /// Which sorted positions form a group.
+    pub layout: GroupLayout,
 }
 
 /// A validated call: the shapes the kernels are launched with.
@@ -250,6 +252,7 @@ pub fn launch_grouping<R: Runtime>(
         num_projections: hyperplanes.num_projections,
         representative: options.representative,
         permutation: options.permutation,
+        layout: options.layout,
         unroll: options.unroll,
     };
     let width = config.reduced_width();
@@ -405,11 +408,17 @@ fn tensor_core_config<R: Runtime>(
         head_dim: problem.head_dim,
         value_dim: problem.value_dim,
         group_size: options.group_size,
+        key_members: options.representative.key_members(options.group_size),
         block_rows: options.block_rows,
         causal: options.causal,
         tiling: variant
             .tiling
-            .unwrap_or(TensorCoreTiling::for_shape(problem.head_dim, options.group_size, options.block_rows)),
+            .unwrap_or(TensorCoreTiling::for_shape(
+                problem.head_dim,
+                options.group_size,
+                options.representative.key_members(options.group_size),
+                options.block_rows,
+            )),
         copy: variant.copy,
         fragments: variant.fragments,
         key_fusion: variant.key_fusion,
@@ -454,6 +463,7 @@ fn portable_config<R: Runtime>(
         head_dim: problem.head_dim,
         value_dim: problem.value_dim,
         group_size: options.group_size,
+        key_members: options.representative.key_members(options.group_size),
         block_rows: options.block_rows,
         key_tile,
         causal: options.causal,

@@ -21,7 +21,7 @@ pub mod kernels;
 pub mod launch;
 
 pub use config::{
-    CopyStrategy, FragmentLoads, KeyFusion, Permutation, Representative, TensorCoreConfig, TensorCoreTiling,
+    CopyStrategy, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig, TensorCoreTiling,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;

@@ -11,7 +11,7 @@
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::{AttentionKind, DistrAttentionConfig, DistrAttentionError, Grouping, ModelAttentionConfig};
+use crate::{AttentionKind, DistrAttentionConfig, DistrAttentionError, ModelAttentionConfig};
 
 /// The order in which the search assigns layers.
 #[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,8 +226,8 @@ impl AttentionFlops {
         for layer in 0..num_layers {
             let op = plan.op_config_for(layer, num_layers, tokens)?;
             planned += score_product / op.group_size as f64 + score_product;
-            if !op.is_exact() && op.grouping == Grouping::Lsh {
-                planned += 2.0 * n * d * op.num_projections as f64 * heads as f64;
+            if !op.is_exact() {
+                planned += op.grouping.flops(tokens, head_dim, op.num_projections) * heads as f64;
             }
         }
         let exact = 2.0 * score_product * num_layers as f64;

@@ -4,6 +4,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::gram::gram_permutations;
 use super::hashing::{inverse_gray, sign_codes};
 use crate::hyperplanes::{hyperplanes, SplitMix64};
 use crate::{AttentionProblem, Grouping, Representative};
@@ -28,16 +29,24 @@ pub fn split_blocks<B: Backend>(query: Tensor<B, 4>, block_rows: usize) -> Tenso
 
 /// Steps 2-3: for each block the permutation `pi` of its columns `[batch, heads, blocks,
 /// head_dim]` (position in sorted order -> column index), sorted by sort key with ties broken
-/// by the smaller column index. The key depends on `problem.config.grouping`.
+/// by the smaller column index. The key depends on `problem.config.grouping`; for
+/// [`Grouping::LshStrided`] the sorted order is then laid out with a stride ([`strided`]),
+/// so that the consecutive groups of step 4 take every `head_dim / G`-th sorted column. The
+/// `Gram` groupings choose groups from the blocks and `key` `[batch, heads, seq_k, head_dim]`
+/// (key heads repeated to the query heads) instead of sorting.
 pub fn block_permutations<B: Backend>(
     blocks: Tensor<B, 5>,
+    key: Tensor<B, 4>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 4, Int> {
     let config = &problem.config;
     let [batch, heads, num_blocks, _, head_dim] = blocks.dims();
     let device = blocks.device();
     let keys = match config.grouping {
-        Grouping::Lsh => {
+        Grouping::Gram | Grouping::GramKeyWeighted => {
+            return gram_permutations(blocks, key, config.grouping, config.representative, config.group_size);
+        }
+        Grouping::Lsh | Grouping::LshStrided => {
             let planes = hyperplanes(config.seed, config.num_projections, config.block_rows);
             let codes = sign_codes(blocks, &planes, config.num_projections);
             inverse_gray(codes, config.num_projections)
@@ -53,7 +62,21 @@ pub fn block_permutations<B: Backend>(
         }
         Grouping::IndexOrder => Tensor::zeros([batch, heads, num_blocks, head_dim], &device),
     };
-    sort_columns(keys)
+    let sorted = sort_columns(keys);
+    match config.grouping {
+        Grouping::LshStrided => strided(sorted, config.group_size),
+        _ => sorted,
+    }
+}
+
+/// The permutation whose consecutive groups of `group_size` are `sorted`'s strided groups:
+/// position `j * G + m` takes sorted position `j + m * head_dim / G`.
+fn strided<B: Backend>(sorted: Tensor<B, 4, Int>, group_size: usize) -> Tensor<B, 4, Int> {
+    let [batch, heads, num_blocks, head_dim] = sorted.dims();
+    sorted
+        .reshape([batch, heads, num_blocks, group_size, head_dim / group_size])
+        .swap_dims(3, 4)
+        .reshape([batch, heads, num_blocks, head_dim])
 }
 
 /// Step 3: the permutation that sorts each block's columns by their keys `[batch, heads,
@@ -113,8 +136,8 @@ pub(super) fn group_columns<B: Backend>(
 }
 
 /// Step 5: Q' `[batch, heads, blocks, block_rows, head_dim / group_size]` from the grouped
-/// query columns: column `j` is the group's first column (`Sample`) or the mean of its
-/// columns (`Mean`, `Projected`).
+/// query columns: column `j` is the group's first column (`Sample`), the mean of its
+/// columns (`Mean`, `Projected`) or their sum (`SampledKeys`).
 pub(super) fn representative_queries<B: Backend>(
     query_groups: Tensor<B, 6>,
     problem: &AttentionProblem,
@@ -122,13 +145,15 @@ pub(super) fn representative_queries<B: Backend>(
     let representatives = match problem.config.representative {
         Representative::Sample => query_groups.narrow(4, 0, 1),
         Representative::Mean | Representative::Projected => query_groups.mean_dim(4),
+        Representative::SampledKeys => query_groups.sum_dim(4),
     };
     representatives.squeeze_dim::<5>(4).swap_dims(3, 4)
 }
 
 /// Step 6: K'^T `[batch, heads, blocks, head_dim / group_size, seq_k]`, row `j` the sum of the
 /// group's key columns, with the block's own permutation. For `Projected` each key column is
-/// weighted by its query column's least-squares coefficient on the representative.
+/// weighted by its query column's least-squares coefficient on the representative; for
+/// `SampledKeys` row `j` is the key column of the group's first member alone.
 pub(super) fn fuse_keys<B: Backend>(
     key: Tensor<B, 4>,
     permutation: Tensor<B, 4, Int>,
@@ -140,6 +165,7 @@ pub(super) fn fuse_keys<B: Backend>(
     let key_groups = group_columns(key_columns, permutation, problem.config.group_size);
     let key_groups = match problem.config.representative {
         Representative::Projected => key_groups * projection_weights(query_groups, reduced_queries),
+        Representative::SampledKeys => key_groups.narrow(4, 0, 1),
         Representative::Sample | Representative::Mean => key_groups,
     };
     key_groups.sum_dim(4).squeeze_dim::<5>(4)
@@ -208,6 +234,31 @@ mod tests {
         assert_eq!(to_i64(sort_columns(keys)), vec![3, 6, 1, 4, 7, 0, 2, 5]);
     }
 
+    /// G = 2 of 8 sorted columns: groups {s0, s4}, {s1, s5}, ...; G = 4: {s0, s2, s4, s6}, ...
+    #[test]
+    fn strided_groups_take_every_groups_th_sorted_column() {
+        let sorted = Tensor::<TestBackend, 1, Int>::from_ints([7, 3, 5, 0, 6, 1, 4, 2], &Default::default())
+            .reshape([1, 1, 1, 8]);
+        assert_eq!(to_i64(strided(sorted.clone(), 2)), vec![7, 6, 3, 1, 5, 4, 0, 2]);
+        assert_eq!(to_i64(strided(sorted.clone(), 4)), vec![7, 5, 6, 4, 3, 0, 1, 2]);
+        assert_eq!(to_i64(strided(sorted.clone(), 1)), to_i64(sorted));
+    }
+
+    /// `LshStrided` is `Lsh`'s sorted order laid out with the stride, block by block.
+    #[test]
+    fn lsh_strided_is_the_lsh_order_with_a_stride() {
+        let device = Default::default();
+        let query = Tensor::<TestBackend, 4>::random([1, 2, 40, 16], burn::tensor::Distribution::Default, &device);
+        let permutation = |grouping| {
+            let config = DistrAttentionConfig::new().with_block_rows(16).with_group_size(4).with_grouping(grouping);
+            let problem = AttentionProblem::check(&query, &query, &query, None, &config).unwrap();
+            block_permutations(split_blocks(query.clone(), 16), query.clone(), &problem)
+        };
+        let lsh = permutation(Grouping::Lsh);
+        assert_eq!(to_i64(permutation(Grouping::LshStrided)), to_i64(strided(lsh.clone(), 4)));
+        assert_ne!(to_i64(strided(lsh.clone(), 4)), to_i64(lsh));
+    }
+
     /// Steps 1-3 on a hand-made query of 6 rows in blocks of 4 (the second block padded with
     /// two zero rows), against codes, inverse Gray keys and a stable sort computed here in
     /// plain Rust from the same hyperplanes.
@@ -233,7 +284,8 @@ mod tests {
         let query = Tensor::<TestBackend, 2>::from_data(rows, &device).reshape([1, 1, 6, head_dim]);
         let problem = AttentionProblem::check(&query, &query, &query, None, &config).unwrap();
         let actual = to_i64(block_permutations(
-            split_blocks(query, block_rows),
+            split_blocks(query.clone(), block_rows),
+            query,
             &problem,
         ));
 

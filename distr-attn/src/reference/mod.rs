@@ -6,6 +6,7 @@
 //! of every query block (`[batch, heads, blocks, seq_k, head_dim]`) that it sums into the
 //! fused keys.
 
+pub mod gram;
 mod grouping;
 mod hashing;
 mod softmax;
@@ -89,8 +90,9 @@ fn scores<B: Backend>(
 
     // Step 1: query blocks of `block_rows` rows, the last one zero-padded.
     let blocks = split_blocks(query, block_rows);
-    // Steps 2-3: one column permutation per block (from detached queries: a constant).
-    let permutation = block_permutations(blocks.clone().detach(), problem);
+    // Steps 2-3: one column permutation per block (from detached queries, and keys for the
+    // `Gram` groupings: a constant).
+    let permutation = block_permutations(blocks.clone().detach(), key.clone().detach(), problem);
     // Step 4: groups of `group_size` consecutive columns in permutation order, each column a
     // vector of its block's rows.
     let query_groups = group_columns(

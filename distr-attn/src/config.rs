@@ -100,7 +100,9 @@ pub struct DistrAttentionConfig {
     pub num_projections: usize,
     /// Seed of the hyperplanes (and of the random grouping baseline). Default: 0.
     pub seed: u64,
-    /// How a group's representative query column is formed. Default: `Sample`.
+    /// How a group's representative query column is formed. Default: `Mean`, which beat
+    /// `Sample` averaged over 10 hyperplane draws on 12 held-out photos (DINOv2 saliency
+    /// Pearson 0.87 against 0.77) and on held-out text (`distr-llama/RESULTS.md`).
     pub representative: Representative,
     /// How columns are grouped. Default: `Lsh` (DistrAttention proper).
     pub grouping: Grouping,
@@ -135,7 +137,7 @@ impl DistrAttentionConfig {
             block_rows: 128,
             num_projections: 16,
             seed: 0,
-            representative: Representative::Sample,
+            representative: Representative::Mean,
             grouping: Grouping::Lsh,
             scale: None,
             causal: false,
@@ -344,6 +346,7 @@ mod tests {
             assert_eq!(config.block_rows, 128);
             assert_eq!(config.num_projections, 16);
             assert_eq!(config.grouping, Grouping::Lsh);
+            assert_eq!(config, DistrAttentionConfig::new().with_group_size(group_size), "{name} is the default at G={group_size}");
         }
     }
 

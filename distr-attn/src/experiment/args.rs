@@ -38,7 +38,7 @@ pub struct DistrArgs {
     /// Seed of the LSH hyperplanes (and of --grouping random) [default: 0].
     #[arg(long)]
     pub lsh_seed: Option<u64>,
-    /// How a group's representative query column is formed [default: sample].
+    /// How a group's representative query column is formed [default: mean].
     #[arg(long, value_enum)]
     pub representative: Option<Representative>,
     /// Column grouping: lsh (DistrAttention) or the random / index-order baselines

@@ -12,9 +12,10 @@
 //!    for `G > 1`, where K arrives transposed ([`crate::kernels::transpose_keys`]), form K'^T
 //!    (each group's K columns summed, named by the pre-pass's column table: sums of whole
 //!    16-byte chunks of rows) into its own tile, or, where K' selects one column per group
-//!    ([`TensorCoreConfig::selects_keys`]), copy only those rows of K^T; score (`S = Q' K'^T`), online softmax, and
-//!    `O += P V` with the probabilities going from the score accumulators straight into A
-//!    fragments (the m16n8 accumulator layout of two key blocks is the m16k16 A layout);
+//!    ([`TensorCoreConfig::selects_keys`]), copy only those rows of K^T; score
+//!    (`S = Q' K'^T`), online softmax, and `O += P V` with the probabilities going from the
+//!    score accumulators straight into A fragments (the m16n8 accumulator layout of two key
+//!    blocks is the m16k16 A layout);
 //! 3. each warp normalises and writes its rows.
 //!
 //! Fragments come from shared memory through `ldmatrix` (`.trans` for V, which stays

@@ -63,7 +63,13 @@ fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
 ///
 /// times, for [`Grouping::GramKeyWeighted`] and the query-side costs, the key columns' mean
 /// squared length: a query column's error reaches the scores through its key column.
-pub fn pair_costs(q: &[f64], k: &[f64], head_dim: usize, grouping: Grouping, representative: Representative) -> Vec<f64> {
+pub fn pair_costs(
+    q: &[f64],
+    k: &[f64],
+    head_dim: usize,
+    grouping: Grouping,
+    representative: Representative,
+) -> Vec<f64> {
     let at = |gram: &[f64], a: usize, b: usize| gram[a * head_dim + b];
     let distance = |gram: &[f64], a: usize, b: usize| (at(gram, a, a) + at(gram, b, b) - 2.0 * at(gram, a, b)).max(0.0);
     let mean_length = |gram: &[f64], a: usize, b: usize| (at(gram, a, a) + at(gram, b, b)) / 2.0;
@@ -135,9 +141,10 @@ pub fn grouped_columns(costs: &[f64], head_dim: usize, group_size: usize) -> Vec
                         // Column `a` of the first group trades places with `b` of the second:
                         // each group loses its member's pairs with the rest and gains the other's.
                         let (a, b) = (groups[first][i], groups[second][j]);
-                        let change = (joining(&groups[first], b) - cost(a, b)) - (joining(&groups[first], a) - cost(a, a))
-                            + (joining(&groups[second], a) - cost(b, a))
-                            - (joining(&groups[second], b) - cost(b, b));
+                        let first_change = (joining(&groups[first], b) - cost(a, b)) - (joining(&groups[first], a) - cost(a, a));
+                        let second_change =
+                            (joining(&groups[second], a) - cost(b, a)) - (joining(&groups[second], b) - cost(b, b));
+                        let change = first_change + second_change;
                         if change < -1e-12 {
                             groups[first][i] = b;
                             groups[second][j] = a;
@@ -168,7 +175,13 @@ mod tests {
         columns.iter().flat_map(|a| columns.iter().map(move |b| dot(a, b))).collect()
     }
 
-    fn groups(queries: &[Vec<f64>], keys: &[Vec<f64>], grouping: Grouping, representative: Representative, size: usize) -> Vec<Vec<usize>> {
+    fn groups(
+        queries: &[Vec<f64>],
+        keys: &[Vec<f64>],
+        grouping: Grouping,
+        representative: Representative,
+        size: usize,
+    ) -> Vec<Vec<usize>> {
         let costs = pair_costs(&gram(queries), &gram(keys), queries.len(), grouping, representative);
         grouped_columns(&costs, queries.len(), size)
     }

@@ -21,7 +21,7 @@ use distr_attn::reference::{block_permutations, split_blocks};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
 use distr_vit::import::load_onnx;
 use distr_vit::metrics::relative_l2;
-use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
 use serde::Serialize;
 
 type B = burn::backend::NdArray<f32>;
@@ -77,10 +77,8 @@ fn config(representative: Representative, grouping: Grouping, seed: u64) -> Dist
         .with_seed(seed)
 }
 
-fn error(approx: Tensor<B, 4>, exact: &Tensor<B, 4>) -> f64 {
-    let approx = approx.into_data().to_vec::<f32>().expect("f32");
-    let exact = exact.clone().into_data().to_vec::<f32>().expect("f32");
-    relative_l2(&approx, &exact)
+fn values(tensor: Tensor<B, 4>) -> Vec<f32> {
+    tensor.into_data().to_vec::<f32>().expect("f32")
 }
 
 /// Each block's permutation for `query` (and `key`, which the Gram groupings read).
@@ -97,14 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let device = Default::default();
     let (model, _) = load_onnx::<B>(&args.model, ModelAttentionConfig::exact(), &device)?;
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(&args.images)?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("jpg" | "jpeg" | "png")))
-        .collect();
-    photos.sort();
-    if photos.is_empty() {
-        return Err(format!("no photos in {}", args.images.display()).into());
-    }
+    let photos = image_files(&args.images)?;
     let draws = |grouping: Grouping| if matches!(grouping, Grouping::Gram | Grouping::GramKeyWeighted) { 1 } else { args.seeds };
     // [variant][draw]: summed error; [variant]: changed groupings, groupings.
     let mut sums: Vec<Vec<f64>> = VARIANTS.iter().map(|&(_, grouping)| vec![0.0; draws(grouping) as usize]).collect();
@@ -116,12 +107,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for block in &model.backbone.blocks {
             let [query, key, value] = block.attention.project_heads(block.norm1.forward(x.clone()))?;
             let run = |config: &DistrAttentionConfig| distr_attention(query.clone(), key.clone(), value.clone(), None, config);
-            let exact = run(&DistrAttentionConfig::exact())?;
+            let exact = values(run(&DistrAttentionConfig::exact())?);
             let deviation = query.clone().var(2).mean().sqrt().into_scalar() as f64;
             let noisy = query.clone() + Tensor::random(query.dims(), Distribution::Normal(0.0, 1e-4 * deviation), &device);
             for (index, &(representative, grouping)) in VARIANTS.iter().enumerate() {
                 for draw in 0..draws(grouping) {
-                    sums[index][draw as usize] += error(run(&config(representative, grouping, draw))?, &exact);
+                    sums[index][draw as usize] += relative_l2(&values(run(&config(representative, grouping, draw))?), &exact);
                 }
                 let config = config(representative, grouping, 0);
                 let [clean, perturbed] = [&query, &noisy].map(|query| permutations(query, &key, &config));

@@ -23,6 +23,33 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageLoadError> {
         .map_err(|source| ImageLoadError { path: path.to_path_buf(), source })
 }
 
+/// Why a folder of images could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageFolderError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("no .jpg, .jpeg or .png images in {0}")]
+    Empty(PathBuf),
+}
+
+/// The images (.jpg, .jpeg, .png, any case) directly inside `folder`, in name order, so that
+/// every command that walks a folder sees the same photos in the same order.
+pub fn image_files(folder: &Path) -> Result<Vec<PathBuf>, ImageFolderError> {
+    let entries = std::fs::read_dir(folder).map_err(|source| ImageFolderError::Read { path: folder.to_path_buf(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+            matches!(extension.as_deref(), Some("jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ImageFolderError::Empty(folder.to_path_buf()));
+    }
+    Ok(files)
+}
+
 /// Parameters of the preprocessing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessConfig {

@@ -3,9 +3,7 @@
 //! astronaut is square (resize only); chelsea is 256×170, resized to 224×149 (albumentations
 //! rounds 148.75 up) and padded with 37 rows of zeros above and 38 below.
 
-mod common;
-
-use common::{fixture, load_npy, relative_l2, vit_s_focus_onnx, B};
+use crate::common::{fixture, load_npy, relative_l2, vit_s_focus_onnx, B};
 use distr_attn::ModelAttentionConfig;
 use distr_vit::import::load_onnx;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig, Preprocessed};

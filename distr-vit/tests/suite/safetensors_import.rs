@@ -2,9 +2,7 @@
 //! `fixtures/make_fixtures.py`) load and reproduce the PyTorch outputs; bad checkpoints are
 //! clear errors.
 
-mod common;
-
-use common::{fixture, load_npy, relative_l2, B};
+use crate::common::{fixture, load_npy, relative_l2, B};
 use distr_vit::import::{load_safetensors, ImportError};
 use distr_vit::model::VitConfig;
 

@@ -1,11 +1,9 @@
 //! The op's behaviour, run on every backend: NdArray always, Wgpu (lavapipe in CI) with the
 //! `wgpu` feature. Each case is a generic function; `backend_suite!` instantiates them.
 
-mod common;
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
-use common::*;
+use crate::common::*;
 use distr_attn::reference::{block_permutations, split_blocks};
 use distr_attn::{
     distr_attention, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig,

@@ -2,12 +2,10 @@
 //! their defaults, bad options are errors naming the option (before any forward pass), and
 //! renamed options keep their old spellings.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture, vit_s_focus_onnx};
+use crate::common::{fixture, vit_s_focus_onnx};
 
 fn distr_vit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_distr-vit")).args(args).output().expect("the binary runs")
@@ -79,6 +77,8 @@ fn bad_options_fail_before_any_work_and_name_the_problem() {
         (saliency(&["--out", &out, "--config", &images]), "cannot read it"),
         (saliency(&["--out", &out, "--attention", "distr", "--distr-decode"]), "no decode steps"),
         (saliency(&["--out", &out, "--attention", "distr", "--block-rows", "-1"]), "--block-rows"),
+        (saliency(&["--out", &out, "--dtype", "f16"]), "--dtype f16: backend `ndarray` does not support it"),
+        (saliency(&["--out", &out, "--dtype", "f8"]), "unknown dtype `f8`: expected f32, f16 or bf16"),
         (vec!["bench".into(), "--sizes".into(), "100".into()], "invalid --sizes 100"),
         (vec!["bench".into(), "--attention".into(), "exact".into()], "`bench` compares exact attention"),
         (vec!["bench".into(), "--batch".into(), "0".into()], "invalid --batch 0"),

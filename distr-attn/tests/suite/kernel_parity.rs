@@ -9,12 +9,10 @@
 
 #![cfg(feature = "wgpu")]
 
-mod common;
-
 use burn::backend::wgpu::WgpuRuntime;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_cubecl::CubeBackend;
-use common::*;
+use crate::common::*;
 use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative, DECODE_MIN_KEYS};
@@ -78,7 +76,7 @@ fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>, KernelP
     // its matmuls would cost minutes of autotuning.
     let on_cpu = |tensor: Tensor<Cube, 4>| {
         let shape = tensor.dims();
-        common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
+        crate::common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
     };
     let expected = distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem);
     (to_vec(output), to_vec(expected), path)
@@ -192,7 +190,7 @@ fn public_op_error(shapes: [[usize; 4]; 3], config: &DistrAttentionConfig) -> f6
     let problem = AttentionProblem::check(&query, &key, &value, None, config).unwrap();
     let on_cpu = |tensor: Tensor<B, 4>| {
         let shape = tensor.dims();
-        common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
+        crate::common::tensor::<Cpu>(to_vec(tensor), shape, &Default::default())
     };
     let expected = to_vec(distr_attention_reference(on_cpu(query), on_cpu(key), on_cpu(value), None, &problem));
     relative_error(&actual, &expected)

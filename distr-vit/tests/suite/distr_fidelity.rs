@@ -14,10 +14,8 @@
 //! Cost: one exact forward pass per photo plus three attention calls (exact, LSH, random) per
 //! layer and photo, all on NdArray.
 
-mod common;
-
 use burn::tensor::Tensor;
-use common::{fixture, vit_s_focus_onnx, B};
+use crate::common::{fixture, vit_s_focus_onnx, B};
 use distr_attn::{distr_attention, DistrAttentionConfig, Grouping, ModelAttentionConfig, Representative};
 use distr_vit::import::load_onnx;
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};

@@ -100,6 +100,8 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "0"], "invalid --num-projections 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "21"], "invalid --num-projections 21"),
         (&["generate", "--prompt", "a", "--max-tokens", "0"], "invalid --max-tokens 0"),
+        (&["generate", "--prompt", "a", "--dtype", "bf16"], "--dtype bf16: backend `ndarray` does not support it"),
+        (&["logits", "--prompt", "a", "--out", &out, "--dtype", "half16"], "unknown dtype `half16`"),
         (&["generate", "--prompt", "a", "--temperature=-1"], "invalid --temperature -1"),
         (&["generate", "--prompt", "a", "--temperature", "-1"], "invalid --temperature -1"),
         (&["generate", "--prompt", "a", "--temperature", "NaN"], "invalid --temperature NaN"),
@@ -205,4 +207,32 @@ fn json_output_is_only_json_on_stdout() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(report["perplexity"].as_f64().is_some_and(f64::is_finite), "{report}");
+}
+
+/// `--dtype f16 --backend wgpu` through the binary (its own process: a device's float type is
+/// set once per process): the tiny checkpoint's logits, its bfloat16 weights read into an f16
+/// model with norms and the loss in f32, follow the f32 NdArray run.
+#[cfg(feature = "wgpu")]
+#[test]
+fn half_precision_logits_on_wgpu_follow_f32() {
+    let dir = temp_dir("half");
+    let (model, prompt) = (tiny(), "Who's there? Nay, answer me: stand, and unfold yourself.");
+    let [single, half] = ["f32.npy", "f16.npy"].map(|name| dir.join(name).display().to_string());
+    distr_llama(&["logits", "--model", &model, "--prompt", prompt, "--out", &single]).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_distr-llama"))
+        .args(["logits", "--model", &model, "--prompt", prompt, "--out", &half, "--backend", "wgpu", "--dtype", "f16"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("on wgpu (f16)"), "says what runs: {stderr}");
+    let read = |path: &str| distr_attn::experiment::npy::read_f32(Path::new(path)).unwrap();
+    let ((expected, shape), (actual, half_shape)) = (read(&single), read(&half));
+    assert_eq!(shape, half_shape);
+    let squared = |values: &mut dyn Iterator<Item = f32>| values.map(|v| f64::from(v).powi(2)).sum::<f64>();
+    let error = (squared(&mut actual.iter().zip(&expected).map(|(a, e)| a - e)) / squared(&mut expected.iter().copied())).sqrt();
+    // Half precision's relative rounding is 4.9e-4 per operation; two layers and a 320-way
+    // head keep the logits within 1e-2 (relative L2) of f32.
+    assert!(error < 1e-2, "relative L2 {error:.2e}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -2,12 +2,10 @@
 //! value (the permutation is a constant), checked against central finite differences, on
 //! NdArray and on Wgpu (`Autodiff<Wgpu>`, lavapipe in CI).
 
-mod common;
-
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use common::*;
+use crate::common::*;
 use distr_attn::{distr_attention, DistrAttentionBackend, DistrAttentionConfig, Representative};
 
 const SEQ: usize = 12;

@@ -1,0 +1,9 @@
+//! The integration tests of `distr-vit`, one test binary (each linked test binary
+//! instantiates the backends' generic code again: merged, the build does it once).
+
+mod common;
+mod cli;
+mod distr_fidelity;
+mod half_precision;
+mod onnx_parity;
+mod safetensors_import;

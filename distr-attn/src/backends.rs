@@ -1,8 +1,11 @@
 //! Backends chosen at run time (`--backend ndarray|wgpu|cuda` in the CLIs), each compiled in
-//! by a cargo feature.
+//! by a cargo feature, and the float type a model runs in on them (`--dtype f32|f16|bf16`).
 
 use std::fmt;
 use std::str::FromStr;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{get_device_settings, set_default_dtypes, DType, Element, FloatDType};
 
 use crate::DistrAttentionBackend;
 
@@ -31,22 +34,114 @@ pub trait BackendRunner {
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> Self::Output;
 }
 
-/// A backend that this build does not include.
+/// The float type of a model's weights and activations. Half precision is what puts a model on
+/// the tensor-core kernel on CUDA; statistics that overflow in f16 (norms, the loss) are taken
+/// in f32 by the models whatever this is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    /// The tensor dtype of this precision.
+    pub fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+/// Why a command could not start on the backend it names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("backend `{0}` is not compiled in: rebuild with `--features {0}`")]
-pub struct BackendUnavailable(pub BackendKind);
+pub enum BackendUnavailable {
+    /// This build does not include the backend.
+    #[error("backend `{0}` is not compiled in: rebuild with `--features {0}`")]
+    NotCompiled(BackendKind),
+    /// The backend's device cannot hold the precision's tensors (NdArray: f32 only; WGSL: no
+    /// bf16).
+    #[error("--dtype {precision}: backend `{backend}` does not support it on this device ({reason})")]
+    Precision {
+        backend: BackendKind,
+        precision: Precision,
+        reason: String,
+    },
+}
 
 impl BackendKind {
-    /// Runs `runner` on this backend's default device.
+    /// Runs `runner` on this backend's default device in f32.
     pub fn run<R: BackendRunner>(self, runner: R) -> Result<R::Output, BackendUnavailable> {
+        self.run_in(Precision::F32, runner)
+    }
+
+    /// Runs `runner` on this backend's default device with `precision` as the default float
+    /// type of every tensor created there (weights, inputs, activations), the way Burn's device
+    /// policy sets it. A device's policy is set once per process: asking for another precision
+    /// after the device has been used is an error.
+    pub fn run_in<R: BackendRunner>(self, precision: Precision, runner: R) -> Result<R::Output, BackendUnavailable> {
         match self {
-            BackendKind::NdArray => Ok(runner.run::<NdArrayBackend>(Default::default())),
+            BackendKind::NdArray => run_on::<NdArrayBackend, R>(self, precision, runner),
             #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => Ok(runner.run::<WgpuBackend>(Default::default())),
+            BackendKind::Wgpu => run_on::<WgpuBackend, R>(self, precision, runner),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(runner.run::<CudaBackend>(Default::default())),
+            BackendKind::Cuda => run_on::<CudaBackend, R>(self, precision, runner),
             #[allow(unreachable_patterns)]
-            unavailable => Err(BackendUnavailable(unavailable)),
+            unavailable => Err(BackendUnavailable::NotCompiled(unavailable)),
+        }
+    }
+}
+
+fn run_on<B: DistrAttentionBackend, R: BackendRunner>(
+    kind: BackendKind,
+    precision: Precision,
+    runner: R,
+) -> Result<R::Output, BackendUnavailable> {
+    let device = B::Device::default();
+    set_precision::<B>(&device, precision).map_err(|reason| BackendUnavailable::Precision { backend: kind, precision, reason })?;
+    Ok(runner.run::<B>(device))
+}
+
+/// Makes `precision` the device's default float type. f32 is every backend's default and is
+/// left alone, so f32 runs can share a process (and a device) with each other.
+fn set_precision<B: Backend>(device: &B::Device, precision: Precision) -> Result<(), String> {
+    let dtype = precision.float_dtype();
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    if !B::supports_dtype(device, DType::from(dtype)) {
+        return Err(format!("{:?} unsupported", DType::from(dtype)));
+    }
+    match set_default_dtypes::<B>(device, dtype, <B::IntElem as Element>::dtype()) {
+        Ok(()) => Ok(()),
+        // Set before in this process: fine if to the same precision.
+        Err(_) if get_device_settings::<B>(device).float_dtype == dtype => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "f32" | "float32" => Ok(Precision::F32),
+            "f16" | "float16" | "half" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown dtype `{other}`: expected f32, f16 or bf16")),
         }
     }
 }
@@ -73,5 +168,39 @@ impl FromStr for BackendKind {
                 "unknown backend `{other}`: expected ndarray, wgpu or cuda"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Tensor;
+
+    use super::*;
+
+    /// Reports the dtype a new float tensor gets on the device it was given.
+    struct NewTensorDtype;
+
+    impl BackendRunner for NewTensorDtype {
+        type Output = DType;
+        fn run<B: DistrAttentionBackend>(self, device: B::Device) -> DType {
+            Tensor::<B, 1>::zeros([2], &device).dtype()
+        }
+    }
+
+    #[test]
+    fn precisions_parse_and_print_as_the_flag_spells_them() {
+        for precision in [Precision::F32, Precision::F16, Precision::Bf16] {
+            assert_eq!(precision.to_string().parse::<Precision>(), Ok(precision));
+        }
+        assert_eq!("bfloat16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert!("f8".parse::<Precision>().unwrap_err().contains("expected f32, f16 or bf16"));
+    }
+
+    #[test]
+    fn ndarray_runs_f32_and_refuses_half_precision_naming_the_flag() {
+        assert_eq!(BackendKind::NdArray.run(NewTensorDtype), Ok(DType::F32));
+        let error = BackendKind::NdArray.run_in(Precision::F16, NewTensorDtype).unwrap_err();
+        assert!(matches!(error, BackendUnavailable::Precision { precision: Precision::F16, .. }));
+        assert!(error.to_string().starts_with("--dtype f16: backend `ndarray` does not support it"), "{error}");
     }
 }

@@ -1,7 +1,7 @@
 //! Next-token scoring of a text: the pieces of perplexity and top-1 accuracy.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use distr_attn::DistrAttentionBackend;
 
 use crate::error::{LlamaError, Result};
@@ -63,7 +63,9 @@ pub fn score_window<B: DistrAttentionBackend>(
     let logits = logits.narrow(1, first_target - 1, scored).reshape([scored, vocab]);
     let targets: Vec<i64> = window[first_target..].iter().map(|&id| id.into()).collect();
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets.clone(), [scored]), device).reshape([scored, 1]);
-    let target_log_probs = log_softmax(logits.clone(), 1).gather(1, targets);
+    // In f32 whatever the model's float type: a half-precision sum over the vocabulary loses
+    // the small probabilities perplexity is made of.
+    let target_log_probs = log_softmax(logits.clone().cast(FloatDType::F32), 1).gather(1, targets);
     let nll: Vec<f32> = host(target_log_probs.reshape([scored]).neg().into_data())?;
     let predictions: Vec<i64> = host(logits.argmax(1).reshape([scored]).into_data())?;
     let predictions: Vec<u32> = predictions.into_iter().map(|id| id as u32).collect();

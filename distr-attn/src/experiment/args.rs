@@ -11,10 +11,31 @@ use clap::{Args, ValueEnum};
 
 use super::calibration::{LayerOrder, LayerSearch};
 use super::{require, ExperimentError};
+use crate::backends::{BackendKind, BackendRunner, BackendUnavailable, Precision};
 use crate::{
     AttentionKind, DistrAttentionConfig, DistrAttentionError, Grouping, ModelAttentionConfig,
     Representative, MAX_GROUP_SIZE,
 };
+
+/// Where a model runs: the backend and the float type of its weights and activations.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct DeviceArgs {
+    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    #[arg(long, default_value = "ndarray")]
+    pub backend: BackendKind,
+    /// Float type of weights and activations: f32, f16 or bf16. Half precision needs a GPU
+    /// backend (bf16: CUDA) and is what takes attention to the tensor-core kernel on CUDA;
+    /// norms and losses are computed in f32 whatever this is.
+    #[arg(long, default_value = "f32")]
+    pub dtype: Precision,
+}
+
+impl DeviceArgs {
+    /// Runs `runner` on the backend's default device in the chosen float type.
+    pub fn run<R: BackendRunner>(self, runner: R) -> Result<R::Output, BackendUnavailable> {
+        self.backend.run_in(self.dtype, runner)
+    }
+}
 
 /// Exact attention or DistrAttention.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

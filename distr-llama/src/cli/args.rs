@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use distr_attn::backends::BackendKind;
+use distr_attn::experiment::args::DeviceArgs;
 use distr_attn::experiment::checkpoint::{checkpoint_file, load_checkpoint};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
@@ -18,9 +18,8 @@ pub struct ModelArgs {
     /// tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Backend: ndarray (CPU), wgpu or cuda (when compiled in).
-    #[arg(long, default_value = "ndarray")]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Weights saved by `finetune --out` (the `.mpk` file, extension optional), replacing
     /// those of --model, which still gives the configuration and tokenizer.
     #[arg(long)]
@@ -40,9 +39,10 @@ impl ModelArgs {
         pretrained.model.set_attention(plan)?;
         let config = &pretrained.config;
         eprintln!(
-            "loaded {} on {}: {} layers, d_model {}, {} heads / {} kv heads, vocab {}, {:.1}M parameters ({:.1} s)",
+            "loaded {} on {} ({}): {} layers, d_model {}, {} heads / {} kv heads, vocab {}, {:.1}M parameters ({:.1} s)",
             self.model.display(),
-            self.backend,
+            self.device.backend,
+            self.device.dtype,
             config.num_layers,
             config.d_model,
             config.num_heads,

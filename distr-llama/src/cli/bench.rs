@@ -107,7 +107,8 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
                 }
             }
             let row = json!({
-                "backend": args.model.backend.to_string(),
+                "backend": args.model.device.backend.to_string(),
+                "dtype": args.model.device.dtype.to_string(),
                 "random_weights": args.random_weights,
                 "attention": name,
                 "attention_config": serde_json::to_value(plan)?,

@@ -89,7 +89,8 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
             "{}",
             json!({
                 "model": args.model.model.display().to_string(),
-                "backend": args.model.backend.to_string(),
+                "backend": args.model.device.backend.to_string(),
+                "dtype": args.model.device.dtype.to_string(),
                 "calibration_tokens": ids.len(),
                 "context": args.context,
                 "max_perplexity_increase": args.max_perplexity_increase,

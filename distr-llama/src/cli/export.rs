@@ -5,16 +5,29 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use distr_attn::backends::{BackendKind, Precision};
+use distr_attn::experiment::args::DeviceArgs;
 use distr_attn::experiment::output::prepare_dir;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use crate::cli::ModelArgs;
 use crate::pretrained::ExportDtype;
 
+/// `export`'s options: those of [`ModelArgs`] but `--dtype`, which here is the float type
+/// written (the model itself is read in f32, lossless for every source).
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// A `.gguf` file or a Hugging Face checkpoint directory (config.json, *.safetensors,
+    /// tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    #[arg(long, default_value = "ndarray")]
+    pub backend: BackendKind,
+    /// Weights saved by `finetune --out` (the `.mpk` file, extension optional), replacing
+    /// those of --model, which still gives the configuration and tokenizer.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     /// Directory to write: created, or an empty one.
     #[arg(long)]
     pub out: PathBuf,
@@ -23,10 +36,21 @@ pub struct ExportArgs {
     pub dtype: ExportDtype,
 }
 
+impl ExportArgs {
+    /// Where and how the model is read: on --backend, in f32.
+    pub fn model_args(&self) -> ModelArgs {
+        ModelArgs {
+            model: self.model.clone(),
+            device: DeviceArgs { backend: self.backend, dtype: Precision::F32 },
+            checkpoint: self.checkpoint.clone(),
+        }
+    }
+}
+
 pub fn run<B: DistrAttentionBackend>(args: ExportArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     // Old shards beside the new file would be read with it: only a new or empty folder.
     prepare_dir(&args.out)?;
-    let pretrained = args.model.load::<B>(&ModelAttentionConfig::exact(), device)?;
+    let pretrained = args.model_args().load::<B>(&ModelAttentionConfig::exact(), device)?;
     let start = Instant::now();
     pretrained.export(&args.out, args.dtype)?;
     eprintln!(

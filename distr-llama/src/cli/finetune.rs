@@ -205,7 +205,8 @@ where
 
     let summary = json!({
         "model": args.model.model.display().to_string(),
-        "backend": args.model.backend.to_string(),
+        "backend": args.model.device.backend.to_string(),
+        "dtype": args.model.device.dtype.to_string(),
         "attention": serde_json::to_value(&plan)?,
         "finetune": serde_json::from_str::<serde_json::Value>(&config.to_string())?,
         "train_tokens_available": train_ids.len(),

@@ -82,7 +82,7 @@ pub fn run<B: DistrAttentionBackend>(args: GenerateArgs, device: &B::Device) -> 
     let mut sampler = Sampler::new(args.temperature, args.top_p, args.sampler_seed);
     let mut decode = tokenizer.decode_stream();
     // The prefill is silent until the first token: say what runs, and show that it does.
-    let mut prefill = Some(announce(&format!("prefill of {} prompt tokens", ids.len()), args.model.backend, false));
+    let mut prefill = Some(announce(&format!("prefill of {} prompt tokens", ids.len()), args.model.device.backend, false));
     let (_, stats) = generate(
         &pretrained.model,
         &ids,

@@ -32,7 +32,7 @@ pub fn run<B: DistrAttentionBackend>(args: LogitsArgs, device: &B::Device) -> Re
     let pretrained = args.model.load::<B>(&plan, device)?;
     let ids = pretrained.tokenizer.encode(&args.prompt)?;
     let model = &pretrained.model;
-    let spinner = announce(&format!("forward pass over {} tokens", ids.len()), args.model.backend, false);
+    let spinner = announce(&format!("forward pass over {} tokens", ids.len()), args.model.device.backend, false);
     let logits = model.forward(model.tokens(&ids, device)?, &mut model.new_cache())?;
     let [_, seq, vocab] = logits.dims();
     let values = logits.into_data().convert::<f32>().into_vec::<f32>().map_err(|e| format!("{e:?}"))?;

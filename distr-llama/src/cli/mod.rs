@@ -68,16 +68,16 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
-    let backend = match &cli.command {
-        Command::Generate(args) => args.model.backend,
-        Command::Logits(args) => args.model.backend,
-        Command::Perplexity(args) => args.model.backend,
-        Command::Bench(args) => args.model.backend,
-        Command::Calibrate(args) => args.model.backend,
-        Command::Finetune(args) => args.model.backend,
-        Command::Export(args) => args.model.backend,
+    let device = match &cli.command {
+        Command::Generate(args) => args.model.device,
+        Command::Logits(args) => args.model.device,
+        Command::Perplexity(args) => args.model.device,
+        Command::Bench(args) => args.model.device,
+        Command::Calibrate(args) => args.model.device,
+        Command::Finetune(args) => args.model.device,
+        Command::Export(args) => args.model_args().device,
     };
-    backend.run(CommandRunner(cli.command))?
+    device.run(CommandRunner(cli.command))?
 }
 
 /// Every command on the chosen backend; `finetune` on it wrapped in `Autodiff`.

@@ -116,7 +116,8 @@ pub fn run<B: DistrAttentionBackend>(args: PerplexityArgs, device: &B::Device) -
     let attention = serde_json::to_value(&plan)?;
     let report = json!({
         "model": args.model.model.display().to_string(),
-        "backend": args.model.backend.to_string(),
+        "backend": args.model.device.backend.to_string(),
+        "dtype": args.model.device.dtype.to_string(),
         "text": args.text.display().to_string(),
         "tokens": ids.len(),
         "scored": result.scored,

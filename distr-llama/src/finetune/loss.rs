@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -18,20 +18,20 @@ pub enum Loss {
 }
 
 /// Mean `-log p(tokens[t + 1] | tokens[..=t])` of logits `[batch, seq, vocab]` for tokens
-/// `[batch, seq]`: a scalar `[1]`.
+/// `[batch, seq]`: a scalar `[1]`, in f32 whatever the logits' float type.
 pub fn language_model_loss<B: Backend>(logits: Tensor<B, 3>, tokens: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let [batch, seq, vocab] = logits.dims();
     let predictions = logits.narrow(1, 0, seq - 1).reshape([batch * (seq - 1), vocab]);
     let targets = tokens.narrow(1, 1, seq - 1).reshape([batch * (seq - 1), 1]);
-    log_softmax(predictions, 1).gather(1, targets).mean().neg()
+    log_softmax(predictions.cast(FloatDType::F32), 1).gather(1, targets).mean().neg()
 }
 
 /// Mean over positions of `KL(softmax(teacher) || softmax(student))`, logits
 /// `[batch, seq, vocab]`: a scalar `[1]`.
 pub fn distillation_loss<B: Backend>(student: Tensor<B, 3>, teacher: Tensor<B, 3>) -> Tensor<B, 1> {
     let [batch, seq, vocab] = student.dims();
-    let teacher_log_probs = log_softmax(teacher.reshape([batch * seq, vocab]), 1);
-    let student_log_probs = log_softmax(student.reshape([batch * seq, vocab]), 1);
+    let teacher_log_probs = log_softmax(teacher.reshape([batch * seq, vocab]).cast(FloatDType::F32), 1);
+    let student_log_probs = log_softmax(student.reshape([batch * seq, vocab]).cast(FloatDType::F32), 1);
     let teacher_probs = teacher_log_probs.clone().exp();
     (teacher_probs * (teacher_log_probs - student_log_probs)).sum_dim(1).mean()
 }

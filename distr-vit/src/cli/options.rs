@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use distr_attn::backends::BackendKind;
-use distr_attn::experiment::args::AttentionArgs;
+use distr_attn::experiment::args::{AttentionArgs, DeviceArgs};
 use distr_attn::experiment::checkpoint::load_checkpoint;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::import::load_onnx;
@@ -16,9 +15,8 @@ use super::CliResult;
 /// Backend and attention options.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
-    #[arg(long, default_value = "ndarray")]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub attention: AttentionArgs,
 }

@@ -45,8 +45,8 @@ impl SaliencyArgs {
         if let Some(png) = &self.png {
             check_writable(png)?;
         }
-        let backend = self.common.backend;
-        backend.run(Run { args: self, plan })?
+        let device = self.common.device;
+        device.run(Run { args: self, plan })?
     }
 }
 
@@ -56,11 +56,11 @@ impl BackendRunner for Run {
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let input = preprocess(&load_rgb(&self.args.image)?, &PreprocessConfig::img_focus());
         let model = self.args.model.load::<B>(&self.plan, &device)?;
-        let spinner = announce("saliency forward pass", self.args.common.backend, false);
+        let spinner = announce("saliency forward pass", self.args.common.device.backend, false);
         let start = Instant::now();
         let output = model.forward(input.to_tensor(&device))?;
         let shape = output.saliency.dims();
-        let saliency = output.saliency.into_data().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+        let saliency = output.saliency.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
         let elapsed = start.elapsed();
         spinner.finish();
         npy::write_f32(&self.args.out, &saliency, &shape)?;

@@ -8,6 +8,7 @@ use distr_attn::{
     DistrMultiHeadAttentionConfig,
 };
 
+use super::norm::layer_norm;
 use crate::VitError;
 
 /// Learned per-channel scale of a residual branch (DINOv2's `layer_scale`, timm's `ls`).
@@ -101,10 +102,10 @@ impl<B: DistrAttentionBackend> Block<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>, VitError> {
         let attended = self
             .attention
-            .forward(DistrMhaInput::self_attn(self.norm1.forward(x.clone())))?
+            .forward(DistrMhaInput::self_attn(layer_norm(&self.norm1, x.clone())))?
             .context;
         let x = x + scaled(&self.layer_scale1, attended);
-        let transformed = self.mlp.forward(self.norm2.forward(x.clone()));
+        let transformed = self.mlp.forward(layer_norm(&self.norm2, x.clone()));
         Ok(x + scaled(&self.layer_scale2, transformed))
     }
 }

@@ -7,6 +7,7 @@
 pub mod block;
 pub mod config;
 pub mod decoder;
+pub mod norm;
 pub mod patch_embed;
 pub mod position;
 pub mod resize;

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use super::block::{Block, BlockShape};
+use super::norm::layer_norm;
 use super::config::VitConfig;
 use super::patch_embed::PatchEmbed;
 use super::position::position_embeddings;
@@ -133,7 +134,7 @@ impl<B: DistrAttentionBackend> Vit<B> {
             x = block.forward(x)?;
         }
         Ok(VitOutput {
-            tokens: self.norm.forward(x),
+            tokens: layer_norm(&self.norm, x),
             grid,
         })
     }

@@ -22,6 +22,7 @@ use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Groupi
 use distr_vit::import::load_onnx;
 use distr_vit::metrics::relative_l2;
 use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
+use distr_vit::to_f32;
 use serde::Serialize;
 
 type B = burn::backend::NdArray<f32>;
@@ -77,10 +78,6 @@ fn config(representative: Representative, grouping: Grouping, seed: u64) -> Dist
         .with_seed(seed)
 }
 
-fn values(tensor: Tensor<B, 4>) -> Vec<f32> {
-    tensor.into_data().to_vec::<f32>().expect("f32")
-}
-
 /// Each block's permutation for `query` (and `key`, which the Gram groupings read).
 fn permutations(query: &Tensor<B, 4>, key: &Tensor<B, 4>, config: &DistrAttentionConfig) -> Vec<i64> {
     let problem = AttentionProblem::check(query, key, key, None, config).expect("valid shapes");
@@ -107,12 +104,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for block in &model.backbone.blocks {
             let [query, key, value] = block.attention.project_heads(block.norm1.forward(x.clone()))?;
             let run = |config: &DistrAttentionConfig| distr_attention(query.clone(), key.clone(), value.clone(), None, config);
-            let exact = values(run(&DistrAttentionConfig::exact())?);
+            let exact = to_f32(run(&DistrAttentionConfig::exact())?)?;
             let deviation = query.clone().var(2).mean().sqrt().into_scalar() as f64;
             let noisy = query.clone() + Tensor::random(query.dims(), Distribution::Normal(0.0, 1e-4 * deviation), &device);
             for (index, &(representative, grouping)) in VARIANTS.iter().enumerate() {
                 for draw in 0..draws(grouping) {
-                    sums[index][draw as usize] += relative_l2(&values(run(&config(representative, grouping, draw))?), &exact);
+                    sums[index][draw as usize] += relative_l2(&to_f32(run(&config(representative, grouping, draw))?)?, &exact);
                 }
                 let config = config(representative, grouping, 0);
                 let [clean, perturbed] = [&query, &noisy].map(|query| permutations(query, &key, &config));

@@ -29,8 +29,9 @@ pub enum VitError {
     Data(String),
 }
 
-/// A tensor's values as `f32`, whatever its float type.
-pub(crate) fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, VitError> {
+/// A tensor's values on the host as `f32`, whatever its float type (`--dtype f16` models
+/// included).
+pub fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, VitError> {
     tensor
         .into_data()
         .convert::<f32>()

@@ -21,4 +21,4 @@ pub mod metrics;
 pub mod model;
 pub mod preprocess;
 
-pub use error::VitError;
+pub use error::{to_f32, VitError};

@@ -10,6 +10,7 @@ use distr_attn::DistrAttentionBackend;
 use distr_vit::import::load_safetensors;
 use distr_vit::model::VitConfig;
 use distr_vit::preprocess::load_rgb;
+use distr_vit::to_f32;
 use image::imageops::{self, FilterType};
 
 use super::options::CommonArgs;
@@ -89,7 +90,7 @@ impl BackendRunner for Run {
         }
         let input = timm_input::<B>(&self.args, self.config.image_size, &device)?;
         let probabilities = softmax(model.classify(input)?, 1);
-        let probabilities = probabilities.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+        let probabilities = to_f32(probabilities)?;
         let labels: Vec<String> = match &self.args.labels {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|error| format!("cannot read labels {}: {error}", path.display()))?

@@ -12,6 +12,7 @@ use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::metrics::Fidelity;
 use distr_vit::model::SaliencyModel;
 use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
+use distr_vit::to_f32;
 use serde::Serialize;
 
 use super::options::{CommonArgs, SaliencyModelArgs};
@@ -104,9 +105,9 @@ struct Forward {
 fn forward<B: DistrAttentionBackend>(model: &SaliencyModel<B>, input: Tensor<B, 4>) -> CliResult<Forward> {
     let start = Instant::now();
     let output = model.forward(input)?;
-    let saliency = output.saliency.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    let saliency = to_f32(output.saliency)?;
     let milliseconds = start.elapsed().as_secs_f64() * 1e3;
-    let cls = output.cls.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+    let cls = to_f32(output.cls)?;
     Ok(Forward { saliency, cls, milliseconds })
 }
 

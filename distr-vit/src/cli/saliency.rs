@@ -10,6 +10,7 @@ use distr_attn::experiment::output::check_writable;
 use distr_attn::experiment::progress::announce;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use distr_vit::preprocess::{load_rgb, preprocess, PreprocessConfig};
+use distr_vit::to_f32;
 
 use super::options::{CommonArgs, SaliencyModelArgs};
 use super::overlay::overlay;
@@ -60,7 +61,7 @@ impl BackendRunner for Run {
         let start = Instant::now();
         let output = model.forward(input.to_tensor(&device))?;
         let shape = output.saliency.dims();
-        let saliency = output.saliency.into_data().convert::<f32>().to_vec::<f32>().map_err(|error| format!("{error:?}"))?;
+        let saliency = to_f32(output.saliency)?;
         let elapsed = start.elapsed();
         spinner.finish();
         npy::write_f32(&self.args.out, &saliency, &shape)?;

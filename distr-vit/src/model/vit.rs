@@ -6,8 +6,8 @@ use burn::tensor::Tensor;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 
 use super::block::{Block, BlockShape};
-use super::norm::layer_norm;
 use super::config::VitConfig;
+use super::norm::layer_norm;
 use super::patch_embed::PatchEmbed;
 use super::position::position_embeddings;
 use crate::VitError;

@@ -6,12 +6,14 @@
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
 //! portable path, both block row counts, the other head dims, the `Mean` and `SampledKeys`
 //! representatives and strided groups, and every variant and tiling the timing compares (those that compute
-//! DistrAttention). Each case prints a progress line naming
+//! DistrAttention). A few cases scale the keys up along the sequence (to 5x at its end), so
+//! that a row's maximum grows past the tensor-core kernel's rescale threshold in a later tile
+//! instead of only in the first. Each case prints a progress line naming
 //! the kernel path that ran; the summary gives the largest error per (dtype, path).
 
 use std::time::Instant;
 
-use burn::tensor::{Distribution, FloatDType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Distribution, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
@@ -21,14 +23,15 @@ use distr_attn::{AttentionProblem, DistrAttentionConfig, Grouping, Representativ
 
 use crate::{tiling_name, Args, Variant};
 
-/// One check: the op's configuration (seeded per case), head dim, dtype, and the kernel
-/// variant with its name.
+/// One check: the op's configuration (seeded per case), head dim, dtype, the kernel
+/// variant with its name, and whether the keys rise along the sequence.
 struct Case {
     config: DistrAttentionConfig,
     head_dim: usize,
     dtype: FloatDType,
     tuning: KernelTuning,
     variant: String,
+    rising_keys: bool,
 }
 
 /// The default grid (see the module doc) plus, for each variant and tiling the timing
@@ -45,6 +48,7 @@ fn cases(args: &Args) -> Vec<Case> {
         dtype,
         tuning,
         variant: name.clone(),
+        rising_keys: false,
     };
     // The paper code's variant, and its two halves.
     let paper = |representative, grouping, case: Case| Case {
@@ -80,6 +84,11 @@ fn cases(args: &Args) -> Vec<Case> {
     cases.push(paper(sampled, lsh, case(64, 2, false, FloatDType::F16, block_rows, portable, &portable_name)));
     cases.push(paper(Representative::Sample, strided, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
     cases.push(paper(Representative::Mean, lsh, case(64, 2, true, FloatDType::F16, block_rows, default, &default_name)));
+    for (head_dim, group_size, causal) in [(64, 1, false), (128, 1, true), (64, 2, true), (128, 2, false)] {
+        let plain = case(head_dim, group_size, causal, FloatDType::F16, block_rows, default, &default_name);
+        cases.push(Case { rising_keys: true, ..plain });
+    }
+    cases.push(Case { rising_keys: true, ..case(64, 1, false, FloatDType::BF16, block_rows, default, &default_name) });
     for head_dim in [32, 80, 96] {
         cases.push(case(head_dim, 2, false, FloatDType::F16, block_rows, default, &default_name));
         cases.push(case(head_dim, 1, true, FloatDType::F16, block_rows, default, &default_name));
@@ -117,10 +126,17 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
             _ => 1e-2,
         };
         let name = format!(
-            "d={} G={} l={} causal={} {dtype:?} {} {:?} {:?}",
-            case.head_dim, config.group_size, config.block_rows, config.causal, case.variant, config.representative, config.grouping
+            "d={} G={} l={} causal={} {dtype:?} {} {:?} {:?}{}",
+            case.head_dim,
+            config.group_size,
+            config.block_rows,
+            config.causal,
+            case.variant,
+            config.representative,
+            config.grouping,
+            if case.rising_keys { " rising keys" } else { "" }
         );
-        match compare::<R>(device, [2, 4, 2, 157, 203], case.head_dim, dtype, &config, case.tuning) {
+        match compare::<R>(device, [2, 4, 2, 157, 203], case.head_dim, dtype, &config, case.tuning, case.rising_keys) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
                 match worst.iter_mut().find(|(name, _)| *name == key) {
@@ -156,7 +172,8 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
 }
 
 /// Relative error of the kernel (in `dtype`) against the f32 host reference on the same
-/// (rounded to `dtype`) values, and the kernel path that ran.
+/// (rounded to `dtype`) values, and the kernel path that ran. `rising_keys`: key `j` of `n` is
+/// scaled by `1 + 4 j / n`.
 fn compare<R: CubeRuntime>(
     device: &R::Device,
     [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
@@ -164,13 +181,18 @@ fn compare<R: CubeRuntime>(
     dtype: FloatDType,
     config: &DistrAttentionConfig,
     tuning: KernelTuning,
+    rising_keys: bool,
 ) -> Result<(f64, KernelPath), String> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
     let random = |shape: [usize; 4]| {
         Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
     };
     let query = random([batch, heads, seq_q, head_dim]);
-    let key = random([batch, kv_heads, seq_k, head_dim]);
+    let mut key = random([batch, kv_heads, seq_k, head_dim]);
+    if rising_keys {
+        let ramp = Tensor::<B<R>, 1, Int>::arange(0..seq_k as i64, device).float() * (4.0 / seq_k as f64) + 1.0;
+        key = (key.cast(FloatDType::F32) * ramp.reshape([1, 1, seq_k, 1])).cast(dtype);
+    }
     let value = random([batch, kv_heads, seq_k, head_dim]);
     let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
     let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };

@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
-use crate::kernels::tensor_core_forward::tensor_core_forward;
+use crate::kernels::tensor_core_forward::{tensor_core_forward, MAX_SCALE};
 use crate::kernels::transpose_keys::transpose_keys;
 use crate::KernelError;
 
@@ -383,8 +383,8 @@ fn tensor_core_config<R: Runtime>(
     if hardware.plane_size_min != PLANE_SIZE as u32 || hardware.plane_size_max != PLANE_SIZE as u32 {
         return refuse("plane size", format!("{}..={}", hardware.plane_size_min, hardware.plane_size_max), "32");
     }
-    if !(options.scale > 0.0) {
-        return refuse("scale", options.scale.to_string(), "a positive scale on the tensor-core path");
+    if !(options.scale > 0.0 && options.scale <= MAX_SCALE) {
+        return refuse("scale", options.scale.to_string(), &format!("a positive scale up to {MAX_SCALE:e} on the tensor-core path"));
     }
     // Q and K are read as they are only for exact attention (Q' and K^T otherwise).
     let exact = options.group_size == 1;

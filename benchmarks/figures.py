@@ -12,7 +12,7 @@ photos with the range of the per-draw means as a bar, from benchmarks/results/vi
 (distr-vit/scripts/seed_sweep.sh).
 
 Usage: python3 benchmarks/figures.py [RESULTS_DIR] [OUT_DIR]
-       (defaults: benchmarks/results/2026-12-02-h200-v3/final, benchmarks/figures)
+       (defaults: benchmarks/results/2026-12-03-h200-v4/final, benchmarks/figures)
 """
 import json
 import sys
@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/2026-12-02-h200-v3/final")
+RESULTS = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/2026-12-03-h200-v4/final")
 OUT = Path(sys.argv[2] if len(sys.argv) > 2 else "benchmarks/figures")
 
 OURS = [("exact_kernel", "ours, exact", "C0", "-"), ("distr_g2", "ours, G=2", "C1", "-"),

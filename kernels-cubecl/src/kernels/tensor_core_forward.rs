@@ -19,13 +19,13 @@
 //! 3. each warp normalises and writes its rows.
 //!
 //! Fragments come from shared memory through `ldmatrix` (`.trans` for V, which stays
-//! key-major, and for K'^T), four registers per instruction; every B fragment feeds one `mma` per row tile
-//! of the warp. Shared rows are padded by one 16-byte chunk, which spreads the eight rows of an
-//! `ldmatrix` over all banks. Each fragment's address is the lane's own chunk plus a constant
-//! (the row tile's, key block's and step's), so the compiler folds the constant into the
-//! instruction instead of recomputing the address for every load. The softmax masks only the tiles that reach past `seq_k` or the
-//! causal diagonal of the warp's first row, and a warp skips the tiles wholly after its last
-//! row. Causal blocks are launched longest first.
+//! key-major, and for K'^T), four registers per instruction; every B fragment feeds one `mma`
+//! per row tile of the warp. Shared rows are padded by one 16-byte chunk, which spreads the
+//! eight rows of an `ldmatrix` over all banks. Each fragment's address is the lane's own chunk
+//! plus a constant (the row tile's, key block's and step's), so the compiler folds the constant
+//! into the instruction instead of recomputing the address for every load. The softmax masks
+//! only the tiles that reach past `seq_k` or the causal diagonal of the warp's first row, and a
+//! warp skips the tiles wholly after its last row. Causal blocks are launched longest first.
 //!
 //! Only launched where the device has the m16n8k16 `mma` for the storage type (CUDA, sm_80 and
 //! newer); see [`crate::launch`].

@@ -11,6 +11,13 @@ vit-variants.png: the ViT's saliency Pearson with exact attention per DistrAtten
 photos with the range of the per-draw means as a bar, from benchmarks/results/vit-seeds/
 (distr-vit/scripts/seed_sweep.sh).
 
+accuracy-flops.png: what each layer tolerates and what a plan buys. Per layer, DINOv2-S's
+saliency Pearson with exact when that layer alone runs G=2 (`distr-vit calibrate`'s sensitivity
+pass) and SmolLM2-135M's perplexity when that layer runs G=8, 4 or 2 (`distr-llama calibrate`'s
+trials, last layer first, accepted layers kept); then accuracy against the attention FLOPs a plan
+saves (the calibrated per-layer plans, and one G in every layer), FLOPs counted as
+`distr_attn::experiment::calibration::AttentionFlops` does (hashing included).
+
 Usage: python3 benchmarks/figures.py [RESULTS_DIR] [OUT_DIR]
        (defaults: benchmarks/results/2026-12-03-h200-v4/final, benchmarks/figures)
 """
@@ -101,7 +108,100 @@ def vit_variants():
     print(f"wrote {OUT / 'vit-variants.png'}")
 
 
+RESULTS_ROOT = Path("benchmarks/results")
+# Model shapes for the FLOP count: (layers, heads, head dim); LSH codes of 16 bits.
+DINOV2_SMALL, SMOLLM2, PROJECTIONS = (12, 6, 64), (30, 9, 64), 16
+
+
+def saved_fraction(shape, tokens, group_sizes):
+    """1 - planned / exact attention FLOPs for one group size per layer (1: exact)."""
+    layers, heads, dim = shape
+    score_product = 2.0 * tokens * tokens * dim * heads
+    planned = sum(score_product / g + score_product + (2.0 * tokens * dim * PROJECTIONS * heads if g > 1 else 0.0)
+                  for g in group_sizes)
+    return 1.0 - planned / (2.0 * score_product * layers)
+
+
+def accuracy_flops():
+    vit_plans = {target: json.load(open(RESULTS_ROOT / f"vit-calibrate-{target}.json")) for target in ("0.95", "0.99")}
+    llama = json.loads((RESULTS_ROOT / "llama-calibrate-cuda-h200.jsonl").read_text().splitlines()[0])
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+
+    axis = axes[0][0]
+    layers = vit_plans["0.95"]["layers"]
+    axis.plot([l["layer"] for l in layers], [l["alone_correlation"] for l in layers], "o-", color="C0")
+    for target, color in (("0.95", "C3"), ("0.99", "C2")):
+        axis.axhline(float(target), color=color, linestyle="--", linewidth=1, label=f"budget {target}")
+    axis.set_xlabel("layer run with G=2 (the others exact)")
+    axis.set_ylabel("saliency Pearson with exact")
+    axis.set_title("DINOv2-S/14: each layer alone at G=2 (Sample, calibration images)", fontsize=9)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+
+    axis = axes[0][1]
+    for group_size, color in ((2, "C0"), (4, "C1"), (8, "C3")):
+        points = sorted((t["layer"], t["perplexity"]) for t in llama["trials"] if t["group_size"] == group_size)
+        axis.plot(*zip(*points), "o-", color=color, markersize=4, label=f"G={group_size}")
+    axis.axhline(llama["exact_perplexity"], color="k", linewidth=1, label="exact")
+    axis.axhline(llama["budget"], color="C3", linestyle="--", linewidth=1, label="budget (+1%)")
+    axis.set_xlabel("layer tried (last first; accepted layers stay approximate)")
+    axis.set_ylabel("perplexity, 2048 calibration tokens")
+    axis.set_title("SmolLM2-135M: each layer's trial in the calibration search", fontsize=9)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+
+    axis = axes[1][0]
+    tokens = 257
+    for target, plan in vit_plans.items():
+        axis.scatter(100 * plan["attention_flops_saved"], plan["correlation"], color="C2", marker="s", zorder=3)
+        axis.annotate(f"calibrated ({target})", (100 * plan["attention_flops_saved"], plan["correlation"]),
+                      fontsize=7, xytext=(4, -10), textcoords="offset points")
+    for group_size in (2, 4, 8):
+        report = json.load(open(RESULTS_ROOT / f"vit-fidelity-g{group_size}-lsh-mean.json"))
+        saved = 100 * saved_fraction(DINOV2_SMALL, tokens, [group_size] * DINOV2_SMALL[0])
+        label = f"one draw, {len(report['images'])} README photos" if group_size == 2 else None
+        axis.scatter(saved, report["mean"]["saliency_pearson"], color="C1", zorder=3, label=label)
+        axis.annotate(f"G={group_size} everywhere", (saved, report["mean"]["saliency_pearson"]), fontsize=7,
+                      xytext=(4, 4), textcoords="offset points")
+    seeds = json.load(open(VIT_SEEDS / "mean.json"))
+    saved = 100 * saved_fraction(DINOV2_SMALL, tokens, [2] * DINOV2_SMALL[0])
+    mean, low, high = (seeds[key]["saliency_pearson"] for key in ("mean", "seed_min", "seed_max"))
+    axis.errorbar(saved, mean, yerr=[[mean - low], [high - mean]], color="C0", marker="o", capsize=4,
+                  label="G=2 everywhere, 10 draws, 12 held-out photos")
+    axis.set_xlabel("attention FLOPs saved (%)")
+    axis.set_ylabel("saliency Pearson with exact")
+    axis.set_title("DINOv2-S/14: accuracy against FLOPs saved (Mean; calibrated plans: Sample)", fontsize=9)
+    axis.legend(fontsize=7, loc="lower left")
+    axis.grid(alpha=0.3)
+
+    axis = axes[1][1]
+    exact = json.load(open(RESULTS_ROOT / "llama-seeds" / "exact-macbeth.json"))["perplexity"]
+    saved = 100 * llama["flops"]["saved_fraction"]
+    axis.scatter(saved, llama["perplexity"] / llama["exact_perplexity"], color="C2", marker="s", zorder=3)
+    axis.annotate("calibrated (+1%)", (saved, llama["perplexity"] / llama["exact_perplexity"]), fontsize=7,
+                  xytext=(4, 4), textcoords="offset points")
+    for name, color in (("mean", "C0"), ("sample", "C1"), ("sampled-keys", "C3"), ("mean-gram", "C4")):
+        report = json.load(open(RESULTS_ROOT / "llama-seeds" / f"{name}-macbeth.json"))
+        saved = 100 * saved_fraction(SMOLLM2, report["tokens"], [2] * SMOLLM2[0])
+        low, high = report["perplexity_range"]
+        ratio = report["perplexity"] / exact
+        axis.errorbar(saved, ratio, yerr=[[ratio - low / exact], [high / exact - ratio]], color=color, marker="o",
+                      capsize=4, label=f"G=2 everywhere, {name}, {report['seeds']} draw(s)")
+    axis.set_yscale("log")
+    axis.set_xlabel("attention FLOPs saved (%)")
+    axis.set_ylabel("perplexity / exact (held-out Macbeth, 512 tokens)")
+    axis.set_title("SmolLM2-135M: accuracy against FLOPs saved (calibrated: calibration text)", fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.grid(alpha=0.3)
+
+    figure.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    figure.savefig(OUT / "accuracy-flops.png", dpi=110)
+    print(f"wrote {OUT / 'accuracy-flops.png'}")
+
+
 if __name__ == "__main__":
     kernel_speed()
     if VIT_SEEDS.is_dir():
         vit_variants()
+        accuracy_flops()

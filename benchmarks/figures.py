@@ -18,6 +18,11 @@ trials, last layer first, accepted layers kept); then accuracy against the atten
 saves (the calibrated per-layer plans, and one G in every layer), FLOPs counted as
 `distr_attn::experiment::calibration::AttentionFlops` does (hashing included).
 
+saliency-overlays.png: one photo's saliency map, exact against DistrAttention settings, as
+`distr-vit saliency --png` drew them, each titled with its Pearson correlation with exact
+(from the `.npy` maps beside them in benchmarks/results/saliency-astronaut/, made by the
+commands in that folder's README).
+
 Usage: python3 benchmarks/figures.py [RESULTS_DIR] [OUT_DIR]
        (defaults: benchmarks/results/2026-12-03-h200-v4/final, benchmarks/figures)
 """
@@ -26,6 +31,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -200,8 +206,35 @@ def accuracy_flops():
     print(f"wrote {OUT / 'accuracy-flops.png'}")
 
 
+SALIENCY = RESULTS_ROOT / "saliency-astronaut"
+SALIENCY_SETTINGS = [("exact", "exact"), ("plan", "calibrated plan (0.99)"), ("g2-gram", "G=2 everywhere, Mean, Gram"),
+                     ("g2", "G=2 everywhere, Mean (default)"), ("g4", "G=4 everywhere, Mean")]
+
+
+def read_npy(path):
+    """A `.npy` map (what `distr-vit saliency --out` writes), flattened, in f64."""
+    return numpy.load(path).astype("float64").ravel()
+
+
+def saliency_overlays():
+    exact = read_npy(SALIENCY / "exact.npy")
+    figure, axes = plt.subplots(1, len(SALIENCY_SETTINGS), figsize=(3.2 * len(SALIENCY_SETTINGS), 3.6))
+    for axis, (name, label) in zip(axes, SALIENCY_SETTINGS):
+        axis.imshow(plt.imread(SALIENCY / f"{name}.png"))
+        pearson = numpy.corrcoef(exact, read_npy(SALIENCY / f"{name}.npy"))[0, 1]
+        axis.set_title(f"{label}\nPearson {pearson:.3f}", fontsize=8)
+        axis.axis("off")
+    figure.suptitle("DINOv2-S/14 saliency on astronaut.jpg (one hyperplane draw, seed 0)", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    OUT.mkdir(parents=True, exist_ok=True)
+    figure.savefig(OUT / "saliency-overlays.png", dpi=110)
+    print(f"wrote {OUT / 'saliency-overlays.png'}")
+
+
 if __name__ == "__main__":
     kernel_speed()
     if VIT_SEEDS.is_dir():
         vit_variants()
         accuracy_flops()
+    if SALIENCY.is_dir():
+        saliency_overlays()

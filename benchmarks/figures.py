@@ -128,6 +128,15 @@ def saved_fraction(shape, tokens, group_sizes):
     return 1.0 - planned / (2.0 * score_product * layers)
 
 
+def finish(axis, xlabel, ylabel, title, legend_size=8, legend_location="best"):
+    """Labels, title, legend and grid of one panel of accuracy_flops."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=legend_size, loc=legend_location)
+    axis.grid(alpha=0.3)
+
+
 def accuracy_flops():
     vit_plans = {target: json.load(open(RESULTS_ROOT / f"vit-calibrate-{target}.json")) for target in ("0.95", "0.99")}
     llama = json.loads((RESULTS_ROOT / "llama-calibrate-cuda-h200.jsonl").read_text().splitlines()[0])
@@ -138,11 +147,8 @@ def accuracy_flops():
     axis.plot([l["layer"] for l in layers], [l["alone_correlation"] for l in layers], "o-", color="C0")
     for target, color in (("0.95", "C3"), ("0.99", "C2")):
         axis.axhline(float(target), color=color, linestyle="--", linewidth=1, label=f"budget {target}")
-    axis.set_xlabel("layer run with G=2 (the others exact)")
-    axis.set_ylabel("saliency Pearson with exact")
-    axis.set_title("DINOv2-S/14: each layer alone at G=2 (Sample, calibration images)", fontsize=9)
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
+    finish(axis, "layer run with G=2 (the others exact)", "saliency Pearson with exact",
+           "DINOv2-S/14: each layer alone at G=2 (Sample, calibration images)")
 
     axis = axes[0][1]
     for group_size, color in ((2, "C0"), (4, "C1"), (8, "C3")):
@@ -150,11 +156,8 @@ def accuracy_flops():
         axis.plot(*zip(*points), "o-", color=color, markersize=4, label=f"G={group_size}")
     axis.axhline(llama["exact_perplexity"], color="k", linewidth=1, label="exact")
     axis.axhline(llama["budget"], color="C3", linestyle="--", linewidth=1, label="budget (+1%)")
-    axis.set_xlabel("layer tried (last first; accepted layers stay approximate)")
-    axis.set_ylabel("perplexity, 2048 calibration tokens")
-    axis.set_title("SmolLM2-135M: each layer's trial in the calibration search", fontsize=9)
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
+    finish(axis, "layer tried (last first; accepted layers stay approximate)", "perplexity, 2048 calibration tokens",
+           "SmolLM2-135M: each layer's trial in the calibration search")
 
     axis = axes[1][0]
     tokens = 257
@@ -174,11 +177,8 @@ def accuracy_flops():
     mean, low, high = (seeds[key]["saliency_pearson"] for key in ("mean", "seed_min", "seed_max"))
     axis.errorbar(saved, mean, yerr=[[mean - low], [high - mean]], color="C0", marker="o", capsize=4,
                   label="G=2 everywhere, 10 draws, 12 held-out photos")
-    axis.set_xlabel("attention FLOPs saved (%)")
-    axis.set_ylabel("saliency Pearson with exact")
-    axis.set_title("DINOv2-S/14: accuracy against FLOPs saved (Mean; calibrated plans: Sample)", fontsize=9)
-    axis.legend(fontsize=7, loc="lower left")
-    axis.grid(alpha=0.3)
+    finish(axis, "attention FLOPs saved (%)", "saliency Pearson with exact",
+           "DINOv2-S/14: accuracy against FLOPs saved (Mean; calibrated plans: Sample)", 7, "lower left")
 
     axis = axes[1][1]
     exact = json.load(open(RESULTS_ROOT / "llama-seeds" / "exact-macbeth.json"))["perplexity"]
@@ -194,11 +194,8 @@ def accuracy_flops():
         axis.errorbar(saved, ratio, yerr=[[ratio - low / exact], [high / exact - ratio]], color=color, marker="o",
                       capsize=4, label=f"G=2 everywhere, {name}, {report['seeds']} draw(s)")
     axis.set_yscale("log")
-    axis.set_xlabel("attention FLOPs saved (%)")
-    axis.set_ylabel("perplexity / exact (held-out Macbeth, 512 tokens)")
-    axis.set_title("SmolLM2-135M: accuracy against FLOPs saved (calibrated: calibration text)", fontsize=9)
-    axis.legend(fontsize=7, loc="upper left")
-    axis.grid(alpha=0.3)
+    finish(axis, "attention FLOPs saved (%)", "perplexity / exact (held-out Macbeth, 512 tokens)",
+           "SmolLM2-135M: accuracy against FLOPs saved (calibrated: calibration text)", 7, "upper left")
 
     figure.tight_layout()
     OUT.mkdir(parents=True, exist_ok=True)

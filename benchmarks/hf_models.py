@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The PyTorch side of the model benchmark (benchmarks/models_gpu.sh): Hugging Face transformers
-with SDPA attention on the shapes our two models run, random weights, batch 1, on the same card
-and in the same device call as `distr-llama bench` and `distr-vit bench`.
+"""The PyTorch side of the model benchmarks (benchmarks/models_gpu.sh, benchmarks/models_cpu.sh):
+Hugging Face transformers with SDPA attention on the shapes our two models run, random weights,
+batch 1, on the same card (or the same CPU cores) and in the same call as `distr-llama bench` and
+`distr-vit bench`.
 
 - SmolLM2-135M (`LlamaForCausalLM` from the config.json `distr-llama export` writes): prefill
   tokens/s of one forward pass with a KV cache at each context length, and `generate` decode
@@ -11,14 +12,16 @@ and in the same device call as `distr-llama bench` and `distr-vit bench`.
   pass at each side (224, 518, 1036 px: 257, 1370, 5477 tokens; the position table is
   interpolated as the model does for any size).
 
-Times are CUDA-event milliseconds, best and median of the repeats after warm-up; our benches
+Times are CUDA-event milliseconds on the GPU and wall-clock milliseconds on the CPU (`--device
+cpu`, `--threads` intra-op threads), best and median of the repeats after warm-up; our benches
 report the best (llama) and median (ViT) of theirs. Prints one JSON object per line.
 
-Usage: python3 hf_models.py --llama-config DIR/config.json [--dtype bfloat16]
-                            [--context 512,2048,8192] [--sizes 224,518,1036]
+Usage: python3 hf_models.py --llama-config DIR/config.json [--dtype bfloat16] [--device cuda|cpu]
+                            [--threads N] [--context 512,2048,8192] [--sizes 224,518,1036]
 """
 import argparse
 import json
+import time
 
 import torch
 from transformers import Dinov2Config, Dinov2Model, LlamaConfig, LlamaForCausalLM
@@ -26,20 +29,28 @@ from transformers import Dinov2Config, Dinov2Model, LlamaConfig, LlamaForCausalL
 DECODE_TOKENS = 32
 
 
+DEVICE = "cuda"
+
+
+def elapsed_ms(fn):
+    """Milliseconds of one call of `fn`: CUDA events on the GPU, the wall clock on the CPU."""
+    if DEVICE == "cpu":
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end)
+
+
 def timed(fn, warmup, repeats):
     """Best and median milliseconds of `fn` over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
+    times = sorted(elapsed_ms(fn) for _ in range(repeats))
     return times[0], times[len(times) // 2]
 
 
@@ -48,9 +59,9 @@ def llama(config_path, dtype, contexts, repeats, row):
         config = LlamaConfig.from_dict(json.load(f))
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to("cuda", dtype).eval()
+    model = LlamaForCausalLM(config).to(DEVICE, dtype).eval()
     for context in contexts:
-        ids = torch.randint(0, config.vocab_size, (1, context), device="cuda")
+        ids = torch.randint(0, config.vocab_size, (1, context), device=DEVICE)
         with torch.inference_mode():
             best, median = timed(lambda: model(ids, use_cache=True), 2, repeats)
         print(json.dumps(dict(row, model="SmolLM2-135M", phase="prefill", tokens=context, best_ms=round(best, 3),
@@ -69,16 +80,17 @@ def llama(config_path, dtype, contexts, repeats, row):
                               ms_per_token=round((full - one) / steps, 3),
                               tokens_per_s=round(steps / (full - one) * 1e3, 1))), flush=True)
     del model
-    torch.cuda.empty_cache()
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
 
 
 def dinov2(dtype, sizes, repeats, row):
     config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
                           patch_size=14, image_size=518, attn_implementation="sdpa")
     torch.manual_seed(0)
-    model = Dinov2Model(config).to("cuda", dtype).eval()
+    model = Dinov2Model(config).to(DEVICE, dtype).eval()
     for size in sizes:
-        pixels = torch.randn(1, 3, size, size, device="cuda", dtype=dtype)
+        pixels = torch.randn(1, 3, size, size, device=DEVICE, dtype=dtype)
         with torch.inference_mode():
             best, median = timed(lambda: model(pixel_values=pixels), 5, repeats)
         print(json.dumps(dict(row, model="DINOv2-S/14", size=size, tokens=1 + (size // 14) ** 2,
@@ -89,16 +101,25 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--llama-config", required=True)
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--context", default="512,2048,8192")
-    p.add_argument("--sizes", default="224,518,1036")
+    p.add_argument("--context", default="512,2048,8192", help="Llama contexts; empty to skip the Llama")
+    p.add_argument("--sizes", default="224,518,1036", help="ViT sides; empty to skip the ViT")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads on the CPU (default: torch's)")
     a = p.parse_args()
     import transformers
+    global DEVICE
+    DEVICE = a.device
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype)
-    row = dict(impl="transformers-sdpa", dtype=a.dtype, device=torch.cuda.get_device_name(),
-               torch=torch.__version__, transformers=transformers.__version__)
-    dinov2(dtype, [int(s) for s in a.sizes.split(",")], a.repeats, row)
-    llama(a.llama_config, dtype, [int(c) for c in a.context.split(",")], max(2, a.repeats // 3), row)
+    device = torch.cuda.get_device_name() if DEVICE == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    row = dict(impl="transformers-sdpa", dtype=a.dtype, device=device, torch=torch.__version__,
+               transformers=transformers.__version__)
+    if a.sizes:
+        dinov2(dtype, [int(s) for s in a.sizes.split(",")], a.repeats, row)
+    if a.context:
+        llama(a.llama_config, dtype, [int(c) for c in a.context.split(",")], max(2, a.repeats // 3), row)
 
 
 if __name__ == "__main__":

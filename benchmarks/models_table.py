@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Markdown tables of one model-benchmark call (benchmarks/models_gpu.sh): our DINOv2-S/14
-backbone and SmolLM2-135M, exact and DistrAttention G=2, against transformers on the same card.
+"""Markdown tables of one model-benchmark call: our DINOv2-S/14 backbone and SmolLM2-135M,
+exact and DistrAttention G=2, against transformers on the same card (benchmarks/models_gpu.sh),
+or SmolLM2-135M on each CPU backend against transformers on the same cores
+(benchmarks/models_cpu.sh: the folder holds cpu.txt).
 
 Usage: python3 benchmarks/models_table.py benchmarks/results/<folder>
 """
@@ -15,6 +17,8 @@ def lines(path):
 
 def main():
     folder = Path(sys.argv[1])
+    if (folder / "cpu.txt").exists():
+        return cpu_table(folder)
     vit, llama, hf = (lines(folder / name) for name in ("vit.jsonl", "llama.jsonl", "transformers.jsonl"))
     card = (folder / "card.txt").read_text().strip() if (folder / "card.txt").exists() else "?"
     dtype = (vit or llama or [{}])[0].get("dtype", "?")
@@ -48,6 +52,24 @@ def main():
         theirs = next((row["tokens_per_s"] for row in hf if row.get("phase") == "decode" and row["context"] == context), None)
         exact, distr = ours.get("exact"), ours.get("distr")
         print(f"| {context} | {fmt(theirs)} | {fmt(exact)} | {fmt(distr)} | {ratio(exact, theirs)} |")
+
+
+def cpu_table(folder):
+    llama, hf = (lines(folder / name) for name in ("llama.jsonl", "transformers.jsonl"))
+    cpu = " ".join((folder / "cpu.txt").read_text().split("\n")).strip()
+    print(f"CPU: {cpu}; f32, batch 1, random weights; transformers {hf[0]['transformers'] if hf else '?'}, "
+          f"torch {hf[0]['torch'] if hf else '?'} (SDPA).\n")
+    theirs_prefill = next((row["tokens_per_s"] for row in hf if row.get("phase") == "prefill"), None)
+    theirs_decode = next((row["tokens_per_s"] for row in hf if row.get("phase") == "decode"), None)
+    print("| SmolLM2-135M | context | prefill tokens/s | decode tokens/s | prefill vs transformers | decode vs transformers |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    context = next((row["tokens"] for row in hf if row.get("phase") == "prefill"), "?")
+    print(f"| transformers | {context} | {fmt(theirs_prefill, 0)} | {fmt(theirs_decode, 1)} | 1.00x | 1.00x |")
+    for row in llama:
+        name = f"ours, {row['backend']}, {'exact' if row['attention'] == 'exact' else 'G=2'}"
+        prefill, decode = row["prefill_tokens_per_second"], row["decode_tokens_per_second"]
+        print(f"| {name} | {row['context']} | {fmt(prefill, 0)} | {fmt(decode, 1)} | {ratio(prefill, theirs_prefill)} "
+              f"| {ratio(decode, theirs_decode)} |")
 
 
 def fmt(value, digits=2):

@@ -5,7 +5,7 @@
 //! what the hashing buys.
 //!
 //! ```text
-//! cargo run -p distr-attn --example demo [-- --backend ndarray|wgpu|cuda] [--json]
+//! cargo run -p distr-attn --example demo [-- --backend flex|ndarray|wgpu|cuda] [--json]
 //! ```
 
 use std::time::Instant;
@@ -104,7 +104,7 @@ fn timed<B: DistrAttentionBackend, E: std::fmt::Debug>(
 }
 
 fn main() {
-    let mut backend = BackendKind::NdArray;
+    let mut backend = BackendKind::Flex;
     let mut json = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -112,11 +112,11 @@ fn main() {
             "--backend" => match args.next().map(|name| name.parse()) {
                 Some(Ok(kind)) => backend = kind,
                 Some(Err(message)) => exit_with(&message),
-                None => exit_with("--backend needs a value: ndarray, wgpu or cuda"),
+                None => exit_with("--backend needs a value: flex, ndarray, wgpu or cuda"),
             },
             "--json" => json = true,
             "--help" | "-h" => {
-                println!("usage: demo [--backend ndarray|wgpu|cuda] [--json]");
+                println!("usage: demo [--backend flex|ndarray|wgpu|cuda] [--json]");
                 return;
             }
             other => exit_with(&format!("unknown argument `{other}` (try --help)")),

@@ -8,7 +8,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ndarray::{
     FloatNdArrayElement, IntNdArrayElement, NdArray, NdArrayTensor, QuantElement, SharedArray,
 };
-use burn::backend::Autodiff;
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
@@ -21,7 +21,7 @@ use crate::AttentionProblem;
 
 /// A Burn backend that can run DistrAttention.
 ///
-/// Implemented for NdArray, the CubeCL backends (Wgpu, Cuda, with or without fusion) and
+/// Implemented for NdArray, Flex, the CubeCL backends (Wgpu, Cuda, with or without fusion) and
 /// `Autodiff` of any of them. Model code takes `B: DistrAttentionBackend`.
 pub trait DistrAttentionBackend: Backend {
     /// Runs DistrAttention on inputs already validated by [`crate::distr_attention`].
@@ -45,6 +45,10 @@ where
     NdArrayTensor: From<SharedArray<I>>,
 {
 }
+
+/// Flex runs the reference: Burn's own attention there (tiled, causal tiles skipped) turns a
+/// NaN in a query row into finite output, where the op's contract is NaN in that row.
+impl DistrAttentionBackend for Flex {}
 
 /// Gradients flow through the tensor-op reference, which `Autodiff` differentiates; the
 /// permutation is computed from detached queries and so is a constant.

@@ -1,4 +1,4 @@
-//! Backends chosen at run time (`--backend ndarray|wgpu|cuda` in the CLIs), each compiled in
+//! Backends chosen at run time (`--backend flex|ndarray|wgpu|cuda` in the CLIs), each compiled in
 //! by a cargo feature, and the float type a model runs in on them (`--dtype f32|f16|bf16`).
 
 use std::fmt;
@@ -9,8 +9,10 @@ use burn::tensor::{get_device_settings, set_default_dtypes, DType, Element, Floa
 
 use crate::DistrAttentionBackend;
 
-/// The CPU backend: always available.
+/// Burn's NdArray CPU backend: always available.
 pub type NdArrayBackend = burn::backend::NdArray<f32>;
+/// Burn's Flex CPU backend (gemm, SIMD, f16/bf16): always available.
+pub type FlexBackend = burn::backend::Flex;
 /// WGPU (Vulkan, Metal, WebGPU), with Burn's fusion: feature `wgpu`.
 #[cfg(feature = "wgpu")]
 pub type WgpuBackend = burn::backend::Wgpu;
@@ -22,6 +24,7 @@ pub type CudaBackend = burn::backend::Cuda;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     NdArray,
+    Flex,
     Wgpu,
     Cuda,
 }
@@ -85,6 +88,7 @@ impl BackendKind {
     pub fn run_in<R: BackendRunner>(self, precision: Precision, runner: R) -> Result<R::Output, BackendUnavailable> {
         match self {
             BackendKind::NdArray => run_on::<NdArrayBackend, R>(self, precision, runner),
+            BackendKind::Flex => run_on::<FlexBackend, R>(self, precision, runner),
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => run_on::<WgpuBackend, R>(self, precision, runner),
             #[cfg(feature = "cuda")]
@@ -150,6 +154,7 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BackendKind::NdArray => "ndarray",
+            BackendKind::Flex => "flex",
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cuda => "cuda",
         })
@@ -161,11 +166,12 @@ impl FromStr for BackendKind {
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
-            "ndarray" | "cpu" => Ok(BackendKind::NdArray),
+            "ndarray" => Ok(BackendKind::NdArray),
+            "flex" | "cpu" => Ok(BackendKind::Flex),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
             other => Err(format!(
-                "unknown backend `{other}`: expected ndarray, wgpu or cuda"
+                "unknown backend `{other}`: expected flex (or cpu), ndarray, wgpu or cuda"
             )),
         }
     }

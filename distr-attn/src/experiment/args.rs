@@ -20,12 +20,13 @@ use crate::{
 /// Where a model runs: the backend and the float type of its weights and activations.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct DeviceArgs {
-    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
-    #[arg(long, default_value = "ndarray")]
+    /// Backend: flex or ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    /// Flex is the faster CPU backend: NdArray copies both operands of every matrix product.
+    #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
-    /// Float type of weights and activations: f32, f16 or bf16. Half precision needs a GPU
-    /// backend (bf16: CUDA) and is what takes attention to the tensor-core kernel on CUDA;
-    /// norms and losses are computed in f32 whatever this is.
+    /// Float type of weights and activations: f32, f16 or bf16. Half precision runs on Flex,
+    /// wgpu (f16) and CUDA (there it is what takes attention to the tensor-core kernel); norms
+    /// and losses are computed in f32 whatever this is.
     #[arg(long, default_value = "f32")]
     pub dtype: Precision,
 }

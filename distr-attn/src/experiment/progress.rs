@@ -86,7 +86,7 @@ impl Drop for Progress {
 /// of life.
 pub fn announce(what: &str, backend: BackendKind, json: bool) -> Progress {
     let note = match backend {
-        BackendKind::NdArray => "",
+        BackendKind::NdArray | BackendKind::Flex => "",
         BackendKind::Wgpu | BackendKind::Cuda => " (the first run on a GPU compiles its kernels: this can take minutes)",
     };
     eprintln!("{what} on {backend}{note}");

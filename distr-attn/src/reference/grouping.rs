@@ -85,7 +85,10 @@ fn sort_columns<B: Backend>(keys: Tensor<B, 4, Int>) -> Tensor<B, 4, Int> {
     let [batch, heads, num_blocks, head_dim] = keys.dims();
     // key * head_dim + column is unique per block, so the sort is deterministic on every
     // backend whatever its sort algorithm.
+    // In the keys' int type: backends differ in what `from_data` and `argsort` give (Flex:
+    // i64) and what `arange` gives (the device default), and int ops want one type.
     let columns = Tensor::<B, 1, Int>::arange(0..head_dim as i64, &keys.device())
+        .cast(keys.dtype())
         .reshape([1, 1, 1, head_dim])
         .expand([batch, heads, num_blocks, head_dim]);
     keys.mul_scalar(head_dim as i64).add(columns).argsort(3)
@@ -118,7 +121,8 @@ pub(super) fn group_columns<B: Backend>(
         .mul_scalar(sources as i64)
         .reshape([batch, heads, 1, 1])
         .add(source.reshape([1, 1, num_blocks, 1]))
-        .mul_scalar(head_dim as i64);
+        .mul_scalar(head_dim as i64)
+        .cast(permutation.dtype());
     let rows_selected = permutation
         .add(first_row)
         .reshape([batch * heads * num_blocks * head_dim]);

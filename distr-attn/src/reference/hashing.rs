@@ -29,6 +29,8 @@ pub fn sign_codes<B: Backend>(
             .reshape([1, 1, 1, block_rows, num_projections])
             .expand([batch, heads, num_blocks, block_rows, num_projections]),
     );
+    let bits = projections.greater_elem(0.0).int();
+    // In the bits' int type: `from_data` keeps i64 on some backends (Flex).
     let bit_values = Tensor::<B, 1, Int>::from_data(
         TensorData::new(
             (0..num_projections).map(|p| 1i64 << p).collect::<Vec<_>>(),
@@ -36,14 +38,10 @@ pub fn sign_codes<B: Backend>(
         ),
         &device,
     )
+    .cast(bits.dtype())
     .reshape([1, 1, 1, 1, num_projections])
     .expand([batch, heads, num_blocks, head_dim, num_projections]);
-    projections
-        .greater_elem(0.0)
-        .int()
-        .mul(bit_values)
-        .sum_dim(4)
-        .squeeze_dim(4)
+    bits.mul(bit_values).sum_dim(4).squeeze_dim(4)
 }
 
 /// The inverse Gray code of each code (`b = g ^ g>>1 ^ g>>2 ^ ...`), so that keys of codes

@@ -29,11 +29,18 @@ pub fn distr_attention_reference<B: Backend>(
     problem: &AttentionProblem,
 ) -> Tensor<B, 4> {
     let dtype = query.dtype();
+    let user_masked = mask.is_some();
     let mask = softmax::combined_mask(mask, problem, &query.device());
-    let value = repeat_kv_heads(to_accumulation(value), problem);
-    let value = zero_unread_values(value, mask.as_ref());
-    let probabilities = masked_probabilities(query, key, mask, problem);
-    from_accumulation(probabilities.matmul(value), dtype)
+    let value = to_accumulation(value);
+    let probabilities = masked_probabilities(query, key, mask.clone(), problem);
+    let output = match mask.filter(|_| user_masked) {
+        Some(mask) => {
+            probabilities.matmul(zero_unread_values(repeat_kv_heads(value, problem), &mask))
+        }
+        // The causal mask alone leaves no key unread: the last query row reads them all.
+        None => grouped_heads_matmul(probabilities, value),
+    };
+    from_accumulation(output, dtype)
 }
 
 /// The attention weights `softmax(S)` `[batch, heads, seq_q, seq_k]`, in f32 (f64 for f64
@@ -55,22 +62,15 @@ fn masked_probabilities<B: Backend>(
     mask: Option<Tensor<B, 4, Bool>>,
     problem: &AttentionProblem,
 ) -> Tensor<B, 4> {
-    let query = to_accumulation(query);
-    let key = repeat_kv_heads(to_accumulation(key), problem);
-    let scores = scores(query, key, problem).mul_scalar(problem.scale);
+    let scores = scores(to_accumulation(query), to_accumulation(key), problem).mul_scalar(problem.scale);
     softmax::masked_softmax(scores, mask, problem.quiet_softmax)
 }
 
-/// Values `[batch, heads, seq_k, value_dim]` with the rows of keys that every query row masks
-/// (padding) set to zero. Masked keys get weight exactly zero, but `P V` is a product: without
-/// this, a NaN or Inf stored at a padded position would reach every row as `0 * NaN`.
-fn zero_unread_values<B: Backend>(
-    value: Tensor<B, 4>,
-    mask: Option<&Tensor<B, 4, Bool>>,
-) -> Tensor<B, 4> {
-    let Some(mask) = mask else {
-        return value;
-    };
+/// Values `[batch, heads, seq_k, value_dim]` with the rows of keys that every query row of a
+/// head masks (padding) set to zero. Masked keys get weight exactly zero, but `P V` is a
+/// product: without this, a NaN or Inf stored at a padded position would reach every row as
+/// `0 * NaN`.
+fn zero_unread_values<B: Backend>(value: Tensor<B, 4>, mask: &Tensor<B, 4, Bool>) -> Tensor<B, 4> {
     let shape = value.dims();
     let unread = mask.clone().all_dim(2).swap_dims(2, 3).expand(shape);
     value.mask_fill(unread, 0.0)
@@ -83,8 +83,10 @@ fn scores<B: Backend>(
     problem: &AttentionProblem,
 ) -> Tensor<B, 4> {
     if problem.config.is_exact() {
-        return query.matmul(key.transpose());
+        return grouped_heads_matmul(query, key.transpose());
     }
+    // Each query head groups its own columns: every head gets its own copy of its keys.
+    let key = repeat_kv_heads(key, problem);
     let [batch, heads, num_blocks] = [problem.batch, problem.heads, problem.num_blocks()];
     let block_rows = problem.config.block_rows;
 
@@ -117,7 +119,22 @@ fn scores<B: Backend>(
         .narrow(2, 0, problem.seq_q)
 }
 
-/// Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
+/// `lhs [batch, heads, rows, inner] x rhs [batch, kv_heads, inner, cols]`, query head `h`
+/// reading key/value head `h / (heads / kv_heads)` (grouped-query attention). The query heads
+/// that share a key/value head are stacked along the rows, so `rhs` is read where it lies
+/// instead of being copied once per query head.
+fn grouped_heads_matmul<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, heads, rows, inner] = lhs.dims();
+    let [_, kv_heads, _, cols] = rhs.dims();
+    if heads == kv_heads {
+        return lhs.matmul(rhs);
+    }
+    lhs.reshape([batch, kv_heads, heads / kv_heads * rows, inner])
+        .matmul(rhs)
+        .reshape([batch, heads, rows, cols])
+}
+
+/// Grouped-query attention's key/value heads repeated for every query head that reads them.
 fn repeat_kv_heads<B: Backend>(tensor: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
     let repeats = problem.heads / problem.kv_heads;
     if repeats == 1 {

@@ -14,15 +14,18 @@ pub(super) fn combined_mask<B: Backend>(
 ) -> Option<Tensor<B, 4, Bool>> {
     let shape = [problem.batch, problem.heads, problem.seq_q, problem.seq_k];
     let user = mask.map(|mask| mask.expand(shape));
-    let causal = problem.config.causal.then(|| {
-        let offset = (problem.seq_k - problem.seq_q) as i64;
-        let positions = Tensor::<B, 1, Int>::arange(offset..offset + problem.seq_q as i64, device)
-            .reshape([1, 1, problem.seq_q, 1])
-            .expand(shape);
-        let keys = Tensor::<B, 1, Int>::arange(0..problem.seq_k as i64, device)
-            .reshape([1, 1, 1, problem.seq_k])
-            .expand(shape);
-        keys.greater(positions)
+    // One query row at the last position reads every key: nothing to mask (a decode step).
+    let causal = (problem.config.causal && problem.seq_q > 1).then(|| {
+        let [seq_q, seq_k] = [problem.seq_q, problem.seq_k];
+        let offset = (seq_k - seq_q) as i64;
+        // Built once as `[seq_q, seq_k]` and broadcast over batch and heads.
+        let positions = Tensor::<B, 1, Int>::arange(offset..offset + seq_q as i64, device)
+            .reshape([seq_q, 1])
+            .expand([seq_q, seq_k]);
+        let keys = Tensor::<B, 1, Int>::arange(0..seq_k as i64, device)
+            .reshape([1, seq_k])
+            .expand([seq_q, seq_k]);
+        keys.greater(positions).reshape([1, 1, seq_q, seq_k]).expand(shape)
     });
     match (user, causal) {
         (Some(user), Some(causal)) => Some(user.bool_or(causal)),

@@ -180,6 +180,18 @@ fn ndarray_gradients_of_masked_rows() {
     check_masked_rows::<burn::backend::NdArray<f32>>();
 }
 
+#[test]
+fn flex_gradients_match_finite_differences() {
+    for case in cases() {
+        check_gradients::<distr_attn::backends::FlexBackend>(1e-2, 2e-3, &case);
+    }
+}
+
+#[test]
+fn flex_gradients_of_masked_rows() {
+    check_masked_rows::<distr_attn::backends::FlexBackend>();
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_gradients_match_finite_differences() {

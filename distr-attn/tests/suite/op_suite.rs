@@ -1,5 +1,5 @@
-//! The op's behaviour, run on every backend: NdArray always, Wgpu (lavapipe in CI) with the
-//! `wgpu` feature. Each case is a generic function; `backend_suite!` instantiates them.
+//! The op's behaviour, run on every backend: NdArray and Flex always, Wgpu (lavapipe in CI)
+//! with the `wgpu` feature. Each case is a generic function; `backend_suite!` instantiates them.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
@@ -925,7 +925,6 @@ fn bad_input_is_an_error<B: DistrAttentionBackend>(device: &B::Device) {
 }
 
 /// f16 storage with f32 accumulation stays within f16 rounding of the f32 result.
-#[cfg(feature = "wgpu")]
 fn half_precision_matches_single<B: DistrAttentionBackend>(device: &B::Device) {
     let shape = [1, 2, 40, 32];
     let config = DistrAttentionConfig::new()
@@ -946,7 +945,6 @@ fn half_precision_matches_single<B: DistrAttentionBackend>(device: &B::Device) {
 /// fused kernel), against the plain implementation on the same f16-rounded inputs: exact
 /// attention, and G=2 on duplicate column pairs, where it is exact. The f16 rounding of the
 /// output is the only difference.
-#[cfg(feature = "wgpu")]
 fn half_precision_on_the_reference_path<B: DistrAttentionBackend>(device: &B::Device) {
     let rounded = |values: Vec<f32>, shape: [usize; 4]| {
         let tensor = tensor::<B>(values, shape, device).cast(FloatDType::F16);
@@ -1081,6 +1079,7 @@ macro_rules! backend_suite {
 }
 
 backend_suite!(ndarray, distr_attn::backends::NdArrayBackend);
+backend_suite!(flex, distr_attn::backends::FlexBackend);
 #[cfg(feature = "wgpu")]
 backend_suite!(wgpu, distr_attn::backends::WgpuBackend);
 
@@ -1088,6 +1087,17 @@ backend_suite!(wgpu, distr_attn::backends::WgpuBackend);
 #[test]
 fn wgpu_half_precision_matches_single() {
     half_precision_matches_single::<distr_attn::backends::WgpuBackend>(&Default::default());
+}
+
+#[test]
+fn flex_half_precision_matches_single() {
+    half_precision_matches_single::<distr_attn::backends::FlexBackend>(&Default::default());
+}
+
+/// Flex has no kernel: every call takes the reference path, in f16 as in f32.
+#[test]
+fn flex_half_precision_on_the_reference_path() {
+    half_precision_on_the_reference_path::<distr_attn::backends::FlexBackend>(&Default::default());
 }
 
 #[cfg(feature = "wgpu")]

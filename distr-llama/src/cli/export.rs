@@ -21,8 +21,8 @@ pub struct ExportArgs {
     /// tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Backend: ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
-    #[arg(long, default_value = "ndarray")]
+    /// Backend: flex or ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// Weights saved by `finetune --out` (the `.mpk` file, extension optional), replacing
     /// those of --model, which still gives the configuration and tokenizer.

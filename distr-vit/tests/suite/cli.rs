@@ -77,7 +77,7 @@ fn bad_options_fail_before_any_work_and_name_the_problem() {
         (saliency(&["--out", &out, "--config", &images]), "cannot read it"),
         (saliency(&["--out", &out, "--attention", "distr", "--distr-decode"]), "no decode steps"),
         (saliency(&["--out", &out, "--attention", "distr", "--block-rows", "-1"]), "--block-rows"),
-        (saliency(&["--out", &out, "--dtype", "f16"]), "--dtype f16: backend `ndarray` does not support it"),
+        (saliency(&["--out", &out, "--backend", "ndarray", "--dtype", "f16"]), "--dtype f16: backend `ndarray` does not support it"),
         (saliency(&["--out", &out, "--dtype", "f8"]), "unknown dtype `f8`: expected f32, f16 or bf16"),
         (vec!["bench".into(), "--sizes".into(), "100".into()], "invalid --sizes 100"),
         (vec!["bench".into(), "--attention".into(), "exact".into()], "`bench` compares exact attention"),

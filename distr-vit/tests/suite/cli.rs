@@ -40,7 +40,7 @@ fn saliency_is_exact_by_default_and_writes_its_outputs() {
     let output = distr_vit(&["saliency", "--onnx", &model, "--image", &image, "--out", &out, "--png", &png]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("saliency forward pass on ndarray"), "says what runs: {stderr}");
+    assert!(stderr.contains("saliency forward pass on flex"), "says what runs: {stderr}");
     let (values, shape) = distr_attn::experiment::npy::read_f32(Path::new(&out)).unwrap();
     assert_eq!(shape, vec![1, 1, 224, 224]);
     // Exact attention by default: the map is onnxruntime's for this photo (up to the JPEG

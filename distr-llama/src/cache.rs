@@ -59,6 +59,7 @@ impl<B: Backend> LayerCache<B> {
     }
 }
 
+/// The cache of a whole model for one batch of sequences.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<LayerCache<B>>,

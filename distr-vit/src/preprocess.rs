@@ -2,6 +2,7 @@
 //! albumentations `LongestMaxSize(224, INTER_AREA)`, `PadIfNeeded(224, 224)` with zeros,
 //! centred, then `Normalize` with the ImageNet mean and std.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -16,11 +17,41 @@ pub struct ImageLoadError {
     pub source: image::ImageError,
 }
 
-/// Loads an image file as 8-bit RGB (what `np.array(PIL.Image)` gives for RGB files).
+/// The most memory one image may decode into: 256 MiB holds an 8192 x 8192 RGBA photo. A
+/// header that claims more is an error, not an allocation (`image`'s own limit is 512 MiB).
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Loads an image file as 8-bit RGB (what `np.array(PIL.Image)` gives for RGB files). The
+/// format comes from the contents, not the name; a truncated JPEG is an error, as in PIL.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageLoadError> {
-    image::open(path)
-        .map(|image| image.to_rgb8())
-        .map_err(|source| ImageLoadError { path: path.to_path_buf(), source })
+    let error = |source| ImageLoadError { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(|source| error(source.into()))?;
+    if is_truncated_jpeg(&bytes) {
+        let message = "the file ends inside its last scan, with no end-of-image marker: it is truncated";
+        let hint = image::error::ImageFormatHint::Exact(image::ImageFormat::Jpeg);
+        return Err(error(image::ImageError::Decoding(image::error::DecodingError::new(hint, message))));
+    }
+    let mut reader = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|source| error(source.into()))?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    reader.decode().map(|image| image.to_rgb8()).map_err(error)
+}
+
+/// A JPEG whose last scan (its last start-of-scan marker, `FF DA`) is not followed by the
+/// end-of-image marker (`FF D9`). In entropy-coded data every `FF` byte is stuffed (`FF 00`)
+/// or a restart marker, so neither marker appears there by chance. `image` decodes such a file
+/// without complaint, filling the rows it never received.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let last_marker = |marker: u8| bytes.windows(2).rposition(|pair| pair == [0xFF, marker]);
+    match (last_marker(0xDA), last_marker(0xD9)) {
+        (Some(scan), end) => end.is_none_or(|end| end < scan),
+        // No scan at all: the decoder says so.
+        (None, _) => false,
+    }
 }
 
 /// Why a folder of images could not be listed.
@@ -217,6 +248,19 @@ fn enlarge_taps(index: usize, input: usize, scale: f64, inverse_scale: f64) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_jpeg_is_an_error_that_says_so() {
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images/rocket.jpg")).unwrap();
+        assert!(!is_truncated_jpeg(&bytes));
+        let cut = &bytes[..bytes.len() - 100];
+        assert!(is_truncated_jpeg(cut));
+        let path = std::env::temp_dir().join(format!("distr-vit-cut-{}.jpg", std::process::id()));
+        std::fs::write(&path, cut).unwrap();
+        let error = load_rgb(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(error.contains("truncated") && error.contains("distr-vit-cut"), "{error}");
+    }
 
     #[test]
     fn area_weights_cover_each_output_once() {

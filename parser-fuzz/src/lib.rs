@@ -4,7 +4,9 @@
 //! head and at sampled offsets after it, byte changes, length fields set huge, numbers in text
 //! replaced, bytes deleted or duplicated) and fails, listing the mutations, when a mutant makes
 //! the parser panic, allocate more than the file can justify, or accept a truncated file where
-//! the format cannot be cut short. An abort (a refused allocation) fails the test binary.
+//! the format cannot be cut short. An abort (a request over 4 GiB, refused) fails the whole
+//! test binary, after printing the mutant. Allocations are metered on the parsing thread only:
+//! work a parser hands to a thread pool is not counted.
 //!
 //! The default run takes seconds per file, for CI; `scripts/fuzz.sh` runs longer ones. The
 //! environment sets the size of a run: `DISTR_FUZZ_CASES` random mutants per file (default
@@ -21,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::Instant;
 
-pub use meter::{installed, measure, MeteredAllocator};
+pub use meter::{describe_case, installed, measure, MeteredAllocator};
 pub use mutation::{random_mutants, truncations, Mutation, Rng};
 
 /// What a parser must do with the mutants of one file.
@@ -57,15 +59,20 @@ impl Target {
     }
 }
 
-/// The size of a run, from the environment (see the crate documentation).
+/// The size of a run, from the environment (see the crate documentation). The three values
+/// together replay a run: the sampled cuts draw from the same generator as the mutants.
 #[derive(Debug, Clone, Copy)]
 pub struct RunSize {
+    /// Random mutants per file, and sampled cuts after the dense head (`DISTR_FUZZ_CASES`).
     pub cases: usize,
+    /// Leading bytes cut at every offset (`DISTR_FUZZ_DENSE`).
     pub dense: usize,
+    /// Seed of the mutations (`DISTR_FUZZ_SEED`), mixed with each target's name.
     pub seed: u64,
 }
 
 impl RunSize {
+    /// The size the environment asks for; defaults 256 cases, 2048 dense bytes, seed 0.
     pub fn from_env() -> Self {
         let read = |name: &str, default: u64| {
             std::env::var(name).ok().map_or(default, |value| {
@@ -83,9 +90,13 @@ impl RunSize {
 /// How the mutants of one file fared.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Mutants parsed.
     pub mutants: usize,
+    /// Mutants the parser returned an error for.
     pub rejected: usize,
+    /// Mutants it parsed (byte changes in data, cuts of trailers).
     pub accepted: usize,
+    /// The most bytes one mutant's parse held at once (on the parsing thread).
     pub peak_bytes: usize,
 }
 
@@ -107,10 +118,11 @@ pub fn fuzz<E: Display>(target: &Target, original: &[u8], mut parse: impl FnMut(
     let mut failures = Vec::new();
     for changes in &cases {
         let bytes = changes.iter().fold(original.to_vec(), |bytes, change| change.apply(&bytes));
+        let described = || changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", then ");
+        describe_case(format!("{}: {}", target.name, described()));
         let (outcome, peak) = measure(|| quiet_panics(|| catch_unwind(AssertUnwindSafe(|| parse(&bytes)))));
         summary.mutants += 1;
         summary.peak_bytes = summary.peak_bytes.max(peak);
-        let described = || changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", then ");
         match outcome {
             Err(panic) => failures.push(format!("{}: panicked{}: {}", described(), PANIC_AT.take(), panic_message(&panic))),
             Ok(Ok(())) => {
@@ -138,11 +150,13 @@ pub fn fuzz<E: Display>(target: &Target, original: &[u8], mut parse: impl FnMut(
     );
     assert!(
         failures.is_empty(),
-        "{} of {} mutants of {} failed (DISTR_FUZZ_SEED={}):\n{}",
+        "{} of {} mutants of {} failed (replay with DISTR_FUZZ_SEED={} DISTR_FUZZ_CASES={} DISTR_FUZZ_DENSE={}):\n{}",
         failures.len(),
         summary.mutants,
         target.name,
         size.seed,
+        size.cases,
+        size.dense,
         failures.join("\n")
     );
     summary

@@ -3,17 +3,20 @@
 //! kilobytes never made its parser allocate gigabytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::io::Write;
 
 /// Above this, one request made while metering is refused outright (the process aborts with
-/// Rust's "memory allocation of N bytes failed", naming the size) rather than served: serving
-/// it could take the machine's memory before the case could report it.
-const REFUSED_ABOVE: usize = 1 << 32;
+/// Rust's "memory allocation of N bytes failed", after the case is printed) rather than
+/// served: serving it could take the machine's memory before the case could report it.
+const REFUSED_ABOVE: usize = u32::MAX as usize;
 
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
+    /// What this thread is parsing, printed when a request is refused.
+    static CASE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// The system allocator, metered on threads that are inside [`measure`].
@@ -36,7 +39,23 @@ fn record(delta: isize) {
 }
 
 fn refused(size: usize) -> bool {
-    size > REFUSED_ABOVE && ARMED.try_with(Cell::get).unwrap_or(false)
+    let refused = size > REFUSED_ABOVE && ARMED.try_with(Cell::get).unwrap_or(false);
+    if refused {
+        // No allocation here: the case was formatted before metering began.
+        let _ = CASE.try_with(|case| {
+            let mut stderr = std::io::stderr();
+            let _ = stderr.write_all(b"parser-fuzz: refused an allocation of more than 4 GiB while parsing the mutant: ");
+            let _ = stderr.write_all(case.borrow().as_bytes());
+            let _ = stderr.write_all(b"\n");
+        });
+    }
+    refused
+}
+
+/// Names the case that the next [`measure`] on this thread runs, for the report of a refused
+/// allocation.
+pub fn describe_case(description: String) {
+    CASE.set(description);
 }
 
 // SAFETY: every call is forwarded to `System` with the caller's layout; the meter only counts.
@@ -77,7 +96,7 @@ pub fn measure<R>(work: impl FnOnce() -> R) -> (R, usize) {
     LIVE.with(|live| live.set(0));
     PEAK.with(|peak| peak.set(0));
     ARMED.with(|armed| armed.set(true));
-    // Disarmed again even when `work` panics, so that the panic's own reporting is not metered.
+    // Disarmed again should `work` panic (the fuzz harness catches panics inside it).
     struct Disarm;
     impl Drop for Disarm {
         fn drop(&mut self) {

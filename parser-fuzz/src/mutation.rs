@@ -22,7 +22,7 @@ pub enum Mutation {
     Duplicate { at: usize, len: usize },
 }
 
-/// Values a corrupt length field takes: all ones, the sign bit, past 32 bits, page-sized.
+/// Values a corrupt length field takes: all ones, the sign bit, past 32 bits, a mebibyte.
 const HUGE: [u64; 6] = [u64::MAX, u32::MAX as u64, 1 << 31, 1 << 40, (1 << 63) + 1, 0x0010_0000];
 
 /// What a corrupt number in a text file says.
@@ -48,6 +48,17 @@ impl Mutation {
             }
         }
         bytes
+    }
+
+    /// The length of the mutant of a file of `len` bytes.
+    fn apply_len(&self, len: usize) -> usize {
+        match *self {
+            Self::Truncate { len: kept } => kept,
+            Self::SetByte { .. } | Self::HugeInteger { .. } => len,
+            Self::Number { len: digits, text, .. } => len - digits + text.len(),
+            Self::Delete { len: removed, .. } => len - removed,
+            Self::Duplicate { len: copied, .. } => len + copied,
+        }
     }
 }
 
@@ -97,18 +108,6 @@ pub fn random_mutants(original: &[u8], count: usize, rng: &mut Rng) -> Vec<Vec<M
             changes
         })
         .collect()
-}
-
-impl Mutation {
-    fn apply_len(&self, len: usize) -> usize {
-        match *self {
-            Self::Truncate { len } => len,
-            Self::SetByte { .. } | Self::HugeInteger { .. } => len,
-            Self::Number { len: digits, text, .. } => len - digits + text.len(),
-            Self::Delete { len: removed, .. } => len - removed,
-            Self::Duplicate { len: copied, .. } => len + copied,
-        }
-    }
 }
 
 fn random_change(len: usize, numbers: &[(usize, usize)], rng: &mut Rng) -> Mutation {

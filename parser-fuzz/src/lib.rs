@@ -113,28 +113,29 @@ pub fn fuzz<E: Display>(target: &Target, original: &[u8], mut parse: impl FnMut(
         truncations(original.len(), size.dense, size.cases, &mut rng).into_iter().map(|cut| vec![cut]).collect();
     cases.extend(random_mutants(original, size.cases, &mut rng));
 
+    let content_len = original.len() - original.iter().rev().take_while(|byte| byte.is_ascii_whitespace()).count();
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut failures = Vec::new();
     for changes in &cases {
         let bytes = changes.iter().fold(original.to_vec(), |bytes, change| change.apply(&bytes));
-        let described = || changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", then ");
-        describe_case(format!("{}: {}", target.name, described()));
+        let described = changes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", then ");
+        describe_case(format!("{}: {described}", target.name));
         let (outcome, peak) = measure(|| quiet_panics(|| catch_unwind(AssertUnwindSafe(|| parse(&bytes)))));
         summary.mutants += 1;
         summary.peak_bytes = summary.peak_bytes.max(peak);
         match outcome {
-            Err(panic) => failures.push(format!("{}: panicked{}: {}", described(), PANIC_AT.take(), panic_message(&panic))),
+            Err(panic) => failures.push(format!("{described}: panicked{}: {}", PANIC_AT.take(), panic_message(&panic))),
             Ok(Ok(())) => {
                 summary.accepted += 1;
-                if cuts_content(original, changes, target.whole_from) {
-                    failures.push(format!("{}: accepted", described()));
+                if cuts_content(changes, content_len, target.whole_from) {
+                    failures.push(format!("{described}: accepted"));
                 }
             }
             Ok(Err(_)) => summary.rejected += 1,
         }
         if peak > target.allocation_budget {
-            failures.push(format!("{}: held {peak} bytes, over the budget of {}", described(), target.allocation_budget));
+            failures.push(format!("{described}: held {peak} bytes, over the budget of {}", target.allocation_budget));
         }
     }
     eprintln!(
@@ -162,10 +163,9 @@ pub fn fuzz<E: Display>(target: &Target, original: &[u8], mut parse: impl FnMut(
     summary
 }
 
-/// Whether `changes` is one truncation that removes content: more than trailing whitespace,
-/// and more than the trailer after `whole_from`.
-fn cuts_content(original: &[u8], changes: &[Mutation], whole_from: Option<usize>) -> bool {
-    let content_len = original.len() - original.iter().rev().take_while(|byte| byte.is_ascii_whitespace()).count();
+/// Whether `changes` is one truncation that removes content: cuts into the first
+/// `content_len` bytes (the file without its trailing whitespace) before `whole_from`.
+fn cuts_content(changes: &[Mutation], content_len: usize, whole_from: Option<usize>) -> bool {
     match (changes, whole_from) {
         ([Mutation::Truncate { len }], Some(whole_from)) => *len < content_len.min(whole_from),
         _ => false,

@@ -54,36 +54,20 @@ impl DistrAttentionBackend for Flex {}
 /// permutation is computed from detached queries and so is a constant.
 impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {}
 
-/// Decode-sized calls: at most this many query rows, against at least [`DECODE_MIN_KEYS`]
-/// keys, take the tensor-op path on the CubeCL backends. A KV-cache decode step (one query
-/// row against the whole cache) gives each (batch, head) a single cube of the kernel, with one
-/// busy unit walking every key; the reference's matrix products spread the key axis over the
-/// device instead, at the price of a dozen launches per call.
-pub const DECODE_QUERY_ROWS: usize = 8;
-
-/// The cache length from which decode-sized calls take the tensor-op path. Measured with
-/// SmolLM2-135M on an H200 (`distr-llama/RESULTS.md`): the kernel decodes faster at 512
-/// tokens of context (35 against 23-29 tokens/s) and about as fast at 2048; at 8192 the
-/// tensor-op path is 2.4-3.3x faster (22.5-30.6 against 9.3 tokens/s). 4096 lies past the
-/// crossover that the kernel's linear cost in the cache length puts near 2500.
-pub const DECODE_MIN_KEYS: usize = 4096;
+/// Decode-sized calls: at most this many query rows take split-key decode on the CubeCL
+/// backends (the keys spread over the device, the query heads of a key head in one cube), and
+/// count as decode steps for [`crate::ModelAttentionConfig`].
+pub use kernels_cubecl::DECODE_QUERY_ROWS;
 
 /// Why a call on a kernel backend goes to the reference before the kernel is asked, if it
-/// does: the kernel has no mask input (causal runs in-kernel), and decode-sized calls against
-/// a long cache are faster as tensor ops.
-fn reference_first(masked: bool, problem: &AttentionProblem) -> Option<&'static str> {
-    if masked {
-        Some("a mask tensor (causal runs in-kernel)")
-    } else if problem.seq_q <= DECODE_QUERY_ROWS && problem.seq_k >= DECODE_MIN_KEYS {
-        Some("decode-sized call against a long cache (DECODE_QUERY_ROWS, DECODE_MIN_KEYS)")
-    } else {
-        None
-    }
+/// does: the kernels have no mask input (causal runs in-kernel).
+fn reference_first(masked: bool) -> Option<&'static str> {
+    masked.then_some("a mask tensor (causal runs in-kernel)")
 }
 
-/// The fused kernel (`kernels-cubecl`) when it covers the call; a mask tensor, decode-sized
-/// calls ([`DECODE_QUERY_ROWS`]), f64, quiet softmax and the shapes and options outside the
-/// kernel's specialisations take the reference, with a log line saying why.
+/// The fused kernels (`kernels-cubecl`) when they cover the call; a mask tensor, f64, quiet
+/// softmax and the shapes and options outside the kernels' specialisations take the
+/// reference, with a log line saying why.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAttentionBackend
     for CubeBackend<R, F, I, BT>
 {
@@ -94,7 +78,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAtten
         mask: Option<Tensor<Self, 4, Bool>>,
         problem: &AttentionProblem,
     ) -> Tensor<Self, 4> {
-        if let Some(reason) = reference_first(mask.is_some(), problem) {
+        if let Some(reason) = reference_first(mask.is_some()) {
             log::debug!("distr_attention: reference path: {reason}");
             return reference::distr_attention_reference(query, key, value, mask, problem);
         }
@@ -121,7 +105,7 @@ impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<
         mask: Option<Tensor<Self, 4, Bool>>,
         problem: &AttentionProblem,
     ) -> Tensor<Self, 4> {
-        if let Some(reason) = reference_first(mask.is_some(), problem) {
+        if let Some(reason) = reference_first(mask.is_some()) {
             log::debug!("distr_attention: reference path: {reason}");
             return reference::distr_attention_reference(query, key, value, mask, problem);
         }
@@ -163,28 +147,5 @@ impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for F
         });
         let result = B::distr_attention_checked(query, key, value, None, &self.problem);
         handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tests::TestBackend;
-    use crate::DistrAttentionConfig;
-
-    fn problem(seq_q: usize, seq_k: usize) -> AttentionProblem {
-        let query = Tensor::<TestBackend, 4>::zeros([1, 2, seq_q, 8], &Default::default());
-        let key = Tensor::<TestBackend, 4>::zeros([1, 2, seq_k, 8], &Default::default());
-        AttentionProblem::check(&query, &key, &key, None, &DistrAttentionConfig::new()).unwrap()
-    }
-
-    #[test]
-    fn masks_and_decode_sized_calls_take_the_reference_first() {
-        let long = DECODE_MIN_KEYS;
-        assert!(reference_first(false, &problem(1, long)).is_some());
-        assert!(reference_first(false, &problem(DECODE_QUERY_ROWS, long)).is_some());
-        assert_eq!(reference_first(false, &problem(DECODE_QUERY_ROWS + 1, long)), None);
-        assert_eq!(reference_first(false, &problem(1, long - 1)), None);
-        assert!(reference_first(true, &problem(DECODE_QUERY_ROWS + 1, 64)).is_some());
     }
 }

@@ -36,9 +36,9 @@ impl Default for ModelAttentionConfig {
     }
 }
 
-/// Whether a call with `seq_q` query rows is a decode step: the same bound below which the
-/// CubeCL backends send calls against a long cache to the tensor-op path, so that "decode"
-/// means one thing for the choice of attention and for the choice of implementation.
+/// Whether a call with `seq_q` query rows is a decode step: the same bound up to which the
+/// CubeCL backends run split-key decode, so that "decode" means one thing for the choice of
+/// attention and for the choice of kernel.
 pub fn is_decode_step(seq_q: usize) -> bool {
     seq_q <= DECODE_QUERY_ROWS
 }

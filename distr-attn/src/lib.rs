@@ -27,7 +27,7 @@ mod op;
 pub mod reference;
 mod validate;
 
-pub use backend::{DistrAttentionBackend, DECODE_MIN_KEYS, DECODE_QUERY_ROWS};
+pub use backend::{DistrAttentionBackend, DECODE_QUERY_ROWS};
 pub use config::{
     AttentionKind, DistrAttentionConfig, Grouping, Representative, MAX_BLOCK_ROWS, MAX_GROUP_SIZE,
     MAX_HEAD_DIM, MAX_NUM_PROJECTIONS,

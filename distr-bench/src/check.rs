@@ -6,7 +6,8 @@
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
 //! portable path, both block row counts, the other head dims, the `Mean` and `SampledKeys`
 //! representatives and strided groups, and every variant and tiling the timing compares (those that compute
-//! DistrAttention). A few cases scale the keys up along the sequence (to 5x at its end), so
+//! DistrAttention). Decode shapes (1 to 8 query rows against caches up to 16k keys, grouped-query
+//! heads as in SmolLM2 and Llama 3) check split-key decode. A few cases scale the keys up along the sequence (to 5x at its end), so
 //! that a row's maximum grows past the tensor-core kernel's rescale threshold in a later tile
 //! instead of only in the first. Each case prints a progress line naming
 //! the kernel path that ran; the summary gives the largest error per (dtype, path).
@@ -23,9 +24,11 @@ use distr_attn::{AttentionProblem, DistrAttentionConfig, Grouping, Representativ
 
 use crate::{tiling_name, Args, Variant};
 
-/// One check: the op's configuration (seeded per case), head dim, dtype, the kernel
-/// variant with its name, and whether the keys rise along the sequence.
+/// One check: `[batch, heads, kv_heads, seq_q, seq_k]`, the op's configuration (seeded per
+/// case), head dim, dtype, the kernel variant with its name, and whether the keys rise along
+/// the sequence.
 struct Case {
+    dims: [usize; 5],
     config: DistrAttentionConfig,
     head_dim: usize,
     dtype: FloatDType,
@@ -43,6 +46,7 @@ fn cases(args: &Args) -> Vec<Case> {
     let (default, default_name) = named(Variant::Default);
     let (portable, portable_name) = named(Variant::Portable);
     let case = |head_dim, group_size, causal, dtype, rows, tuning: KernelTuning, name: &String| Case {
+        dims: [2, 4, 2, 157, 203],
         config: DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(rows).with_causal(causal),
         head_dim,
         dtype,
@@ -93,6 +97,18 @@ fn cases(args: &Args) -> Vec<Case> {
         cases.push(case(head_dim, 2, false, FloatDType::F16, block_rows, default, &default_name));
         cases.push(case(head_dim, 1, true, FloatDType::F16, block_rows, default, &default_name));
     }
+    let decode_shapes = [
+        ([1, 9, 3, 1, 4099], 64, 1, true, FloatDType::F16),
+        ([1, 9, 3, 1, 4099], 64, 2, true, FloatDType::BF16),
+        ([2, 9, 3, 3, 8191], 64, 4, true, FloatDType::F16),
+        ([1, 32, 8, 1, 16384], 128, 1, true, FloatDType::BF16),
+        ([1, 32, 8, 8, 1000], 128, 2, false, FloatDType::F16),
+        ([2, 4, 2, 1, 300], 64, 1, false, FloatDType::F32),
+    ];
+    for (dims, head_dim, group_size, causal, dtype) in decode_shapes {
+        let decode = case(head_dim, group_size, causal, dtype, block_rows, default, &default_name);
+        cases.push(Case { dims, ..decode });
+    }
     let variants = args
         .variants
         .iter()
@@ -126,7 +142,8 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
             _ => 1e-2,
         };
         let name = format!(
-            "d={} G={} l={} causal={} {dtype:?} {} {:?} {:?}{}",
+            "{:?} d={} G={} l={} causal={} {dtype:?} {} {:?} {:?}{}",
+            case.dims,
             case.head_dim,
             config.group_size,
             config.block_rows,
@@ -136,7 +153,7 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
             config.grouping,
             if case.rising_keys { " rising keys" } else { "" }
         );
-        match compare::<R>(device, [2, 4, 2, 157, 203], case.head_dim, dtype, &config, case.tuning, case.rising_keys) {
+        match compare::<R>(device, case.dims, case.head_dim, dtype, &config, case.tuning, case.rising_keys) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
                 match worst.iter_mut().find(|(name, _)| *name == key) {

@@ -31,9 +31,17 @@ pub struct Args {
     /// Heads (query and key/value).
     #[arg(long, default_value_t = 16)]
     pub heads: usize,
-    /// Sequence lengths (seq_q = seq_k), comma separated.
+    /// Key/value heads (grouped-query attention); the default is `--heads`.
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Sequence lengths (seq_k, and seq_q unless `--query-rows`), comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1024, 4096, 8192, 16384])]
     pub lengths: Vec<usize>,
+    /// Query rows per call, for decode shapes (a KV-cache step has 1): the queries sit at the
+    /// last positions of each length. Also times the tensor-op path at up to
+    /// `DECODE_QUERY_ROWS` rows.
+    #[arg(long)]
+    pub query_rows: Option<usize>,
     /// Head dims, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [64, 128])]
     pub head_dims: Vec<usize>,
@@ -89,6 +97,16 @@ impl Args {
         }
         if self.lengths.is_empty() || self.lengths.contains(&0) {
             return Err(format!("--lengths {:?}: every length must be at least 1", self.lengths));
+        }
+        if let Some(kv_heads) = self.kv_heads {
+            if kv_heads == 0 || self.heads % kv_heads != 0 {
+                return Err(format!("--kv-heads {kv_heads} must divide --heads {}", self.heads));
+            }
+        }
+        if let Some(rows) = self.query_rows {
+            if rows == 0 || self.lengths.iter().any(|&length| rows > length) {
+                return Err(format!("--query-rows {rows}: must be between 1 and every length {:?}", self.lengths));
+            }
         }
         if let Some(dim) = self.head_dims.iter().find(|dim| !SUPPORTED_HEAD_DIMS.contains(dim)) {
             return Err(format!("--head-dims: {dim} is not one of the supported head dims {SUPPORTED_HEAD_DIMS:?}"));
@@ -147,6 +165,9 @@ mod tests {
             (&["--batch", "0"], "--batch"),
             (&["--group-sizes", "3"], "--group-sizes"),
             (&["--representatives", "sample,projected"], "--representatives"),
+            (&["--heads", "9", "--kv-heads", "2"], "--kv-heads"),
+            (&["--lengths", "512,4", "--query-rows", "8"], "--query-rows"),
+            (&["--query-rows", "0"], "--query-rows"),
         ] {
             let error = parse(flags).validate().unwrap_err();
             assert!(error.contains(flag), "{flags:?}: {error}");

@@ -1,5 +1,5 @@
 //! The timing grid: milliseconds per call on random normal inputs, and exact-equivalent
-//! TFLOP/s (`4 B H N^2 d / time`, halved when causal).
+//! TFLOP/s (`4 B H Nq Nk d / time`, halved when causal with `Nq = Nk`).
 //!
 //! Each sample launches a batch of back-to-back calls (enough for about 10 ms of work) between
 //! two device synchronisations and divides by the batch: the device never idles between
@@ -14,7 +14,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::kernel::{fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling};
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative};
+use distr_attn::reference::distr_attention_reference;
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
 
 use crate::{tiling_name, Args, StorageDtype, Variant};
 
@@ -37,7 +38,10 @@ struct Measurement {
     tiling: Option<String>,
     batch: usize,
     heads: usize,
+    kv_heads: usize,
+    /// Keys (and query rows, unless `seq_q` says otherwise).
     seq: usize,
+    seq_q: usize,
     head_dim: usize,
     dtype: StorageDtype,
     causal: bool,
@@ -65,13 +69,17 @@ struct Method {
 /// they come and the table at the end.
 pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
     let dtype = float_dtype(args.dtype);
+    let kv_heads = args.kv_heads.unwrap_or(args.heads);
     let mut rows = Vec::new();
     for &seq in &args.lengths {
+        let seq_q = args.query_rows.unwrap_or(seq);
         for &head_dim in &args.head_dims {
             for &causal in &args.causal {
-                let shape = [args.batch, args.heads, seq, head_dim];
-                let random = || Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
-                let (query, key, value) = (random(), random(), random());
+                let random = |heads, length| {
+                    let shape = [args.batch, heads, length, head_dim];
+                    Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype)
+                };
+                let (query, key, value) = (random(args.heads, seq_q), random(kv_heads, seq), random(kv_heads, seq));
                 let mut methods = Vec::new();
                 for &group_size in args.group_sizes.iter().filter(|&&group| head_dim % group == 0) {
                     let representatives = if group_size == 1 { &args.representatives[..1] } else { &args.representatives };
@@ -85,7 +93,23 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         methods.extend(kernel_methods(args, &query, &key, &value, &config, named));
                     }
                 }
-                if seq <= args.burn_max_len {
+                if seq_q <= DECODE_QUERY_ROWS {
+                    let config = DistrAttentionConfig::new().with_block_rows(args.block_rows).with_causal(causal);
+                    let problem = AttentionProblem::check(&query, &key, &value, None, &config).expect("validated shapes");
+                    let (query, key, value) = (query.clone(), key.clone(), value.clone());
+                    methods.push(Method {
+                        name: "tensor_ops".into(),
+                        group_size: Some(1),
+                        representative: None,
+                        variant: None,
+                        tiling: None,
+                        path: None,
+                        run: Box::new(move || {
+                            drop(distr_attention_reference(query.clone(), key.clone(), value.clone(), None, &problem))
+                        }),
+                    });
+                }
+                if seq <= args.burn_max_len && seq_q == seq && kv_heads == args.heads {
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
                     let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
                     methods.push(Method {
@@ -99,12 +123,12 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                     });
                 }
                 for method in methods {
-                    eprintln!("timing {} N={seq} d={head_dim} causal={causal} ...", method.name);
+                    eprintln!("timing {} Nq={seq_q} N={seq} d={head_dim} causal={causal} ...", method.name);
                     let (median_ms, calls) = median_ms_per_call(&method.run, || {
                         let _ = B::<R>::sync(device);
                     }, args.budget_ms);
-                    let flops = 4.0 * (args.batch * args.heads * head_dim) as f64 * (seq * seq) as f64
-                        / if causal { 2.0 } else { 1.0 };
+                    let flops = 4.0 * (args.batch * args.heads * head_dim) as f64 * (seq_q * seq) as f64
+                        / if causal && seq_q == seq { 2.0 } else { 1.0 };
                     let row = Measurement {
                         method: method.name,
                         group_size: method.group_size,
@@ -113,7 +137,9 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         tiling: method.tiling.as_ref().map(tiling_name),
                         batch: args.batch,
                         heads: args.heads,
+                        kv_heads,
                         seq,
+                        seq_q,
                         head_dim,
                         dtype: args.dtype,
                         causal,
@@ -127,7 +153,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         println!("{}", serde_json::to_string(&row).expect("plain struct"));
                     }
                     eprintln!(
-                        "{:>40} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}",
+                        "{:>40} Nq={seq_q:>5} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}",
                         row.method,
                         row.tflops,
                         row.path.as_deref().unwrap_or("")

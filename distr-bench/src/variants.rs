@@ -16,6 +16,9 @@ pub enum Variant {
     Default,
     /// The portable kernel on a device that has tensor cores.
     Portable,
+    /// The tensor-core forward kernel for a decode-sized call (one cube per query block and
+    /// head), instead of split-key decode.
+    ForwardKernel,
     /// Tensor cores with synchronous copies and per-lane fragment loads: the first step.
     SyncScalar,
     /// ... plus `ldmatrix` for Q and K.
@@ -44,6 +47,7 @@ impl Variant {
         let strategy = match self {
             Variant::Default if tiling.is_none() => Strategy::Auto,
             Variant::Portable => Strategy::Portable,
+            Variant::ForwardKernel => default_tensor_cores,
             Variant::SyncScalar => tensor_cores(CopyStrategy::Synchronous, FragmentLoads::Scalar, KeyFusion::Fused),
             Variant::SyncMatrixQk => tensor_cores(CopyStrategy::Synchronous, FragmentLoads::MatrixQueryKey, KeyFusion::Fused),
             Variant::SyncMatrix => tensor_cores(CopyStrategy::Synchronous, FragmentLoads::Matrix, KeyFusion::Fused),

@@ -112,6 +112,66 @@ pub struct PortableConfig {
     pub unroll: bool,
 }
 
+/// Most query rows per call that [`crate::Strategy::Auto`] sends to split-key decode
+/// ([`crate::kernels::split_keys_decode`]): a decode step has one, speculative or chunked
+/// decoding a few. Larger calls fill the device through their query blocks instead.
+pub const DECODE_QUERY_ROWS: usize = 8;
+/// Units per cube of the split-key decode kernels.
+pub const DECODE_UNITS: usize = 128;
+/// Split-key decode's running maximum before any key: finite, so that a row with no visible
+/// key in a split keeps weight `exp(floor - max) = 0` when the splits combine, never NaN.
+pub const MAX_FLOOR: f32 = -3.0e38;
+
+/// Comptime specialisation of split-key decode ([`crate::kernels::split_keys_decode`] and
+/// [`crate::kernels::combine_splits`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct DecodeConfig {
+    /// Columns of the query operand (Q itself, or Q' from the pre-pass).
+    pub reduced_width: usize,
+    pub head_dim: usize,
+    pub value_dim: usize,
+    pub group_size: usize,
+    /// Key columns summed into each column of K' ([`Representative::key_members`]).
+    pub key_members: usize,
+    /// Rows a cube holds (query heads per key head times query rows), rounded up to a power
+    /// of two so that few specialisations serve every model.
+    pub rows: usize,
+    pub key_tile: usize,
+    pub causal: bool,
+    /// Unroll the loops over a row (CUDA; see [`PortableConfig::unroll`]).
+    pub unroll: bool,
+}
+
+impl DecodeConfig {
+    /// Row stride of the shared K tile: one zero column past `head_dim`, where the column
+    /// table's padding groups point.
+    pub fn key_stride(&self) -> usize {
+        self.head_dim + 1
+    }
+
+    /// Column-table entries a cube holds: one table per head, at most `rows` heads.
+    pub fn table_entries(&self) -> usize {
+        if self.group_size == 1 {
+            1
+        } else {
+            self.rows * self.reduced_width * self.group_size
+        }
+    }
+
+    /// Output elements each unit accumulates in registers.
+    pub fn accumulators_per_unit(&self) -> usize {
+        (self.rows * self.value_dim).div_ceil(DECODE_UNITS)
+    }
+
+    /// Shared memory of the first pass, in bytes (every array is 4-byte elements).
+    pub fn shared_bytes(&self) -> usize {
+        let queries = self.rows * self.reduced_width;
+        let tiles = self.key_tile * (self.key_stride() + self.value_dim);
+        let scores = self.rows * self.key_tile;
+        4 * (queries + self.table_entries() + tiles + scores + 2 * self.rows)
+    }
+}
+
 /// How K and V tiles travel from global to shared memory on the tensor-core path.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum CopyStrategy {

@@ -1,6 +1,6 @@
 //! The one entry point of the crate: validates a call once, picks the kernels (a [`Strategy`])
 //! and launches them: for `G > 1` the grouping pre-pass (and, on tensor cores, K transposed),
-//! then one forward kernel.
+//! then one forward kernel, or for decode-sized calls the two passes of split-key decode.
 
 use std::marker::PhantomData;
 
@@ -12,18 +12,26 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::MAX_PROJECTIONS;
 use crate::config::{
-    reduced_width, CopyStrategy, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig, Representative,
-    TensorCoreConfig, TensorCoreTiling, CHUNK, PLANE_SIZE, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES,
-    SUPPORTED_HEAD_DIMS,
+    reduced_width, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
+    Representative, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
+    SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
+use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
+use crate::kernels::split_keys_decode::split_keys_decode;
 use crate::kernels::tensor_core_forward::{tensor_core_forward, MAX_SCALE};
 use crate::kernels::transpose_keys::transpose_keys;
 use crate::KernelError;
 
 /// Most keys per tile of the portable kernel: fewer barriers per key, within shared memory.
 const MAX_PORTABLE_KEY_TILE: usize = 64;
+/// Key tiles split-key decode is specialised for, largest first.
+const DECODE_KEY_TILES: [usize; 3] = [32, 16, 8];
+/// Cubes per streaming multiprocessor that split-key decode aims for (and SMs assumed where
+/// the runtime does not say): enough splits to keep every SM busy.
+const DECODE_CUBES_PER_SM: usize = 2;
+const DECODE_ASSUMED_SMS: usize = 16;
 
 /// The four tensors of one attention call, `[batch, heads, seq, dim]` each: `query`
 /// `[B, H, Nq, d]`, `key` `[B, Hkv, Nk, d]`, `value` `[B, Hkv, Nk, dv]`, `output`
@@ -97,7 +105,8 @@ impl Default for TensorCoreVariant {
 /// Which forward kernel runs a call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Strategy {
-    /// The tensor-core kernel (default variant) where the device and the call allow it: f16
+    /// Split-key decode for calls of at most [`DECODE_QUERY_ROWS`] query rows. Otherwise the
+    /// tensor-core kernel (default variant) where the device and the call allow it: f16
     /// or bf16, `mma` m16n8k16 with f32 accumulation, 32-lane planes, rows readable 16 bytes
     /// at a time, a positive scale, enough shared memory. The portable kernel otherwise.
     #[default]
@@ -106,6 +115,8 @@ pub enum Strategy {
     Portable,
     /// This tensor-core variant; refused where the device or the call does not allow it.
     TensorCore(TensorCoreVariant),
+    /// Split-key decode; refused above [`DECODE_QUERY_ROWS`] query rows.
+    SplitKeys,
 }
 
 /// Which kernel a launch ran.
@@ -115,6 +126,9 @@ pub enum KernelPath {
     Portable,
     /// [`crate::kernels::tensor_core_forward`]: `mma.sync` m16n8k16, f16/bf16 operands.
     TensorCore,
+    /// [`crate::kernels::split_keys_decode`] then [`crate::kernels::combine_splits`]: f32
+    /// arithmetic, every runtime.
+    SplitKeys,
 }
 
 /// Run-time options of [`launch_forward`]; the integer fields select the comptime
@@ -145,6 +159,9 @@ pub struct ForwardOptions<'a, R: Runtime> {
 struct Problem {
     batch: usize,
     heads: usize,
+    kv_heads: usize,
+    seq_q: usize,
+    seq_k: usize,
     head_dim: usize,
     value_dim: usize,
     num_blocks: usize,
@@ -200,6 +217,10 @@ pub fn launch_forward<R: Runtime>(
                 );
             }
             Ok(KernelPath::TensorCore)
+        }
+        Plan::SplitKeys(split) => {
+            launch_split_keys(client, query, tensors.key, tensors.value, key_columns, tensors.output, dtype, options, &problem, split);
+            Ok(KernelPath::SplitKeys)
         }
         Plan::Portable(config) => {
             // SAFETY: as above; the portable kernel reads any strides element by element.
@@ -327,6 +348,127 @@ fn transposed_keys<R: Runtime>(
 enum Plan {
     Portable(PortableConfig),
     TensorCore(TensorCoreConfig),
+    SplitKeys(SplitKeysPlan),
+}
+
+/// Split-key decode: the specialisation and how the keys are split.
+#[derive(Clone, Copy, Debug)]
+struct SplitKeysPlan {
+    config: DecodeConfig,
+    keys_per_split: usize,
+    splits: usize,
+}
+
+/// Both passes of split-key decode, with their f32 scratch (partial outputs and the
+/// per-row maximum and sum of every split).
+#[allow(clippy::too_many_arguments)]
+fn launch_split_keys<R: Runtime>(
+    client: &ComputeClient<R>,
+    query: TensorBinding<R>,
+    key: TensorBinding<R>,
+    value: TensorBinding<R>,
+    key_columns: ArrayArg<R>,
+    output: TensorBinding<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+    plan: SplitKeysPlan,
+) {
+    let config = plan.config;
+    let batch_kv_heads = problem.batch * problem.kv_heads;
+    let output_len = plan.splits * batch_kv_heads * config.rows * config.value_dim;
+    let stats_len = plan.splits * batch_kv_heads * config.rows * 2;
+    let partial_output = client.empty(output_len * 4);
+    let partial_stats = client.empty(stats_len * 4);
+    // SAFETY: `check` validated shapes and dtypes and `split_keys_plan` the grid and shared
+    // memory; the scratch holds exactly the `[splits, batch * kv_heads, rows, ..]` slots the
+    // first pass writes and the second reads, for the rows `heads / kv_heads * seq_q <= rows`.
+    unsafe {
+        split_keys_decode::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(plan.splits as u32, batch_kv_heads as u32, 1),
+            CubeDim::new_1d(DECODE_UNITS as u32),
+            query.into_tensor_arg(),
+            key.into_tensor_arg(),
+            value.into_tensor_arg(),
+            key_columns,
+            ArrayArg::from_raw_parts(partial_output.clone(), output_len),
+            ArrayArg::from_raw_parts(partial_stats.clone(), stats_len),
+            problem.seq_q as u32,
+            plan.keys_per_split as u32,
+            options.scale,
+            config,
+            dtype,
+        );
+        combine_splits::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(batch_kv_heads as u32, 1, 1),
+            CubeDim::new_1d(DECODE_UNITS as u32),
+            ArrayArg::from_raw_parts(partial_output, output_len),
+            ArrayArg::from_raw_parts(partial_stats, stats_len),
+            output.into_tensor_arg(),
+            problem.kv_heads as u32,
+            plan.splits as u32,
+            config,
+            dtype,
+        );
+    }
+}
+
+/// The split-key decode specialisation: the largest key tile whose shared arrays fit, and
+/// splits of whole tiles, enough of them for [`DECODE_CUBES_PER_SM`] cubes per SM.
+fn split_keys_plan<R: Runtime>(
+    client: &ComputeClient<R>,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<SplitKeysPlan, KernelError> {
+    if problem.seq_q > DECODE_QUERY_ROWS {
+        return Err(KernelError::Unsupported {
+            name: "seq_q",
+            value: problem.seq_q.to_string(),
+            expected: format!("at most {DECODE_QUERY_ROWS} query rows for split-key decode"),
+        });
+    }
+    let hardware = &client.properties().hardware;
+    let rows = (problem.heads / problem.kv_heads * problem.seq_q).next_power_of_two();
+    let limit = hardware.max_shared_memory_size.min(48 * 1024);
+    let config = DECODE_KEY_TILES
+        .into_iter()
+        .map(|key_tile| DecodeConfig {
+            reduced_width: reduced_width(problem.head_dim, options.group_size),
+            head_dim: problem.head_dim,
+            value_dim: problem.value_dim,
+            group_size: options.group_size,
+            key_members: options.representative.key_members(options.group_size),
+            rows,
+            key_tile,
+            causal: options.causal,
+            unroll: options.unroll,
+        })
+        .find(|config| config.shared_bytes() <= limit)
+        .ok_or_else(|| KernelError::Unsupported {
+            name: "shared memory",
+            value: format!("{limit} bytes"),
+            expected: format!("room for {rows} query rows (query heads per key head x seq_q) and 8 keys"),
+        })?;
+    if rows > DECODE_UNITS || DECODE_UNITS > hardware.max_units_per_cube as usize {
+        return Err(KernelError::Unsupported {
+            name: "split-key decode",
+            value: format!("{rows} rows, {DECODE_UNITS} units"),
+            expected: format!("at most {DECODE_UNITS} rows and {} units per cube", hardware.max_units_per_cube),
+        });
+    }
+    let batch_kv_heads = problem.batch * problem.kv_heads;
+    let sms = hardware.num_streaming_multiprocessors.map_or(DECODE_ASSUMED_SMS, |sms| sms as usize);
+    let (keys_per_split, splits) = key_splits(problem.seq_k, batch_kv_heads, sms, config.key_tile);
+    if splits > hardware.max_cube_count.0 as usize || batch_kv_heads > hardware.max_cube_count.1 as usize {
+        return Err(KernelError::Unsupported {
+            name: "grid",
+            value: format!("{splits} x {batch_kv_heads} cubes"),
+            expected: format!("at most {} x {}", hardware.max_cube_count.0, hardware.max_cube_count.1),
+        });
+    }
+    Ok(SplitKeysPlan { config, keys_per_split, splits })
 }
 
 fn plan<R: Runtime>(
@@ -338,6 +480,14 @@ fn plan<R: Runtime>(
 ) -> Result<Plan, KernelError> {
     let variant = match options.strategy {
         Strategy::Portable => return portable_config(client, options, problem).map(Plan::Portable),
+        Strategy::SplitKeys => return split_keys_plan(client, options, problem).map(Plan::SplitKeys),
+        Strategy::Auto if problem.seq_q <= DECODE_QUERY_ROWS => match split_keys_plan(client, options, problem) {
+            Ok(plan) => return Ok(Plan::SplitKeys(plan)),
+            Err(reason) => {
+                log::debug!("no split-key decode: {reason}");
+                TensorCoreVariant::default()
+            }
+        },
         Strategy::Auto => TensorCoreVariant::default(),
         Strategy::TensorCore(variant) => variant,
     };
@@ -471,6 +621,14 @@ fn portable_config<R: Runtime>(
     })
 }
 
+/// Keys per split (whole key tiles) and the number of splits: about [`DECODE_CUBES_PER_SM`]
+/// cubes per SM over all (batch, kv head) pairs, every key in exactly one split.
+fn key_splits(seq_k: usize, batch_kv_heads: usize, sms: usize, key_tile: usize) -> (usize, usize) {
+    let wanted = (DECODE_CUBES_PER_SM * sms).div_ceil(batch_kv_heads).max(1);
+    let keys_per_split = seq_k.div_ceil(wanted).next_multiple_of(key_tile);
+    (keys_per_split, seq_k.div_ceil(keys_per_split))
+}
+
 fn one_of(name: &'static str, value: usize, supported: &[usize]) -> Result<(), KernelError> {
     if supported.contains(&value) {
         Ok(())
@@ -559,7 +717,7 @@ fn check<R: Runtime>(
             expected: format!("at most {} x {}", max_count.0, max_count.1),
         });
     }
-    Ok(Problem { batch, heads, head_dim, value_dim, num_blocks })
+    Ok(Problem { batch, heads, kv_heads, seq_q, seq_k, head_dim, value_dim, num_blocks })
 }
 
 /// The CUDA C++ source NVRTC would compile for `config` in `dtype` (f16 or bf16): the kernel
@@ -600,4 +758,24 @@ pub fn tensor_core_source<R: Runtime>(
             value: format!("{config:?}"),
             expected: format!("a specialisation CubeCL's CUDA compiler lowers ({error:?})"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The splits cover every key once in whole tiles, never leave a split empty, and ask for
+    /// no more cubes than the device wants: SmolLM2's three key heads at 8192 keys on 132 SMs get 86 splits of 96 keys.
+    #[test]
+    fn key_splits_cover_the_cache_in_whole_tiles() {
+        assert_eq!(key_splits(8192, 3, 132, 32), (96, 86));
+        for seq_k in [1, 31, 32, 33, 500, 4099, 16384] {
+            for batch_kv_heads in [1, 3, 8, 300] {
+                let (per_split, splits) = key_splits(seq_k, batch_kv_heads, 132, 16);
+                assert_eq!(per_split % 16, 0);
+                assert!(per_split * splits >= seq_k && per_split * (splits - 1) < seq_k, "{seq_k} {batch_kv_heads}");
+                assert!(splits <= (DECODE_CUBES_PER_SM * 132).div_ceil(batch_kv_heads), "{seq_k} {batch_kv_heads}");
+            }
+        }
+    }
 }

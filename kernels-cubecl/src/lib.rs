@@ -8,7 +8,9 @@
 //! 2. one fused forward kernel, FlashAttention-2 style (no `[seq_q, seq_k]` matrix in device
 //!    memory), forms K' tile by tile from the column table: on tensor cores
 //!    ([`kernels::tensor_core_forward`], CUDA `mma.sync`) where the device has them, in plain
-//!    f32 everywhere else ([`kernels::portable_forward`]).
+//!    f32 everywhere else ([`kernels::portable_forward`]); decode-sized calls (at most
+//!    [`DECODE_QUERY_ROWS`] query rows) split the keys across cubes instead
+//!    ([`kernels::split_keys_decode`], then [`kernels::combine_splits`]).
 //!
 //! [`config`] holds the comptime types; [`launch`] validates once, picks a [`Strategy`] and
 //! launches. This crate knows nothing about Burn: it takes CubeCL tensor bindings.
@@ -21,8 +23,8 @@ pub mod kernels;
 pub mod launch;
 
 pub use config::{
-    CopyStrategy, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig, TensorCoreTiling,
-    SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
+    CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig,
+    TensorCoreTiling, DECODE_QUERY_ROWS, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;
 pub use launch::{

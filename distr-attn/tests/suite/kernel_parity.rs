@@ -13,9 +13,9 @@ use burn::backend::wgpu::WgpuRuntime;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_cubecl::CubeBackend;
 use crate::common::*;
-use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning, Strategy};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative, DECODE_MIN_KEYS};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative, DECODE_QUERY_ROWS};
 
 type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
 type Cpu = distr_attn::backends::NdArrayBackend;
@@ -58,9 +58,16 @@ impl Case {
 
 /// The kernel's output and the reference's, both as f32 host vectors, and the kernel path.
 fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>, KernelPath) {
+    let inputs = case.inputs(case.dims.iter().sum::<usize>() as u64).map(|(values, _)| values);
+    kernel_and_reference_on(case, inputs, half)
+}
+
+/// [`kernel_and_reference`] on given query, key and value values (shaped by `case`).
+fn kernel_and_reference_on(case: &Case, inputs: [Vec<f32>; 3], half: bool) -> (Vec<f32>, Vec<f32>, KernelPath) {
     let device = Default::default();
-    let [query, key, value] = case.inputs(case.dims.iter().sum::<usize>() as u64).map(|(values, shape)| {
-        let tensor = tensor::<Cube>(values, shape, &device);
+    let shapes = case.inputs(0).map(|(_, shape)| shape);
+    let [query, key, value] = [0, 1, 2].map(|index| {
+        let tensor = tensor::<Cube>(inputs[index].clone(), shapes[index], &device);
         if half {
             tensor.cast(burn::tensor::FloatDType::F16)
         } else {
@@ -168,14 +175,80 @@ fn public_op_on_fused_wgpu_takes_the_kernel_path() {
 }
 
 /// KV-cache decode steps (one query row, GQA, causal against a longer cache) through the
-/// public op on fused Wgpu, with the causal offset of the last position: a short cache runs
-/// the kernel, a long one the tensor-op path (`DECODE_MIN_KEYS`).
+/// public op on fused Wgpu, with the causal offset of the last position, exact and G = 2:
+/// split-key decode, whatever the cache length.
 #[test]
 fn decode_steps_on_fused_wgpu_match_reference() {
-    let config = DistrAttentionConfig::new().with_causal(true).with_seed(3);
-    for seq_k in [77, DECODE_MIN_KEYS + 3] {
-        let error = public_op_error([[1, 6, 1, 64], [1, 2, seq_k, 64], [1, 2, seq_k, 64]], &config);
-        assert!(error < 1e-4, "cache of {seq_k}: relative error {error:e}");
+    for group_size in [1, 2] {
+        let config = DistrAttentionConfig::new().with_causal(true).with_group_size(group_size).with_seed(3);
+        for seq_k in [77, 2053] {
+            let before = kernel_launches();
+            let error = public_op_error([[1, 6, 1, 64], [1, 2, seq_k, 64], [1, 2, seq_k, 64]], &config);
+            assert!(kernel_launches() > before, "G={group_size}, cache of {seq_k}: the kernel was not launched");
+            assert!(error < 1e-4, "G={group_size}, cache of {seq_k}: relative error {error:e}");
+        }
+    }
+}
+
+/// Split-key decode against the reference: one to [`DECODE_QUERY_ROWS`] query rows, grouped-
+/// query heads sharing a cube, caches long enough for many splits (lavapipe reports no SM
+/// count, so the launcher assumes 16 SMs: about 32 cubes), causal and not, every
+/// representative and layout, and head dims other than 64.
+#[test]
+fn split_key_decode_matches_reference() {
+    let cases = [
+        ([2, 6, 2, 1, 1000, 64], 1, false, Representative::Sample, Grouping::Lsh),
+        ([1, 6, 2, 3, 1000, 64], 1, true, Representative::Sample, Grouping::Lsh),
+        ([1, 4, 4, DECODE_QUERY_ROWS, 333, 128], 1, true, Representative::Sample, Grouping::Lsh),
+        ([1, 6, 2, 1, 1000, 64], 2, true, Representative::Sample, Grouping::Lsh),
+        ([2, 4, 1, 5, 700, 32], 4, false, Representative::Mean, Grouping::Lsh),
+        ([1, 3, 1, 2, 500, 64], 2, true, Representative::SampledKeys, Grouping::LshStrided),
+        ([1, 2, 2, 1, 9, 96], 8, false, Representative::Sample, Grouping::Lsh),
+    ];
+    for (dims, group_size, causal, representative, grouping) in cases {
+        let mut decode = case(dims, group_size, 64, causal);
+        decode.representative = representative;
+        decode.grouping = grouping;
+        assert_eq!(assert_parity(decode, false, 1e-4), KernelPath::SplitKeys, "{dims:?}");
+    }
+    assert_eq!(assert_parity(case([1, 6, 2, 1, 1000, 64], 2, 64, true), true, 3e-3), KernelPath::SplitKeys);
+}
+
+/// The query heads of one key head share a cube in split-key decode: a NaN in one head's query
+/// row makes that head's output NaN and leaves every other row as the reference has it.
+#[test]
+fn split_key_decode_keeps_a_nan_query_in_its_row() {
+    let decode = case([1, 6, 2, 2, 300, 64], 1, 64, true);
+    let [mut query, key, value] = decode.inputs(5).map(|(values, _)| values);
+    let poisoned_row = 64; // head 0, query row 1: its first element
+    query[poisoned_row] = f32::NAN;
+    let (actual, expected, path) = kernel_and_reference_on(&decode, [query, key, value], false);
+    assert_eq!(path, KernelPath::SplitKeys);
+    for (row, (actual, expected)) in actual.chunks(64).zip(expected.chunks(64)).enumerate() {
+        if row == 1 {
+            assert!(actual.iter().all(|value| value.is_nan()), "the poisoned row is not NaN: {actual:?}");
+        } else {
+            let error = relative_error(actual, expected);
+            assert!(error < 1e-4, "row {row}: relative error {error:e}");
+        }
+    }
+}
+
+/// Above [`DECODE_QUERY_ROWS`] query rows split-key decode refuses, and the default strategy
+/// takes the forward kernel.
+#[test]
+fn split_key_decode_is_for_decode_sized_calls() {
+    let prefill = || case([1, 2, 2, DECODE_QUERY_ROWS + 1, 40, 64], 1, 64, false);
+    assert_eq!(assert_parity(prefill(), false, 1e-4), KernelPath::Portable);
+    let prefill = prefill();
+    let device = Default::default();
+    let [query, key, value] = prefill.inputs(1).map(|(values, shape)| tensor::<Cube>(values, shape, &device));
+    let problem = AttentionProblem::check(&query, &key, &value, None, &prefill.config()).unwrap();
+    let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
+    let forced = KernelTuning { strategy: Strategy::SplitKeys, ..KernelTuning::default() };
+    match fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, forced) {
+        Err(reason) => assert!(reason.to_string().contains("seq_q"), "{reason}"),
+        Ok(_) => panic!("split-key decode ran {} query rows", DECODE_QUERY_ROWS + 1),
     }
 }
 

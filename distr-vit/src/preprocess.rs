@@ -27,7 +27,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageLoadError> {
     let error = |source| ImageLoadError { path: path.to_path_buf(), source };
     let bytes = std::fs::read(path).map_err(|source| error(source.into()))?;
     if is_truncated_jpeg(&bytes) {
-        let message = "the file ends inside its last scan, with no end-of-image marker: it is truncated";
+        let message = "the file ends before its end-of-image marker: it is truncated";
         let hint = image::error::ImageFormatHint::Exact(image::ImageFormat::Jpeg);
         return Err(error(image::ImageError::Decoding(image::error::DecodingError::new(hint, message))));
     }
@@ -38,19 +38,48 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageLoadError> {
     reader.decode().map(|image| image.to_rgb8()).map_err(error)
 }
 
-/// A JPEG whose last scan (its last start-of-scan marker, `FF DA`) is not followed by the
-/// end-of-image marker (`FF D9`). In entropy-coded data every `FF` byte is stuffed (`FF 00`)
-/// or a restart marker, so neither marker appears there by chance. `image` decodes such a file
-/// without complaint, filling the rows it never received.
+/// A JPEG that ends before its end-of-image marker (`FF D9`). `image` decodes such a file
+/// without complaint, filling the rows it never received. The markers are walked from the
+/// start: segments by their lengths, scans to the first `FF` that is neither stuffing (`FF 00`)
+/// nor a restart marker, so that thumbnails (inside segments) and data after the end (motion
+/// photos) are never mistaken for markers. A file that is not a JPEG, or whose segments do not
+/// parse, is left to the decoder.
 fn is_truncated_jpeg(bytes: &[u8]) -> bool {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return false;
     }
-    let last_marker = |marker: u8| bytes.windows(2).rposition(|pair| pair == [0xFF, marker]);
-    match (last_marker(0xDA), last_marker(0xD9)) {
-        (Some(scan), end) => end.is_none_or(|end| end < scan),
-        // No scan at all: the decoder says so.
-        (None, _) => false,
+    let mut at = 2;
+    loop {
+        // A marker: `FF` (any number of fill bytes), then its code.
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (Some(&0xFF), Some(&code)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return at >= bytes.len().saturating_sub(1);
+        };
+        at += 2;
+        match code {
+            0xD9 => return false,
+            0x01 | 0xD0..=0xD7 => continue,
+            0x00 => return false,
+            _ => {}
+        }
+        let Some(length) = bytes.get(at..at + 2).map(|pair| u16::from_be_bytes([pair[0], pair[1]]) as usize) else {
+            return true;
+        };
+        if length < 2 {
+            return false;
+        }
+        at += length;
+        if code == 0xDA {
+            // Entropy-coded data up to the next marker.
+            while at + 1 < bytes.len() && !(bytes[at] == 0xFF && !matches!(bytes[at + 1], 0x00 | 0xD0..=0xD7)) {
+                at += 1;
+            }
+        }
+        if at >= bytes.len() {
+            return true;
+        }
     }
 }
 
@@ -255,6 +284,9 @@ mod tests {
         assert!(!is_truncated_jpeg(&bytes));
         let cut = &bytes[..bytes.len() - 100];
         assert!(is_truncated_jpeg(cut));
+        // Data after the end-of-image marker (a motion photo's video) holds no markers.
+        let trailer = [&bytes[..], &[0xFF, 0xDA, 0x00, 0x08, 0xFF, 0xD8]].concat();
+        assert!(!is_truncated_jpeg(&trailer));
         let path = std::env::temp_dir().join(format!("distr-vit-cut-{}.jpg", std::process::id()));
         std::fs::write(&path, cut).unwrap();
         let error = load_rgb(&path).unwrap_err().to_string();

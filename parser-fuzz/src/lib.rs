@@ -15,6 +15,7 @@
 
 mod meter;
 mod mutation;
+mod scratch;
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 pub use meter::{describe_case, installed, measure, MeteredAllocator};
 pub use mutation::{random_mutants, truncations, Mutation, Rng};
+pub use scratch::Scratch;
 
 /// What a parser must do with the mutants of one file.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use distr_attn::{DistrAttentionConfig, ModelAttentionConfig};
-use parser_fuzz::{fuzz, Target};
+use parser_fuzz::{fuzz, Scratch, Target};
 
 fn workspace_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
@@ -14,13 +14,11 @@ fn workspace_file(relative: &str) -> PathBuf {
 /// Mutants of `relative` (a file of the workspace), each written to a scratch file and loaded.
 fn fuzz_config<T, E: std::fmt::Display>(relative: &str, load: impl Fn(&Path) -> Result<T, E>) {
     let original = std::fs::read(workspace_file(relative)).unwrap();
-    let scratch = std::env::temp_dir().join(format!("distr-attn-fuzz-{}-{}", std::process::id(), relative.replace('/', "-")));
+    let scratch = Scratch::new("distr-attn-fuzz", relative);
     load(&workspace_file(relative)).unwrap_or_else(|error| panic!("{relative} does not load: {error}"));
     fuzz(&Target::new(relative, 64 * original.len() + (1 << 20)), &original, |bytes| {
-        std::fs::write(&scratch, bytes).unwrap();
-        load(&scratch).map(drop)
+        load(scratch.write(bytes)).map(drop)
     });
-    std::fs::remove_file(scratch).unwrap();
 }
 
 #[test]

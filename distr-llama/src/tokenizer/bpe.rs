@@ -40,12 +40,15 @@ impl BpeTokenizer {
     /// template given, a vocabulary with `<|im_start|>` gets plain ChatML.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(LlamaError::io(path))?;
-        // `tokenizers` 0.22 panics on some malformed JSON (its decoder section `expect`s):
-        // the syntax is checked here first, and the error says where it breaks.
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        // `tokenizers` 0.22 panics on some malformed files (its decoder and normalizer sections
+        // `expect`): the JSON is checked here first (numbers in range and escapes included), so
+        // that the error says where it breaks, and a panic left in a valid file is contained.
+        serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|source| LlamaError::Json { path: path.to_path_buf(), source })?;
-        let inner = tokenizers::Tokenizer::from_str(&text)
-            .map_err(|e| LlamaError::Tokenizer(format!("cannot read `{}`: {e}", path.display())))?;
+        let read_error = |message: String| LlamaError::Tokenizer(format!("cannot read `{}`: {message}", path.display()));
+        let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(&text))
+            .map_err(|_| read_error("the tokenizers crate panicked on it".into()))?
+            .map_err(|e| read_error(e.to_string()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let config = TokenizerConfig::read(dir)?;
         let mut stop_ids: Vec<u32> = config.eos_token.iter().filter_map(|token| inner.token_to_id(token)).collect();

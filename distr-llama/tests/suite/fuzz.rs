@@ -9,7 +9,7 @@ use distr_attn::backends::NdArrayBackend as B;
 use distr_llama::gguf::{GgufFile, MetadataValue};
 use distr_llama::{load_pretrained, BpeTokenizer, Tokenizer};
 use half::{bf16, f16};
-use parser_fuzz::{fuzz, Target};
+use parser_fuzz::{fuzz, Scratch, Target};
 
 use crate::parity::gguf_path;
 
@@ -23,15 +23,16 @@ fn tiny() -> PathBuf {
 }
 
 /// A fresh copy of the tiny checkpoint directory, for one fuzz target.
-fn copy_of_tiny(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("distr-llama-fuzz-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+fn copy_of_tiny(name: &str) -> Scratch {
+    let scratch = Scratch::new("distr-llama-fuzz", name);
+    let dir = scratch.path();
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
     for entry in std::fs::read_dir(tiny()).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
-    dir
+    scratch
 }
 
 /// Each file `load_pretrained` reads from a checkpoint directory, mutated in a copy of it.
@@ -47,12 +48,11 @@ fn checkpoint_directory_files() {
     for file in files {
         let dir = copy_of_tiny(&file.replace('.', "-"));
         let original = std::fs::read(tiny().join(file)).unwrap();
-        load_pretrained::<B>(&dir, &Default::default()).expect("the unmutated checkpoint loads");
+        load_pretrained::<B>(&dir.path(), &Default::default()).expect("the unmutated checkpoint loads");
         fuzz(&Target::new(format!("tiny-llama/{file}"), MODEL_BUDGET), &original, |bytes| {
-            std::fs::write(dir.join(file), bytes).unwrap();
-            load_pretrained::<B>(&dir, &Default::default()).map(drop)
+            std::fs::write(dir.path().join(file), bytes).unwrap();
+            load_pretrained::<B>(&dir.path(), &Default::default()).map(drop)
         });
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
 
@@ -73,14 +73,11 @@ fn gguf_head_of_smollm2() {
 #[test]
 fn gguf_small_model() {
     let original = small_gguf_model();
-    let path = std::env::temp_dir().join(format!("distr-llama-fuzz-small-{}.gguf", std::process::id()));
-    std::fs::write(&path, &original).unwrap();
-    load_pretrained::<B>(&path, &Default::default()).expect("the unmutated small model loads");
+    let scratch = Scratch::new("distr-llama-fuzz", "small.gguf");
+    load_pretrained::<B>(scratch.write(&original), &Default::default()).expect("the unmutated small model loads");
     fuzz(&Target::new("small GGUF model", MODEL_BUDGET), &original, |bytes| {
-        std::fs::write(&path, bytes).unwrap();
-        load_pretrained::<B>(&path, &Default::default()).map(drop)
+        load_pretrained::<B>(scratch.write(bytes), &Default::default()).map(drop)
     });
-    std::fs::remove_file(path).unwrap();
 }
 
 /// Text as `perplexity`, `bench` and `finetune` read it: UTF-8, then the tokenizer. Any prefix

@@ -4,36 +4,14 @@
 //! arrays. Each must give an error or its contents, never a panic or an allocation the file
 //! cannot justify.
 
-use std::path::{Path, PathBuf};
-
 use distr_attn::experiment::npy;
 use distr_vit::import::{read_onnx, read_safetensors};
 use distr_vit::preprocess::load_rgb;
 use onnx_ir::{ModelProto, TensorProto};
-use parser_fuzz::{fuzz, Target};
+use parser_fuzz::{fuzz, Scratch, Target};
 use protobuf::Message;
 
 use crate::common::{fixture, vit_s_focus_onnx};
-
-/// A file written for one fuzz target, removed when the target is done.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("distr-vit-fuzz-{}-{name}", std::process::id())))
-    }
-
-    fn write(&self, bytes: &[u8]) -> &Path {
-        std::fs::write(&self.0, bytes).unwrap();
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Several times what a parse of the file holds, and never what a corrupt count could ask.
 fn budget(file_len: usize) -> usize {
@@ -43,7 +21,7 @@ fn budget(file_len: usize) -> usize {
 #[test]
 fn onnx_initializers() {
     let original = small_onnx();
-    let scratch = Scratch::new("model.onnx");
+    let scratch = Scratch::new("distr-vit-fuzz", "model.onnx");
     read_onnx(scratch.write(&original)).expect("the unmutated small model reads");
     // A protobuf message may end after any field: some cuts are whole messages.
     let target = Target::new("small vit_s_focus.onnx", budget(original.len())).truncation_may_parse();
@@ -56,7 +34,7 @@ fn onnx_initializers() {
 fn onnx_initializer_fields() {
     let model = ModelProto::parse_from_bytes(&small_onnx()).unwrap();
     let name = "backbone.embeddings.patch_embeddings.projection.weight";
-    let scratch = Scratch::new("fields.onnx");
+    let scratch = Scratch::new("distr-vit-fuzz", "fields.onnx");
     let corruptions: [(&str, fn(&mut TensorProto)); 6] = [
         ("a negative dim", |t| t.dims[0] = -1),
         ("dims whose product overflows", |t| t.dims = vec![1 << 40, 1 << 40]),
@@ -79,7 +57,7 @@ fn onnx_initializer_fields() {
 fn safetensors_checkpoints() {
     for name in ["hf_dinov2/model.safetensors", "timm_vit/model.safetensors"] {
         let original = std::fs::read(fixture(name)).unwrap();
-        let scratch = Scratch::new(&name.replace('/', "-"));
+        let scratch = Scratch::new("distr-vit-fuzz", &name.replace('/', "-"));
         fuzz(&Target::new(name, budget(original.len())), &original, |bytes| read_safetensors(scratch.write(bytes)).map(drop));
     }
 }
@@ -95,7 +73,7 @@ fn photos() {
     // A PNG ends with an empty `IEND` chunk (12 bytes): the image is whole before it.
     let png_whole = png.len() - 12;
     for (name, original, whole_from) in [("rocket.jpg", jpeg, usize::MAX), ("chelsea.png", png, png_whole)] {
-        let scratch = Scratch::new(name);
+        let scratch = Scratch::new("distr-vit-fuzz", name);
         let target = Target::new(name, 2 * distr_vit::preprocess::MAX_IMAGE_BYTES as usize).whole_from(whole_from);
         fuzz(&target, &original, |bytes| load_rgb(scratch.write(bytes)).map(drop));
     }
@@ -104,7 +82,7 @@ fn photos() {
 #[test]
 fn npy_arrays() {
     let original = std::fs::read(fixture("hf_dinov2/input.npy")).unwrap();
-    let scratch = Scratch::new("input.npy");
+    let scratch = Scratch::new("distr-vit-fuzz", "input.npy");
     fuzz(&Target::new("input.npy", budget(original.len())), &original, |bytes| npy::read_f32(scratch.write(bytes)).map(drop));
 }
 

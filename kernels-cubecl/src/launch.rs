@@ -431,7 +431,7 @@ fn split_keys_plan<R: Runtime>(
     }
     let hardware = &client.properties().hardware;
     let rows = (problem.heads / problem.kv_heads * problem.seq_q).next_power_of_two();
-    let limit = hardware.max_shared_memory_size.min(48 * 1024);
+    let limit = f32_kernel_shared_limit(client);
     let config = DECODE_KEY_TILES
         .into_iter()
         .map(|key_tile| DecodeConfig {
@@ -594,7 +594,7 @@ fn portable_config<R: Runtime>(
     problem: &Problem,
 ) -> Result<PortableConfig, KernelError> {
     let width = reduced_width(problem.head_dim, options.group_size);
-    let limit = client.properties().hardware.max_shared_memory_size.min(48 * 1024);
+    let limit = f32_kernel_shared_limit(client);
     let available = limit.saturating_sub(width * options.group_size * 4);
     let per_key = (width + problem.value_dim) * 4;
     let mut key_tile = MAX_PORTABLE_KEY_TILE;
@@ -619,6 +619,14 @@ fn portable_config<R: Runtime>(
         causal: options.causal,
         unroll: options.unroll,
     })
+}
+
+/// Shared memory the f32 kernels (portable forward, split-key decode) size their tiles for:
+/// the device's maximum, capped at 48 KiB (the per-cube limit every CUDA device has without an
+/// opt-in), so that their tiling does not depend on a device's opt-in maximum; the tensor-core
+/// path sizes itself to that maximum instead.
+fn f32_kernel_shared_limit<R: Runtime>(client: &ComputeClient<R>) -> usize {
+    client.properties().hardware.max_shared_memory_size.min(48 * 1024)
 }
 
 /// Keys per split (whole key tiles) and the number of splits: about [`DECODE_CUBES_PER_SM`]

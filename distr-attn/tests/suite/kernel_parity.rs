@@ -41,15 +41,15 @@ impl Case {
             .with_seed(7)
     }
 
-    fn inputs(&self, seed: u64) -> [(Vec<f32>, [usize; 4]); 3] {
+    /// Query, key and value shapes.
+    fn shapes(&self) -> [[usize; 4]; 3] {
         let [batch, heads, kv_heads, seq_q, seq_k, head_dim] = self.dims;
-        let shapes = [
-            [batch, heads, seq_q, head_dim],
-            [batch, kv_heads, seq_k, head_dim],
-            [batch, kv_heads, seq_k, head_dim],
-        ];
+        [[batch, heads, seq_q, head_dim], [batch, kv_heads, seq_k, head_dim], [batch, kv_heads, seq_k, head_dim]]
+    }
+
+    fn inputs(&self, seed: u64) -> [(Vec<f32>, [usize; 4]); 3] {
         let mut index = 0;
-        shapes.map(|shape| {
+        self.shapes().map(|shape| {
             index += 1;
             (seeded_values(seed * 10 + index, shape.iter().product()), shape)
         })
@@ -65,7 +65,7 @@ fn kernel_and_reference(case: &Case, half: bool) -> (Vec<f32>, Vec<f32>, KernelP
 /// [`kernel_and_reference`] on given query, key and value values (shaped by `case`).
 fn kernel_and_reference_on(case: &Case, inputs: [Vec<f32>; 3], half: bool) -> (Vec<f32>, Vec<f32>, KernelPath) {
     let device = Default::default();
-    let shapes = case.inputs(0).map(|(_, shape)| shape);
+    let shapes = case.shapes();
     let [query, key, value] = [0, 1, 2].map(|index| {
         let tensor = tensor::<Cube>(inputs[index].clone(), shapes[index], &device);
         if half {

@@ -2,7 +2,7 @@
 # A/B comparison of two builds of distr-bench in one device call: the new build's on-device
 # check (CHECK_FLAGS: the variants and tilings to check besides the default grid), then both
 # builds timed in alternating rounds on the same card (ROUNDS rounds, B = 4, H = 16, l = 128,
-# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES, causal and not), PyTorch's SDPA on the same grid,
+# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, causal and not), PyTorch's SDPA on the same grid,
 # and the per-configuration ratio of the medians. For changes that must not move performance
 # (refactors) or should (kernel changes). Expects both stripped CUDA builds, xz-compressed, and
 # sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
@@ -13,7 +13,11 @@ check_flags=${CHECK_FLAGS:-}
 rounds=${ROUNDS:-2}
 lengths=${LENGTHS:-4096,8192}
 groups=${GROUP_SIZES:-1,2,4}
+representatives=${REPRESENTATIVES:-sample}
 mkdir -p "$out" /tmp/ab
+# CubeCL's PTX cache is keyed by the kernel's id, not by the build that compiled it: with a cache
+# configured (run_gpu.sh writes one), one build would run the other's kernels.
+rm -f cubecl.toml CubeCL.toml
 for build in new base; do
     name=distr-bench; [ "$build" = base ] && name=distr-bench-base
     xz -dc ".gpu/kernel/$name.xz" > "/tmp/ab/$build" && chmod +x "/tmp/ab/$build" || exit 2
@@ -21,7 +25,8 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
 common=(--block-rows 128 --burn-max-len 0 --budget-ms 300 --json)
-grid=("${common[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true)
+grid=("${common[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true
+    --representatives "$representatives")
 # List flags append when repeated, so the check's (discarded) timing gets its own small grid.
 # shellcheck disable=SC2086
 /tmp/ab/new --check $check_flags "${common[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \

@@ -21,7 +21,7 @@ use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
 use crate::kernels::split_keys_decode::split_keys_decode;
 use crate::kernels::tensor_core_forward::{tensor_core_forward, MAX_SCALE};
-use crate::kernels::transpose_keys::transpose_keys;
+use crate::kernels::transpose_keys::{transpose_keys, TRANSPOSE_KEYS, TRANSPOSE_UNITS};
 use crate::KernelError;
 
 /// Most keys per tile of the portable kernel: fewer barriers per key, within shared memory.
@@ -190,7 +190,8 @@ pub fn launch_forward<R: Runtime>(
         let grouped = launch_grouping(client, &tensors.query, dtype, options)?;
         (grouped.query, grouped.key_columns, grouped.key_columns_len)
     } else {
-        (tensors.query, client.create_from_slice(u32::as_bytes(&[0])), 1)
+        // Exact: the kernels read no table (comptime), so one entry, left unwritten.
+        (tensors.query, client.empty(4), 1)
     };
     // SAFETY: `columns` holds `columns_len` u32 (the pre-pass's table, or one unread entry).
     let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
@@ -253,6 +254,13 @@ pub fn launch_grouping<R: Runtime>(
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<GroupedQueries<R>, KernelError> {
+    if options.group_size < 2 {
+        return Err(KernelError::Unsupported {
+            name: "group_size",
+            value: options.group_size.to_string(),
+            expected: "at least 2: the pre-pass groups columns".into(),
+        });
+    }
     let hyperplanes = options.hyperplanes.ok_or(KernelError::Unsupported {
         name: "hyperplanes",
         value: "none".into(),
@@ -311,29 +319,28 @@ fn transposed_keys<R: Runtime>(
     key: &TensorBinding<R>,
     dtype: StorageType,
 ) -> Result<TensorBinding<R>, KernelError> {
-    const UNITS: usize = 256;
     let [batch, kv_heads, seq_k, head_dim] = [0, 1, 2, 3].map(|axis| key.shape[axis]);
     let padded = seq_k.next_multiple_of(CHUNK);
-    let units = batch * kv_heads * padded / CHUNK * head_dim;
-    let cubes = units.div_ceil(UNITS);
-    let max_cubes = client.properties().hardware.max_cube_count.0 as usize;
-    if cubes > max_cubes {
+    let cubes = (padded.div_ceil(TRANSPOSE_KEYS), batch * kv_heads);
+    let max_cubes = client.properties().hardware.max_cube_count;
+    if cubes.0 > max_cubes.0 as usize || cubes.1 > max_cubes.1 as usize {
         return Err(KernelError::Unsupported {
             name: "grid",
-            value: format!("{cubes} cubes to transpose K"),
-            expected: format!("at most {max_cubes}"),
+            value: format!("{cubes:?} cubes to transpose K"),
+            expected: format!("at most {:?}", (max_cubes.0, max_cubes.1)),
         });
     }
-    let handle = client.empty(units * CHUNK * dtype.size());
+    let handle = client.empty(batch * kv_heads * head_dim * padded * dtype.size());
     let shape = Shape::new([batch, kv_heads, head_dim, padded]);
     let strides = Strides::new(&[kv_heads * head_dim * padded, head_dim * padded, padded, 1]);
-    // SAFETY: `handle` holds exactly `shape` contiguous elements, written whole by the units
-    // the guard in the kernel keeps; `key` is read within its shape.
+    // SAFETY: `handle` holds exactly `shape` contiguous elements, written whole by the cubes
+    // (tiles past `padded` are skipped in the kernel); `key` is read within its shape, in whole
+    // 16-byte chunks, which `plan` checked for the tensor-core path.
     unsafe {
         transpose_keys::launch_unchecked::<R>(
             client,
-            CubeCount::Static(cubes as u32, 1, 1),
-            CubeDim::new_1d(UNITS as u32),
+            CubeCount::Static(cubes.0 as u32, cubes.1 as u32, 1),
+            CubeDim::new_1d(TRANSPOSE_UNITS as u32),
             CHUNK,
             key.clone().into_tensor_arg(),
             TensorArg::from_raw_parts(handle.clone(), strides.clone(), shape.clone()),

@@ -2,8 +2,8 @@
 # A/B comparison of two builds of distr-bench in one device call: the new build's on-device
 # check (CHECK_FLAGS: the variants and tilings to check besides the default grid), then both
 # builds timed in alternating rounds on the same card (ROUNDS rounds, B = 4, H = 16, l = 128,
-# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, causal and not), PyTorch's SDPA on the same grid,
-# and the per-configuration ratio of the medians. For changes that must not move performance
+# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, causal and not), PyTorch's
+# SDPA on the same grid, and the per-configuration ratio of the medians. For changes that must not move performance
 # (refactors) or should (kernel changes). Expects both stripped CUDA builds, xz-compressed, and
 # sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
 # README.md); writes everything under $OUT.

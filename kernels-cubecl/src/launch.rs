@@ -10,7 +10,7 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 use cubecl::zspace::{Shape, Strides};
 
-use crate::block_permutation::MAX_PROJECTIONS;
+use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
     reduced_width, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
     Representative, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
@@ -300,6 +300,7 @@ pub fn launch_grouping<R: Runtime>(
             client,
             CubeCount::Static(num_blocks as u32, (batch * heads) as u32, 1),
             CubeDim::new_1d(config.units() as u32),
+            PLANES_PER_UNIT,
             query.clone().into_tensor_arg(),
             ArrayArg::from_raw_parts(hyperplanes.handle.clone(), hyperplanes.num_projections * hyperplanes.block_rows),
             TensorArg::from_raw_parts(grouped.clone(), strides.clone(), shape.clone()),
@@ -745,9 +746,6 @@ pub fn tensor_core_source<R: Runtime>(
     config: TensorCoreConfig,
     dtype: StorageType,
 ) -> Result<String, KernelError> {
-    use cubecl::ir::UIntKind;
-    use cubecl::Compiler;
-
     let cube_dim = CubeDim::new_2d(PLANE_SIZE as u32, config.tiling.warps as u32);
     let kernel = tensor_core_forward::TensorCoreForward::<R>::new(
         KernelSettings::default().cube_dim(cube_dim),
@@ -762,15 +760,46 @@ pub fn tensor_core_source<R: Runtime>(
         config,
         dtype,
     );
+    cuda_source(kernel.define(), true, "tensor-core kernel", format!("{config:?}"))
+}
+
+/// The CUDA source of the grouping pre-pass for `config`, without a device (static analysis).
+#[cfg(feature = "cuda")]
+pub fn grouping_source<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: GroupingConfig,
+    dtype: StorageType,
+) -> Result<String, KernelError> {
+    let kernel = group_queries::GroupQueries::<R>::new(
+        KernelSettings::default().cube_dim(CubeDim::new_1d(config.units() as u32)),
+        client.clone(),
+        TensorCompilationArg { inplace: None },
+        ArrayCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        ArrayCompilationArg { inplace: None },
+        PLANES_PER_UNIT,
+        config,
+        dtype,
+    );
+    cuda_source(kernel.define(), false, "grouping pre-pass", format!("{config:?}"))
+}
+
+/// Lowers a kernel's definition with CubeCL's CUDA compiler, with 32-bit addressing: the source
+/// NVRTC would be given.
+#[cfg(feature = "cuda")]
+fn cuda_source(definition: KernelDefinition, fast_math: bool, name: &'static str, value: String) -> Result<String, KernelError> {
+    use cubecl::ir::UIntKind;
+    use cubecl::Compiler;
+
     let mut options: <cubecl::cuda::CudaCompiler as Compiler>::CompilationOptions = Default::default();
-    options.supports_features.fast_math = true;
+    options.supports_features.fast_math = fast_math;
     let address_type = StorageType::Scalar(ElemType::UInt(UIntKind::U32));
     cubecl::cuda::CudaCompiler::default()
-        .compile(kernel.define(), &options, ExecutionMode::Unchecked, address_type)
+        .compile(definition, &options, ExecutionMode::Unchecked, address_type)
         .map(|source| source.to_string())
         .map_err(|error| KernelError::Unsupported {
-            name: "tensor-core kernel",
-            value: format!("{config:?}"),
+            name,
+            value,
             expected: format!("a specialisation CubeCL's CUDA compiler lowers ({error:?})"),
         })
 }

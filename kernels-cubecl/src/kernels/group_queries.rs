@@ -5,7 +5,8 @@
 //!
 //! 1. hash the block's columns and sort them ([`crate::block_permutation`]);
 //! 2. write the block's rows of Q' (`[batch, heads, blocks * block_rows, reduced_width]`, zero
-//!    in the padding columns and in rows past `seq_q`);
+//!    in the padding columns and in rows past `seq_q`), its rows staged in shared memory again
+//!    a chunk at a time, consecutive units writing consecutive columns;
 //! 3. write the block's column table (`reduced_width * group_size` entries per block in
 //!    `[batch * heads, blocks]` order): entry `j * G + m` is the K column of member `m` of
 //!    group `j` (the sorted position [`crate::config::GroupLayout`] names), or `head_dim` for
@@ -16,12 +17,12 @@
 
 use cubecl::prelude::*;
 
-use crate::block_permutation::{bitonic_sort, column_sort_values_by_plane_group, permuted_column, PLANES_PER_UNIT};
+use crate::block_permutation::{column_sort_values, permuted_column, rank_sort, stage_rows, PLANES_PER_UNIT, STAGED_ROWS};
 use crate::config::{GroupingConfig, Permutation};
 use crate::grouped_query::{grouped_query, member_position};
 
 #[cube(launch_unchecked)]
-pub(crate) fn group_queries<F: Float>(
+pub(crate) fn group_queries<F: Float, N4: Size>(
     query: &Tensor<F>,
     hyperplanes: &Array<f32>,
     grouped: &mut Tensor<F>,
@@ -35,7 +36,6 @@ pub(crate) fn group_queries<F: Float>(
     let units = comptime!(config.units());
     let width = comptime!(config.reduced_width());
     let groups = comptime!(config.head_dim / config.group_size);
-    let sort_size = comptime!(config.head_dim.next_power_of_two());
 
     let heads = query.shape(1);
     let seq_q = query.shape(2);
@@ -44,64 +44,86 @@ pub(crate) fn group_queries<F: Float>(
     let head = batch_head % heads;
     let block = CUBE_POS_X as usize;
     let block_first_row = block * block_rows;
+    let valid_rows = min(seq_q - block_first_row, block_rows);
     let query_block = batch * query.stride(0) + head * query.stride(1) + block_first_row * query.stride(2);
 
-    let mut order = SharedMemory::<u32>::new(sort_size);
+    let mut staged = SharedMemory::<f32>::new(comptime!(STAGED_ROWS * config.head_dim));
+    let mut order = SharedMemory::<u32>::new(head_dim);
     match comptime!(config.permutation) {
         Permutation::Identity => {
             let mut column = UNIT_POS as usize;
-            while column < sort_size {
+            while column < head_dim {
                 order[column] = column as u32;
                 column += units;
             }
             sync_cube();
         }
         _ => {
+            let mut planes = SharedMemory::<Vector<f32, N4>>::new(comptime!(
+                STAGED_ROWS * config.num_projections.div_ceil(PLANES_PER_UNIT)
+            ));
             let mut signs =
                 SharedMemory::<u32>::new(comptime!(config.num_projections.div_ceil(PLANES_PER_UNIT) * config.head_dim));
-            column_sort_values_by_plane_group::<F>(
+            let mut values = SharedMemory::<u32>::new(head_dim);
+            column_sort_values::<F, N4>(
                 query,
                 hyperplanes,
+                &mut staged,
+                &mut planes,
                 &mut signs,
-                &mut order,
+                &mut values,
                 query_block,
-                block_first_row,
-                seq_q,
+                valid_rows,
                 head_dim,
-                sort_size,
                 block_rows,
                 config.num_projections,
                 units,
+                config.unroll,
             );
-            // Unsorted, the packed values still carry each column's own index in their low
-            // bits: the identity permutation, at the cost of the hashing.
             if comptime!(config.permutation == Permutation::Lsh) {
-                bitonic_sort(&mut order, sort_size, units);
+                rank_sort(&values, &mut order, head_dim, units);
+            } else {
+                // Unsorted, the packed values still carry each column's own index in their
+                // low bits: the identity permutation, at the cost of the hashing.
+                let mut column = UNIT_POS as usize;
+                while column < head_dim {
+                    order[column] = values[column];
+                    column += units;
+                }
+                sync_cube();
             }
         }
     }
 
     let grouped_block = batch * grouped.stride(0) + head * grouped.stride(1) + block_first_row * grouped.stride(2);
-    let mut element = UNIT_POS as usize;
-    while element < comptime!(config.block_rows * width) {
-        let row = element / width;
-        let group = element % width;
-        let mut representative = 0.0f32;
-        if block_first_row + row < seq_q && group < groups {
-            representative = grouped_query::<F>(
-                query,
-                &order,
-                query_block + row * query.stride(2),
-                group,
-                group_size,
-                groups,
-                config.representative,
-                config.layout,
-                config.unroll,
-            );
+    for chunk in 0..comptime!(config.block_rows / STAGED_ROWS) {
+        let first_row = chunk * STAGED_ROWS;
+        stage_rows::<F>(query, &mut staged, query_block, first_row, valid_rows, head_dim, units, config.unroll);
+        sync_cube();
+        #[unroll(config.unroll)]
+        for step in 0..comptime!(STAGED_ROWS * width / units) {
+            let element = step * units + UNIT_POS as usize;
+            let row = element / width;
+            let group = element % width;
+            let mut representative = 0.0f32;
+            if group < groups {
+                representative = grouped_query(
+                    &staged,
+                    &order,
+                    row,
+                    group,
+                    head_dim,
+                    group_size,
+                    groups,
+                    config.representative,
+                    config.layout,
+                    config.unroll,
+                );
+            }
+            grouped[grouped_block + (first_row + row) * grouped.stride(2) + group * grouped.stride(3)] =
+                F::cast_from(representative);
         }
-        grouped[grouped_block + row * grouped.stride(2) + group * grouped.stride(3)] = F::cast_from(representative);
-        element += units;
+        sync_cube();
     }
 
     let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(width * config.group_size);

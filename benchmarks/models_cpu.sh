@@ -6,11 +6,12 @@
 #
 #   DISTR_LLAMA=target/release/distr-llama PYTHON=python3 OUT=results/dir bash benchmarks/models_cpu.sh
 #
-# Needs a release build of distr-llama and a Python with torch and transformers (see
-# ../shared/MODELS.md); the model's config.json and tokenizer.json come from `distr-llama export`
-# of the GGUF that scripts/fetch-models.sh fetches. THREADS (default: all cores) is given to
-# both sides (RAYON_NUM_THREADS, torch.set_num_threads). benchmarks/models_table.py --cpu turns
-# the JSON lines under $OUT into the README's CPU table.
+# Needs a release build of distr-llama (`--features ndarray` for the NdArray rows) and a Python
+# with torch and transformers (see ../shared/MODELS.md); the model's config.json and
+# tokenizer.json come from `distr-llama export` of the GGUF that scripts/fetch-models.sh
+# fetches. THREADS (default: all cores) is given to both sides (RAYON_NUM_THREADS,
+# torch.set_num_threads). benchmarks/models_table.py --cpu turns the JSON lines under $OUT into
+# the README's CPU table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${DISTR_LLAMA:-target/release/distr-llama}

@@ -5,7 +5,7 @@
 //! what the hashing buys.
 //!
 //! ```text
-//! cargo run -p distr-attn --example demo [-- --backend flex|ndarray|wgpu|cuda] [--json]
+//! cargo run -p distr-attn --example demo [-- --backend flex|wgpu|cuda|ndarray] [--json]
 //! ```
 
 use std::time::Instant;
@@ -112,11 +112,11 @@ fn main() {
             "--backend" => match args.next().map(|name| name.parse()) {
                 Some(Ok(kind)) => backend = kind,
                 Some(Err(message)) => exit_with(&message),
-                None => exit_with("--backend needs a value: flex, ndarray, wgpu or cuda"),
+                None => exit_with("--backend needs a value: flex, wgpu, cuda or ndarray"),
             },
             "--json" => json = true,
             "--help" | "-h" => {
-                println!("usage: demo [--backend flex|ndarray|wgpu|cuda] [--json]");
+                println!("usage: demo [--backend flex|wgpu|cuda|ndarray] [--json]");
                 return;
             }
             other => exit_with(&format!("unknown argument `{other}` (try --help)")),

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 backend="${1:-ndarray}"
 out="${2:-benchmarks/results/llama-perplexity-$backend.jsonl}"
 models="${DISTR_MODELS_DIR:-.cache/models}"
-bin="${DISTR_LLAMA_BIN:-cargo run -q -p distr-llama --}"
+bin="${DISTR_LLAMA_BIN:-cargo run -q -p distr-llama --features ndarray --}"
 mkdir -p "$(dirname "$out")"
 : > "$out"
 run() {

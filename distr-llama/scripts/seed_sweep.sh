@@ -13,7 +13,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 model="${DISTR_MODELS_DIR:-$root/.cache/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 corpus="$root/.cache/corpus"
 out="$root/benchmarks/results/llama-seeds"
-bin="${DISTR_LLAMA_BIN:-cargo run -q --release -p distr-llama --}"
+bin="${DISTR_LLAMA_BIN:-cargo run -q --release -p distr-llama --features ndarray --}"
 bash "$root/distr-llama/scripts/prepare-corpus.sh" "$corpus"
 mkdir -p "$out"
 texts=("macbeth|$corpus/heldout/tragedies/macbeth.md" "the-tempest|$corpus/heldout/romances/the-tempest.md")

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 backend="${1:-ndarray}"
 out="${2:-benchmarks/results/llama-variants-$backend.jsonl}"
 models="${DISTR_MODELS_DIR:-.cache/models}"
-bin="${DISTR_LLAMA_BIN:-cargo run -q -p distr-llama --}"
+bin="${DISTR_LLAMA_BIN:-cargo run -q -p distr-llama --features ndarray --}"
 representatives="${REPRESENTATIVES:-sample mean}"
 distr-llama/scripts/prepare-corpus.sh
 mkdir -p "$(dirname "$out")"

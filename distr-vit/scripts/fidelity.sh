@@ -11,7 +11,7 @@ onnx="${DISTR_MODELS_DIR:-$root/.cache/models}/vit_s_focus.onnx"
 images="$root/distr-vit/fixtures/images"
 out="$root/benchmarks/results"
 mkdir -p "$out"
-bin="${DISTR_VIT_BIN:-cargo run -q -p distr-vit --}"
+bin="${DISTR_VIT_BIN:-cargo run -q -p distr-vit --features ndarray --}"
 
 settings=(
   "g2-lsh-sample|--group-size 2"

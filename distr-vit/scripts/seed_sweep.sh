@@ -11,7 +11,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 onnx="${DISTR_MODELS_DIR:-$root/.cache/models}/vit_s_focus.onnx"
 photos="$root/.cache/heldout-photos"
 out="$root/benchmarks/results/vit-seeds"
-bin="${DISTR_VIT_BIN:-cargo run -q --release -p distr-vit --}"
+bin="${DISTR_VIT_BIN:-cargo run -q --release -p distr-vit --features ndarray --}"
 [ -d "$photos" ] || python3 "$root/distr-vit/scripts/heldout-photos.py" "$photos"
 mkdir -p "$out"
 

@@ -20,7 +20,7 @@ use crate::{
 /// Where a model runs: the backend and the float type of its weights and activations.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct DeviceArgs {
-    /// Backend: flex or ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    /// Backend: flex (CPU), wgpu, cuda or ndarray (each but flex needs its cargo feature).
     /// Flex is the faster CPU backend: NdArray copies both operands of every matrix product.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,

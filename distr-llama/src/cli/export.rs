@@ -21,7 +21,7 @@ pub struct ExportArgs {
     /// tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Backend: flex or ndarray (CPU), wgpu or cuda (each GPU backend needs its cargo feature).
+    /// Backend: flex (CPU), wgpu, cuda or ndarray (each but flex needs its cargo feature).
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// Weights saved by `finetune --out` (the `.mpk` file, extension optional), replacing

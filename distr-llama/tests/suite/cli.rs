@@ -6,6 +6,13 @@ use std::path::{Path, PathBuf};
 
 use distr_llama::cli::{run, Cli};
 
+/// What `--backend ndarray --dtype bf16` says: NdArray is a cargo feature of the command line.
+const NDARRAY_BF16: &str = if cfg!(feature = "ndarray") {
+    "--dtype bf16: backend `ndarray` does not support it"
+} else {
+    "backend `ndarray` is not compiled in: rebuild with `--features ndarray`"
+};
+
 fn tiny() -> String {
     fixture("fixtures/tiny-llama")
 }
@@ -100,7 +107,7 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "0"], "invalid --num-projections 0"),
         (&["perplexity", "--text", &text, "--attention", "distr", "--num-projections", "21"], "invalid --num-projections 21"),
         (&["generate", "--prompt", "a", "--max-tokens", "0"], "invalid --max-tokens 0"),
-        (&["generate", "--prompt", "a", "--backend", "ndarray", "--dtype", "bf16"], "--dtype bf16: backend `ndarray` does not support it"),
+        (&["generate", "--prompt", "a", "--backend", "ndarray", "--dtype", "bf16"], NDARRAY_BF16),
         (&["logits", "--prompt", "a", "--out", &out, "--dtype", "half16"], "unknown dtype `half16`"),
         (&["generate", "--prompt", "a", "--temperature=-1"], "invalid --temperature -1"),
         (&["generate", "--prompt", "a", "--temperature", "-1"], "invalid --temperature -1"),

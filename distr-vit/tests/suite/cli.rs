@@ -7,6 +7,13 @@ use std::process::{Command, Output};
 
 use crate::common::{fixture, vit_s_focus_onnx};
 
+/// What `--backend ndarray --dtype f16` says: NdArray is a cargo feature of the command line.
+const NDARRAY_F16: &str = if cfg!(feature = "ndarray") {
+    "--dtype f16: backend `ndarray` does not support it"
+} else {
+    "backend `ndarray` is not compiled in: rebuild with `--features ndarray`"
+};
+
 fn distr_vit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_distr-vit")).args(args).output().expect("the binary runs")
 }
@@ -77,7 +84,7 @@ fn bad_options_fail_before_any_work_and_name_the_problem() {
         (saliency(&["--out", &out, "--config", &images]), "cannot read it"),
         (saliency(&["--out", &out, "--attention", "distr", "--distr-decode"]), "no decode steps"),
         (saliency(&["--out", &out, "--attention", "distr", "--block-rows", "-1"]), "--block-rows"),
-        (saliency(&["--out", &out, "--backend", "ndarray", "--dtype", "f16"]), "--dtype f16: backend `ndarray` does not support it"),
+        (saliency(&["--out", &out, "--backend", "ndarray", "--dtype", "f16"]), NDARRAY_F16),
         (saliency(&["--out", &out, "--dtype", "f8"]), "unknown dtype `f8`: expected f32, f16 or bf16"),
         (vec!["bench".into(), "--sizes".into(), "100".into()], "invalid --sizes 100"),
         (vec!["bench".into(), "--attention".into(), "exact".into()], "`bench` compares exact attention"),

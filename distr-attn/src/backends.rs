@@ -1,8 +1,8 @@
 //! Backends chosen at run time (`--backend flex|ndarray|wgpu|cuda` in the CLIs), and the float
 //! type a model runs in on them (`--dtype f32|f16|bf16`). Flex is always compiled in; every other
 //! backend needs its cargo feature, NdArray included: each backend compiled in instantiates every
-//! command of a CLI once more, and NdArray (8-26x slower than Flex for the same f32 results) cost
-//! a third of the command lines' build time for no reason a user would pick it.
+//! command of a CLI once more, so NdArray (8-26x slower than Flex for the same f32 results) is
+//! built only for those who ask for it.
 
 use std::fmt;
 use std::str::FromStr;

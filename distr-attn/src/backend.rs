@@ -1,16 +1,22 @@
 //! Backend dispatch: the one place that knows which backend runs which implementation.
 //!
 //! [`DistrAttentionBackend`] is an extension trait in the style of Burn's own op traits. Its
-//! default method is the tensor-op reference, so every backend that implements the trait
-//! without overriding gets a correct (and, through `Autodiff`, differentiable) op.
+//! default methods are the tensor-op reference, so every backend that implements the trait
+//! without overriding gets a correct (and, through `Autodiff`, differentiable) op. Backends
+//! with the fused kernels override the forward and add a fused backward, which `Autodiff`
+//! registers as one operation of its graph instead of differentiating the reference.
 
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ndarray::{
     FloatNdArrayElement, IntNdArrayElement, NdArray, NdArrayTensor, QuantElement, SharedArray,
 };
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Shape, Tensor, TensorPrimitive};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bool, DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -18,6 +24,7 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorI
 
 use crate::{kernel, reference};
 use crate::AttentionProblem;
+use kernels_cubecl::KernelError;
 
 /// A Burn backend that can run DistrAttention.
 ///
@@ -36,6 +43,31 @@ pub trait DistrAttentionBackend: Backend {
     ) -> Tensor<Self, 4> {
         reference::distr_attention_reference(query, key, value, mask, problem)
     }
+
+    /// Whether [`Self::distr_attention_backward`] has a fused kernel for `problem` in `dtype`
+    /// on `device`. `Autodiff` asks before the forward: where it has, the op is one node of
+    /// the graph whose backward is that kernel; elsewhere the graph differentiates the
+    /// reference (which stores the `[seq_q, seq_k]` scores).
+    fn has_fused_backward(_problem: &AttentionProblem, _dtype: DType, _device: &Self::Device) -> bool {
+        false
+    }
+
+    /// The gradients of the loss with respect to query, key and value, given the op's
+    /// `output` and `grad_output` (the gradient with respect to it), from the fused backward
+    /// kernels. Only called where [`Self::has_fused_backward`] said so; the default has no
+    /// kernel and says so.
+    fn distr_attention_backward(
+        _inputs: [Tensor<Self, 4>; 3],
+        _output: Tensor<Self, 4>,
+        _grad_output: Tensor<Self, 4>,
+        _problem: &AttentionProblem,
+    ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
+        Err(KernelError::Unsupported {
+            name: "backend",
+            value: std::any::type_name::<Self>().into(),
+            expected: "a CubeCL backend (Wgpu, Cuda) for the fused backward".into(),
+        })
+    }
 }
 
 impl<E: FloatNdArrayElement, I: IntNdArrayElement, Q: QuantElement> DistrAttentionBackend
@@ -50,9 +82,76 @@ where
 /// NaN in a query row into finite output, where the op's contract is NaN in that row.
 impl DistrAttentionBackend for Flex {}
 
-/// Gradients flow through the tensor-op reference, which `Autodiff` differentiates; the
-/// permutation is computed from detached queries and so is a constant.
-impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {}
+/// Where the inner backend has a fused backward for the call (no mask tensor), the op is one
+/// node of the graph: the forward runs on the inner backend, and the backward is the fused
+/// kernel ([`FusedAttentionBackward`]). Elsewhere the gradients flow through the tensor-op
+/// reference, which `Autodiff` differentiates. Either way the permutation is computed from
+/// detached queries and is a constant.
+impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {
+    fn distr_attention_checked(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: Option<Tensor<Self, 4, Bool>>,
+        problem: &AttentionProblem,
+    ) -> Tensor<Self, 4> {
+        if mask.is_some() || !B::has_fused_backward(problem, query.dtype(), &query.device()) {
+            return reference::distr_attention_reference(query, key, value, mask, problem);
+        }
+        let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
+        let inner = |tensor: &FloatTensor<Self>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(tensor.primitive.clone()));
+        let forward = || B::distr_attention_checked(inner(&query), inner(&key), inner(&value), None, problem);
+        let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
+        let output = match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = forward().into_primitive().tensor();
+                let state = FusedAttentionState {
+                    inputs: [query.primitive, key.primitive, value.primitive],
+                    output: output.clone(),
+                    problem: problem.clone(),
+                };
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward().into_primitive().tensor()),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(output))
+    }
+
+    fn has_fused_backward(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
+        B::has_fused_backward(problem, dtype, device)
+    }
+}
+
+/// The backward of one fused DistrAttention node of an `Autodiff` graph.
+#[derive(Debug)]
+struct FusedAttentionBackward;
+
+/// What the fused backward keeps from the forward: the inner backend's inputs and output.
+#[derive(Debug, Clone)]
+struct FusedAttentionState<B: Backend> {
+    inputs: [FloatTensor<B>; 3],
+    output: FloatTensor<B>,
+    problem: AttentionProblem,
+}
+
+impl<B: DistrAttentionBackend> Backward<B, 3> for FusedAttentionBackward {
+    type State = FusedAttentionState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let grad_output = grads.consume::<B>(&ops.node);
+        let FusedAttentionState { inputs, output, problem } = ops.state;
+        let tensor = |primitive: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(primitive));
+        // `has_fused_backward` accepted this problem before the forward ran, with the same
+        // checks the launch makes: a refusal here is a bug, and there is no gradient to return.
+        let gradients = B::distr_attention_backward(inputs.map(tensor), tensor(output), tensor(grad_output), &problem)
+            .unwrap_or_else(|reason| panic!("distr_attention: the fused backward refused a call it accepted before the forward: {reason}"));
+        for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, gradient.into_primitive().tensor());
+            }
+        }
+    }
+}
 
 /// Decode-sized calls: at most this many query rows take split-key decode on the CubeCL
 /// backends (the keys spread over the device, the query heads of a key head in one cube), and
@@ -92,6 +191,27 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAtten
             }
         }
     }
+
+    fn has_fused_backward(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
+        match kernel::check_backward::<R>(problem, dtype, device) {
+            Ok(()) => true,
+            Err(reason) => {
+                log::info!("distr_attention: gradients through the reference: {reason}");
+                false
+            }
+        }
+    }
+
+    fn distr_attention_backward(
+        inputs: [Tensor<Self, 4>; 3],
+        output: Tensor<Self, 4>,
+        grad_output: Tensor<Self, 4>,
+        problem: &AttentionProblem,
+    ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
+        let primitive = |tensor: Tensor<Self, 4>| tensor.into_primitive().tensor();
+        let gradients = kernel::fused_backward(inputs.map(primitive), primitive(output), primitive(grad_output), problem)?;
+        Ok(gradients.map(|gradient| Tensor::from_primitive(TensorPrimitive::Float(gradient))))
+    }
 }
 
 /// Without a mask the call is one custom operation of the fusion stream, run by the inner
@@ -129,6 +249,38 @@ impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<
             .output();
         Tensor::from_primitive(TensorPrimitive::Float(output))
     }
+
+    fn has_fused_backward(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
+        B::has_fused_backward(problem, dtype, device)
+    }
+
+    /// One custom operation of the fusion stream, as the forward; the inner backend's kernel
+    /// runs it.
+    fn distr_attention_backward(
+        inputs: [Tensor<Self, 4>; 3],
+        output: Tensor<Self, 4>,
+        grad_output: Tensor<Self, 4>,
+        problem: &AttentionProblem,
+    ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
+        let [query, key, value] = inputs.map(|tensor| tensor.into_primitive().tensor());
+        let [output, grad_output] = [output, grad_output].map(|tensor| tensor.into_primitive().tensor());
+        let client = query.client.clone();
+        let streams = OperationStreams::with_inputs([&query, &key, &value, &output, &grad_output]);
+        let gradients = [&query, &key, &value]
+            .map(|input| TensorIr::uninit(client.create_empty_handle(), input.shape.clone(), input.dtype));
+        let inputs = [query, key, value, output, grad_output].map(|tensor| tensor.into_ir());
+        let desc = CustomOpIr::new("distr_attention_backward", &inputs, &gradients);
+        let operation = FusedDistrAttentionBackward::<B> {
+            desc: desc.clone(),
+            problem: problem.clone(),
+            backend: core::marker::PhantomData,
+        };
+        let outputs = client.register(streams, OperationIr::Custom(desc), operation);
+        let [grad_query, grad_key, grad_value]: [_; 3] = outputs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the operation was registered with three outputs"));
+        Ok([grad_query, grad_key, grad_value].map(|gradient| Tensor::from_primitive(TensorPrimitive::Float(gradient))))
+    }
 }
 
 /// The fusion stream's record of one DistrAttention call.
@@ -147,5 +299,30 @@ impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for F
         });
         let result = B::distr_attention_checked(query, key, value, None, &self.problem);
         handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
+    }
+}
+
+/// The fusion stream's record of one fused backward.
+#[derive(Debug, Clone)]
+struct FusedDistrAttentionBackward<B> {
+    desc: CustomOpIr,
+    problem: AttentionProblem,
+    backend: core::marker::PhantomData<B>,
+}
+
+impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for FusedDistrAttentionBackward<B> {
+    fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+        let ([query, key, value, output, grad_output], gradient_irs) = self.desc.as_fixed();
+        let [query, key, value, output, grad_output] = [query, key, value, output, grad_output].map(|ir| {
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(handles.get_float_tensor::<B>(ir)))
+        });
+        // Registered only after `has_fused_backward` accepted the problem (see
+        // `FusedAttentionBackward`): a refusal here is a bug.
+        let gradients = B::distr_attention_backward([query, key, value], output, grad_output, &self.problem)
+            .unwrap_or_else(|reason| panic!("distr_attention: the fused backward refused a call it accepted before the forward: {reason}"));
+        let [grad_query, grad_key, grad_value]: &[TensorIr; 3] = gradient_irs;
+        for (ir, gradient) in [grad_query, grad_key, grad_value].into_iter().zip(gradients) {
+            handles.register_float_tensor::<B>(&ir.id, gradient.into_primitive().tensor());
+        }
     }
 }

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use burn::tensor::DType;
-use burn::tensor::Shape;
+use burn::tensor::{Shape, TensorMetadata};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
+use burn_cubecl::cubecl::prelude::ComputeClient;
 use kernels_cubecl::{
-    launch_forward, launch_grouping, AttentionBindings, ForwardOptions, GroupLayout, Hyperplanes, KernelError, Representative,
+    launch_backward, launch_forward, launch_grouping, AttentionBindings, BackwardBindings, ForwardOptions, GroupLayout, Hyperplanes, KernelError, Representative,
 };
 
 pub use kernels_cubecl::{
@@ -76,37 +77,9 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
     problem: &AttentionProblem,
     tuning: KernelTuning,
 ) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
-    let config = &problem.config;
-    if problem.quiet_softmax {
-        return Err(KernelError::Unsupported {
-            name: "quiet_softmax",
-            value: "true".into(),
-            expected: "false (quiet softmax runs on the reference)".into(),
-        });
-    }
-    if !config.is_exact() && !config.grouping.hashes() {
-        return Err(KernelError::Unsupported {
-            name: "grouping",
-            value: format!("{:?}", config.grouping),
-            expected: "Lsh or LshStrided (the baselines run on the reference)".into(),
-        });
-    }
-    if !matches!(query.dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(KernelError::Unsupported {
-            name: "dtype",
-            value: format!("{:?}", query.dtype),
-            expected: "f32, f16 or bf16".into(),
-        });
-    }
-    if config.representative == crate::Representative::Projected && !config.is_exact() {
-        return Err(KernelError::Unsupported {
-            name: "representative",
-            value: "Projected".into(),
-            expected: "Sample, Mean or SampledKeys (Projected runs on the reference)".into(),
-        });
-    }
-    let planes = hyperplanes_for(&query, problem, tuning.hyperplanes)?;
-    let options = forward_options(&query, problem, planes.as_ref(), tuning);
+    refusal(problem, query.dtype)?;
+    let planes = hyperplanes_for(&query.client, &query.device, problem, tuning.hyperplanes)?;
+    let options = forward_options(&query.client, problem, planes.as_ref(), tuning);
     let output = empty_device_contiguous_dtype(
         query.client.clone(),
         query.device.clone(),
@@ -126,10 +99,94 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
     Ok((output, path))
 }
 
+/// Gradients of the op with respect to query, key and value, given its output and the
+/// gradient of the loss with respect to that output, from the fused backward kernels
+/// (`kernels_cubecl::launch_backward`): nothing `[seq_q, seq_k]` is stored.
+///
+/// Errors (nothing launched) for the calls [`check_backward`] refuses.
+pub fn fused_backward<R: CubeRuntime>(
+    [query, key, value]: [CubeTensor<R>; 3],
+    output: CubeTensor<R>,
+    grad_output: CubeTensor<R>,
+    problem: &AttentionProblem,
+) -> Result<[CubeTensor<R>; 3], KernelError> {
+    refusal(problem, query.dtype)?;
+    let planes = hyperplanes_for(&query.client, &query.device, problem, HyperplaneSource::Cached)?;
+    let options = forward_options(&query.client, problem, planes.as_ref(), KernelTuning::default());
+    let [grad_query, grad_key, grad_value] = [&query, &key, &value].map(|input| {
+        empty_device_contiguous_dtype(input.client.clone(), input.device.clone(), input.shape(), input.dtype)
+    });
+    let client = query.client.clone();
+    let dtype = query.dtype.into();
+    let bindings = BackwardBindings {
+        forward: AttentionBindings {
+            query: query.binding(),
+            key: key.binding(),
+            value: value.binding(),
+            output: output.binding(),
+        },
+        grad_output: grad_output.binding(),
+        grad_query: grad_query.clone().binding(),
+        grad_key: grad_key.clone().binding(),
+        grad_value: grad_value.clone().binding(),
+    };
+    launch_backward(&client, bindings, dtype, &options)?;
+    KERNEL_LAUNCHES.fetch_add(1, Ordering::SeqCst);
+    Ok([grad_query, grad_key, grad_value])
+}
+
+/// Whether [`fused_backward`] takes `problem` in `dtype` on `device`: what a training step
+/// asks before its forward, to know which backward it will run.
+pub fn check_backward<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, device: &R::Device) -> Result<(), KernelError> {
+    refusal(problem, dtype)?;
+    let client = R::client(device);
+    let planes = hyperplanes_for(&client, device, problem, HyperplaneSource::Cached)?;
+    let options = forward_options(&client, problem, planes.as_ref(), KernelTuning::default());
+    let query = [problem.batch, problem.heads, problem.seq_q, problem.head_dim];
+    let key = [problem.batch, problem.kv_heads, problem.seq_k, problem.head_dim];
+    let value = [problem.batch, problem.kv_heads, problem.seq_k, problem.value_dim];
+    kernels_cubecl::check_backward(&client, [&query, &key, &value], dtype.into(), &options)
+}
+
+/// Why the kernels do not take a problem, whatever its shapes: quiet softmax, the baseline
+/// groupings, f64 and the `Projected` representative run on the reference.
+fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> {
+    let config = &problem.config;
+    if problem.quiet_softmax {
+        return Err(KernelError::Unsupported {
+            name: "quiet_softmax",
+            value: "true".into(),
+            expected: "false (quiet softmax runs on the reference)".into(),
+        });
+    }
+    if !config.is_exact() && !config.grouping.hashes() {
+        return Err(KernelError::Unsupported {
+            name: "grouping",
+            value: format!("{:?}", config.grouping),
+            expected: "Lsh or LshStrided (the baselines run on the reference)".into(),
+        });
+    }
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(KernelError::Unsupported {
+            name: "dtype",
+            value: format!("{:?}", dtype),
+            expected: "f32, f16 or bf16".into(),
+        });
+    }
+    if config.representative == crate::Representative::Projected && !config.is_exact() {
+        return Err(KernelError::Unsupported {
+            name: "representative",
+            value: "Projected".into(),
+            expected: "Sample, Mean or SampledKeys (Projected runs on the reference)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The grouping pre-pass alone (`G > 1`), for the benchmark to time it; its outputs are dropped.
 pub fn grouping_pre_pass<R: CubeRuntime>(query: CubeTensor<R>, problem: &AttentionProblem) -> Result<(), KernelError> {
-    let planes = hyperplanes_for(&query, problem, HyperplaneSource::Cached)?;
-    let options = forward_options(&query, problem, planes.as_ref(), KernelTuning::default());
+    let planes = hyperplanes_for(&query.client, &query.device, problem, HyperplaneSource::Cached)?;
+    let options = forward_options(&query.client, problem, planes.as_ref(), KernelTuning::default());
     let client = query.client.clone();
     let dtype = query.dtype.into();
     launch_grouping(&client, &query.binding(), dtype, &options).map(drop)
@@ -137,7 +194,8 @@ pub fn grouping_pre_pass<R: CubeRuntime>(query: CubeTensor<R>, problem: &Attenti
 
 /// The call's hyperplanes on the device (none for exact attention).
 fn hyperplanes_for<R: CubeRuntime>(
-    query: &CubeTensor<R>,
+    client: &ComputeClient<R>,
+    device: &R::Device,
     problem: &AttentionProblem,
     source: HyperplaneSource,
 ) -> Result<Option<Hyperplanes<R>>, KernelError> {
@@ -146,17 +204,17 @@ fn hyperplanes_for<R: CubeRuntime>(
         return Ok(None);
     }
     match source {
-        HyperplaneSource::Cached => cached_hyperplanes(query, config.seed, config.num_projections, config.block_rows).map(Some),
+        HyperplaneSource::Cached => cached_hyperplanes(client, device, config.seed, config.num_projections, config.block_rows).map(Some),
         HyperplaneSource::PerCall => {
             let values = hyperplanes(config.seed, config.num_projections, config.block_rows);
-            Hyperplanes::upload(&query.client, &values, config.num_projections, config.block_rows).map(Some)
+            Hyperplanes::upload(client, &values, config.num_projections, config.block_rows).map(Some)
         }
     }
 }
 
 /// The kernels' options for a validated problem (the representative was checked by the caller).
 fn forward_options<'a, R: CubeRuntime>(
-    query: &CubeTensor<R>,
+    client: &ComputeClient<R>,
     problem: &AttentionProblem,
     planes: Option<&'a Hyperplanes<R>>,
     tuning: KernelTuning,
@@ -176,7 +234,7 @@ fn forward_options<'a, R: CubeRuntime>(
         scale: problem.scale as f32,
         // Full unrolling keeps the per-row arrays in registers on CUDA; WGPU's shader
         // compilers (lavapipe above all) take minutes on the unrolled bodies.
-        unroll: R::name(&query.client).contains("cuda"),
+        unroll: R::name(client).contains("cuda"),
         strategy: tuning.strategy,
         permutation: tuning.permutation,
         layout: match config.grouping {
@@ -189,23 +247,24 @@ fn forward_options<'a, R: CubeRuntime>(
 /// Identifies one set of hyperplanes on one device of one runtime.
 type HyperplaneKey = (TypeId, String, u64, usize, usize);
 
-/// The hyperplanes for (seed, num_projections, block_rows) on `tensor`'s device, uploaded on
+/// The hyperplanes for (seed, num_projections, block_rows) on `device`, uploaded on
 /// first use: every later call with the same parameters launches with no host work or
 /// transfer for them.
 fn cached_hyperplanes<R: CubeRuntime>(
-    tensor: &CubeTensor<R>,
+    client: &ComputeClient<R>,
+    device: &R::Device,
     seed: u64,
     num_projections: usize,
     block_rows: usize,
 ) -> Result<Hyperplanes<R>, KernelError> {
     static CACHE: OnceLock<Mutex<HashMap<HyperplaneKey, Box<dyn Any + Send>>>> = OnceLock::new();
-    let key = (TypeId::of::<R>(), format!("{:?}", tensor.device), seed, num_projections, block_rows);
+    let key = (TypeId::of::<R>(), format!("{device:?}"), seed, num_projections, block_rows);
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(planes) = cache.get(&key).and_then(|entry| entry.downcast_ref::<Hyperplanes<R>>()) {
         return Ok(planes.clone());
     }
     let values = hyperplanes(seed, num_projections, block_rows);
-    let planes = Hyperplanes::upload(&tensor.client, &values, num_projections, block_rows)?;
+    let planes = Hyperplanes::upload(client, &values, num_projections, block_rows)?;
     cache.insert(key, Box::new(planes.clone()));
     Ok(planes)
 }

@@ -11,6 +11,9 @@
 //! that a row's maximum grows past the tensor-core kernel's rescale threshold in a later tile
 //! instead of only in the first. Each case prints a progress line naming
 //! the kernel path that ran; the summary gives the largest error per (dtype, path).
+//!
+//! With `--backward`, [`run_backward_suite`] checks the fused backward's gradients instead,
+//! against the reference differentiated by `Autodiff` on the host.
 
 use std::time::Instant;
 
@@ -18,7 +21,8 @@ use burn::tensor::{Distribution, FloatDType, Int, Tensor, TensorData, TensorPrim
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
-use distr_attn::kernel::{fused_forward_on_path, KernelPath, KernelTuning};
+use burn::backend::Autodiff;
+use distr_attn::kernel::{fused_backward, fused_forward_on_path, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{AttentionProblem, DistrAttentionConfig, Grouping, Representative};
 
@@ -222,14 +226,129 @@ fn compare<R: CubeRuntime>(
     };
     let expected = distr_attention_reference(on_host(query), on_host(key), on_host(value), None, &problem);
     let expected = expected.into_data().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    Ok((relative_error(&actual, &expected), path))
+}
+
+/// `||actual - expected|| / ||expected||`.
+fn relative_error(actual: &[f32], expected: &[f32]) -> f64 {
     let (mut difference, mut norm) = (0.0f64, 0.0f64);
-    for (&a, &e) in actual.iter().zip(&expected) {
+    for (&a, &e) in actual.iter().zip(expected) {
         difference += (a as f64 - e as f64).powi(2);
         norm += (e as f64).powi(2);
     }
-    Ok(((difference / norm).sqrt(), path))
+    (difference / norm).sqrt()
 }
 
 fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec<f32> {
     tensor.into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32")
+}
+
+/// `--check --backward`: the fused backward's query, key and value gradients on the device
+/// against the host reference's autodiff gradients (NdArray, f32, on the same rounded values),
+/// for random output gradients: both head dims, G = 1, 2 and 4, causal or not, grouped-query
+/// heads and odd lengths, every representative, f16, bf16 and f32. `Err` lists the failures.
+pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
+    let config = |group_size, causal| {
+        DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(args.block_rows).with_causal(causal)
+    };
+    let mut cases = Vec::new();
+    for head_dim in [64, 128] {
+        for group_size in [1, 2, 4] {
+            for causal in [false, true] {
+                cases.push((head_dim, config(group_size, causal), FloatDType::F16));
+            }
+        }
+    }
+    cases.push((64, config(2, true).with_representative(Representative::Mean), FloatDType::F16));
+    cases.push((
+        128,
+        config(2, false).with_representative(Representative::SampledKeys).with_grouping(Grouping::LshStrided),
+        FloatDType::F16,
+    ));
+    cases.push((128, config(2, true), FloatDType::BF16));
+    cases.push((64, config(1, true), FloatDType::F32));
+    cases.push((64, config(2, false), FloatDType::F32));
+    let mut failures = Vec::new();
+    for (index, (head_dim, config, dtype)) in cases.iter().enumerate() {
+        let start = Instant::now();
+        let config = config.clone().with_seed(index as u64);
+        let tolerance = match dtype {
+            FloatDType::F32 => 1e-4,
+            FloatDType::F16 => 5e-3,
+            _ => 3e-2,
+        };
+        let name = format!(
+            "backward d={head_dim} G={} l={} causal={} {dtype:?} {:?} {:?}",
+            config.group_size, config.block_rows, config.causal, config.representative, config.grouping
+        );
+        match compare_gradients::<R>(device, [2, 4, 2, 157, 203], *head_dim, *dtype, &config) {
+            Ok(errors) => {
+                let worst = errors.iter().cloned().fold(0.0, f64::max);
+                let verdict = if worst < tolerance { "ok" } else { "FAILED" };
+                eprintln!(
+                    "check {}/{}: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict} ({:.1} s)",
+                    index + 1,
+                    cases.len(),
+                    errors[0],
+                    errors[1],
+                    errors[2],
+                    start.elapsed().as_secs_f64()
+                );
+                if worst >= tolerance {
+                    failures.push(format!("{name}: relative errors {errors:?}"));
+                }
+            }
+            Err(reason) => {
+                eprintln!("check {}/{}: {name}: {reason}", index + 1, cases.len());
+                failures.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    eprintln!("check: {} backward cases, {} failures", cases.len(), failures.len());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+/// Relative errors of the fused dQ, dK and dV (in `dtype`) against the host reference's
+/// autodiff gradients of `sum(output * grad_output)`.
+fn compare_gradients<R: CubeRuntime>(
+    device: &R::Device,
+    [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
+    head_dim: usize,
+    dtype: FloatDType,
+    config: &DistrAttentionConfig,
+) -> Result<[f64; 3], String> {
+    type B<R> = CubeBackend<R, f32, i32, u32>;
+    type Host = Autodiff<NdArrayBackend>;
+    let random = |shape: [usize; 4]| Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let query = random([batch, heads, seq_q, head_dim]);
+    let key = random([batch, kv_heads, seq_k, head_dim]);
+    let value = random([batch, kv_heads, seq_k, head_dim]);
+    let grad_output = random([batch, heads, seq_q, head_dim]);
+    let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
+    let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
+    let (output, _) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default())
+        .map_err(|e| e.to_string())?;
+    let inputs = [primitive(&query), primitive(&key), primitive(&value)];
+    let actual = fused_backward(inputs, output, primitive(&grad_output), &problem)
+        .map_err(|reason| format!("backward refused: {reason}"))?
+        .map(|gradient| host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(gradient))));
+    let on_host = |tensor: &Tensor<B<R>, 4>| {
+        let shape = tensor.dims();
+        Tensor::<Host, 4>::from_data(TensorData::new(host(tensor.clone()), shape), &Default::default())
+    };
+    let tracked = [&query, &key, &value].map(|tensor| on_host(tensor).require_grad());
+    let [q, k, v] = tracked.clone();
+    let output = distr_attention_reference(q, k, v, None, &problem);
+    let gradients = (output * on_host(&grad_output)).sum().backward();
+    let mut errors = [0.0; 3];
+    for (index, tensor) in tracked.iter().enumerate() {
+        let expected = tensor.grad(&gradients).ok_or("no reference gradient")?;
+        let expected = expected.into_data().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        errors[index] = relative_error(&actual[index], &expected);
+    }
+    Ok(errors)
 }

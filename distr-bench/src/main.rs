@@ -1,7 +1,8 @@
 //! `distr-bench`: times the fused DistrAttention kernels (G = 2, 4, 8), the same kernels as
 //! exact flash attention (G = 1), their stage variants and tilings, and Burn's own
 //! `attention`, after an optional on-device check of every timed kernel against the tensor-op
-//! reference. JSON lines on stdout with `--json`, a table on stderr.
+//! reference; with `--backward`, the fused backward and training steps instead. JSON lines on
+//! stdout with `--json`, a table on stderr.
 
 mod check;
 mod timing;
@@ -80,6 +81,15 @@ pub struct Args {
     /// Also time the grouping pre-pass alone for each G > 1.
     #[arg(long)]
     pub grouping_alone: bool,
+    /// Time training instead of inference: for each G, the fused backward alone (`:backward`)
+    /// and a forward and backward through `Autodiff` (`:train`), with the memory each leaves
+    /// reserved; `--check` then checks the gradients.
+    #[arg(long)]
+    pub backward: bool,
+    /// With `--backward`: longest sequence at which the tensor-op reference's forward and
+    /// backward (`:reference-train`, which stores the `[seq, seq]` scores) is timed; 0 skips it.
+    #[arg(long, default_value_t = 4096)]
+    pub reference_max_len: usize,
     /// Run the kernel-vs-reference suite on the device first; exit non-zero on a mismatch.
     #[arg(long)]
     pub check: bool,
@@ -138,7 +148,8 @@ fn main() {
     }
     let device = Default::default();
     if args.check {
-        if let Err(failures) = check::run_suite::<timing::Bench>(&device, &args) {
+        let suite = if args.backward { check::run_backward_suite::<timing::Bench> } else { check::run_suite::<timing::Bench> };
+        if let Err(failures) = suite(&device, &args) {
             eprintln!("check failed:\n{failures}");
             std::process::exit(1);
         }

@@ -1,5 +1,6 @@
 //! The timing grid: milliseconds per call on random normal inputs, and exact-equivalent
-//! TFLOP/s (`4 B H Nq Nk d / time`, halved when causal with `Nq = Nk`).
+//! TFLOP/s (`4 B H Nq Nk d / time`, halved when causal with `Nq = Nk`; times 2.5 for a
+//! backward and 3.5 for a forward and backward, FlashAttention-2's accounting).
 //!
 //! Each sample launches a batch of back-to-back calls (enough for about 10 ms of work) between
 //! two device synchronisations and divides by the batch: the device never idles between
@@ -13,7 +14,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
-use distr_attn::kernel::{fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling};
+use burn::backend::Autodiff;
+use distr_attn::kernel::{
+    fused_backward, fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
+};
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
 
@@ -52,6 +56,9 @@ struct Measurement {
     calls: usize,
     median_ms: f64,
     tflops: f64,
+    /// Device memory the pool holds after one call, freed memory returned first, inputs
+    /// included: an upper bound of the call's peak that grows with what it allocated.
+    reserved_mib: f64,
 }
 
 /// A method to time: its description and one call.
@@ -62,6 +69,8 @@ struct Method {
     variant: Option<Variant>,
     tiling: Option<TensorCoreTiling>,
     path: Option<String>,
+    /// FLOPs of one call in forward passes: 1, 2.5 (backward) or 3.5 (both).
+    passes: f64,
     run: Box<dyn Fn()>,
 }
 
@@ -90,10 +99,14 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                             .with_causal(causal)
                             .with_representative(representative);
                         let named = representative != args.representatives[0];
-                        methods.extend(kernel_methods(args, &query, &key, &value, &config, named));
+                        if args.backward {
+                            methods.extend(backward_methods(args, &query, &key, &value, &config, named));
+                        } else {
+                            methods.extend(kernel_methods(args, &query, &key, &value, &config, named));
+                        }
                     }
                 }
-                if seq_q <= DECODE_QUERY_ROWS {
+                if seq_q <= DECODE_QUERY_ROWS && !args.backward {
                     let config = DistrAttentionConfig::new().with_block_rows(args.block_rows).with_causal(causal);
                     let problem = AttentionProblem::check(&query, &key, &value, None, &config).expect("validated shapes");
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
@@ -104,12 +117,13 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         variant: None,
                         tiling: None,
                         path: None,
+                        passes: 1.0,
                         run: Box::new(move || {
                             drop(distr_attention_reference(query.clone(), key.clone(), value.clone(), None, &problem))
                         }),
                     });
                 }
-                if seq <= args.burn_max_len && seq_q == seq && kv_heads == args.heads {
+                if seq <= args.burn_max_len && seq_q == seq && kv_heads == args.heads && !args.backward {
                     let (query, key, value) = (query.clone(), key.clone(), value.clone());
                     let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
                     methods.push(Method {
@@ -119,15 +133,17 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         variant: None,
                         tiling: None,
                         path: None,
+                        passes: 1.0,
                         run: Box::new(move || drop(attention(query.clone(), key.clone(), value.clone(), None, None, options))),
                     });
                 }
                 for method in methods {
                     eprintln!("timing {} Nq={seq_q} N={seq} d={head_dim} causal={causal} ...", method.name);
+                    let reserved_mib = reserved_after_one_call::<R>(&method.run, device);
                     let (median_ms, calls) = median_ms_per_call(&method.run, || {
                         let _ = B::<R>::sync(device);
                     }, args.budget_ms);
-                    let flops = 4.0 * (args.batch * args.heads * head_dim) as f64 * (seq_q * seq) as f64
+                    let flops = method.passes * 4.0 * (args.batch * args.heads * head_dim) as f64 * (seq_q * seq) as f64
                         / if causal && seq_q == seq { 2.0 } else { 1.0 };
                     let row = Measurement {
                         method: method.name,
@@ -148,12 +164,13 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         calls,
                         median_ms,
                         tflops: flops / (median_ms * 1e-3) / 1e12,
+                        reserved_mib,
                     };
                     if args.json {
                         println!("{}", serde_json::to_string(&row).expect("plain struct"));
                     }
                     eprintln!(
-                        "{:>40} Nq={seq_q:>5} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {}",
+                        "{:>40} Nq={seq_q:>5} N={seq:>5} d={head_dim:>3} causal={causal:<5} {median_ms:>9.3} ms {:>7.1} TFLOP/s {reserved_mib:>9.0} MiB {}",
                         row.method,
                         row.tflops,
                         row.path.as_deref().unwrap_or("")
@@ -163,7 +180,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
             }
         }
     }
-    print_table(&rows);
+    print_table(&rows, if args.backward { ":backward" } else { "" });
 }
 
 pub fn float_dtype(dtype: StorageDtype) -> FloatDType {
@@ -203,6 +220,7 @@ fn kernel_methods<R: CubeRuntime>(
         variant: Some(Variant::Default),
         tiling: None,
         path: Some(kernel_path(query, key, value, &problem, KernelTuning::default())),
+        passes: 1.0,
         run: Box::new(move || {
             let before = kernel_launches();
             drop(distr_attention(q.clone(), k.clone(), v.clone(), None, &op_config).expect("validated shapes"));
@@ -237,6 +255,7 @@ fn kernel_methods<R: CubeRuntime>(
             variant: Some(variant),
             tiling,
             path: Some(path),
+            passes: 1.0,
             run: Box::new(move || {
                 let launch = fused_forward_on_path(q.clone(), k.clone(), v.clone(), &problem, tuning);
                 drop(launch.expect("the variant was checked when its path was read"));
@@ -252,10 +271,83 @@ fn kernel_methods<R: CubeRuntime>(
             variant: None,
             tiling: None,
             path: None,
+            passes: 1.0,
             run: Box::new(move || grouping_pre_pass(q.clone(), &problem).expect("validated shapes")),
         });
     }
     methods
+}
+
+/// The training methods of one group size and representative (`--backward`): the fused
+/// backward alone on a saved forward and a random output gradient (`:backward`, what
+/// PyTorch's FlashAttention-2 backward compares with), a forward and backward through
+/// `Autodiff` (`:train`, output gradient ones), and up to `--reference-max-len` the same
+/// through the tensor-op reference (`:reference-train`).
+fn backward_methods<R: CubeRuntime>(
+    args: &Args,
+    query: &Tensor<B<R>, 4>,
+    key: &Tensor<B<R>, 4>,
+    value: &Tensor<B<R>, 4>,
+    config: &DistrAttentionConfig,
+    named: bool,
+) -> Vec<Method> {
+    let group_size = config.group_size;
+    let representative = (group_size > 1).then_some(config.representative);
+    let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+    if named {
+        base += &format!(":{}", representative_name(config.representative));
+    }
+    let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
+    let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
+    let method = |name: String, passes: f64, run: Box<dyn Fn()>| Method {
+        name,
+        group_size: Some(group_size),
+        representative,
+        variant: None,
+        tiling: None,
+        path: None,
+        passes,
+        run,
+    };
+    let mut methods = Vec::new();
+    let (output, _) = fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, KernelTuning::default())
+        .expect("validated shapes");
+    let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &query.device())
+        .cast(query.dtype());
+    let inputs = [primitive(query), primitive(key), primitive(value)];
+    let (grad_output, saved) = (primitive(&grad_output), problem.clone());
+    methods.push(method(format!("{base}:backward"), 2.5, Box::new(move || {
+        let gradients = fused_backward(inputs.clone(), output.clone(), grad_output.clone(), &saved);
+        drop(gradients.expect("the backward takes what the forward took"));
+    })));
+    let tracked = [query, key, value].map(|tensor| Tensor::<Autodiff<B<R>>, 4>::from_inner(tensor.clone()).require_grad());
+    let train_config = config.clone();
+    let inputs = tracked.clone();
+    methods.push(method(format!("{base}:train"), 3.5, Box::new(move || {
+        let before = kernel_launches();
+        let [query, key, value] = inputs.clone();
+        let output = distr_attention(query, key, value, None, &train_config).expect("validated shapes");
+        drop(output.backward());
+        assert!(kernel_launches() >= before + 2, "the fused forward and backward were not both launched");
+    })));
+    if query.dims()[2] <= args.reference_max_len {
+        methods.push(method(format!("{base}:reference-train"), 3.5, Box::new(move || {
+            let [query, key, value] = tracked.clone();
+            drop(distr_attention_reference(query, key, value, None, &problem).backward());
+        })));
+    }
+    methods
+}
+
+/// Device memory reserved after one call of `run`, in MiB, with the pool's free pages
+/// returned first (see [`Measurement::reserved_mib`]).
+fn reserved_after_one_call<R: CubeRuntime>(run: &dyn Fn(), device: &R::Device) -> f64 {
+    let client = R::client(device);
+    let _ = B::<R>::sync(device);
+    client.memory_cleanup();
+    run();
+    let _ = B::<R>::sync(device);
+    client.memory_usage().map_or(f64::NAN, |usage| usage.bytes_reserved as f64 / (1024.0 * 1024.0))
 }
 
 /// The command-line spelling of a representative.
@@ -307,8 +399,8 @@ fn median_ms_per_call(run: &dyn Fn(), sync: impl Fn(), budget_ms: f64) -> (f64, 
 }
 
 /// Median ms and TFLOP/s of the default methods, one line per (N, d, causal), with each
-/// DistrAttention speedup over our exact kernel.
-fn print_table(rows: &[Measurement]) {
+/// DistrAttention speedup over our exact kernel (of the methods named with `suffix`).
+fn print_table(rows: &[Measurement], suffix: &str) {
     let mut methods: Vec<&str> = Vec::new();
     for row in rows {
         if !methods.contains(&row.method.as_str()) {
@@ -345,7 +437,8 @@ fn print_table(rows: &[Measurement]) {
             (Some(a), Some(b)) => format!("{:.2}x", b.median_ms / a.median_ms),
             _ => "-".into(),
         };
-        line += &format!(" {} | {} |", ratio("exact_kernel", "burn_attention"), ratio("distr_g2", "exact_kernel"));
+        let (exact, grouped) = (format!("exact_kernel{suffix}"), format!("distr_g2{suffix}"));
+        line += &format!(" {} | {} |", ratio("exact_kernel", "burn_attention"), ratio(&grouped, &exact));
         eprintln!("{line}");
     }
 }

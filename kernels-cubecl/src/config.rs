@@ -112,6 +112,94 @@ pub struct PortableConfig {
     pub unroll: bool,
 }
 
+/// Comptime specialisation of the two backward kernels ([`crate::kernels::backward_queries`],
+/// [`crate::kernels::backward_keys`]), f32 arithmetic on every runtime.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct BackwardConfig {
+    /// Columns of the query operand (Q itself, or Q' from the pre-pass).
+    pub reduced_width: usize,
+    pub head_dim: usize,
+    pub value_dim: usize,
+    pub group_size: usize,
+    /// Key columns summed into each column of K' ([`Representative::key_members`]).
+    pub key_members: usize,
+    /// How Q' was formed from Q: decides how dQ' flows back to the query columns.
+    pub representative: Representative,
+    /// Query rows per block (one grouping each); also the units of both kernels' cubes.
+    pub block_rows: usize,
+    /// Keys per shared tile of the query-side kernel.
+    pub key_tile: usize,
+    /// Query rows per shared tile of the key-side kernel.
+    pub query_tile: usize,
+    pub causal: bool,
+    /// Unroll the loops over a row (CUDA; see [`PortableConfig::unroll`]).
+    pub unroll: bool,
+}
+
+impl BackwardConfig {
+    /// Column-table entries per block: `reduced_width * group_size` for `G > 1`, one unread
+    /// entry for exact attention.
+    pub fn table_entries(&self) -> usize {
+        if self.group_size == 1 {
+            1
+        } else {
+            self.reduced_width * self.group_size
+        }
+    }
+
+    /// Shared memory of the query-side kernel in bytes: the K' and V tiles, f32, and the table.
+    pub fn query_side_bytes(&self) -> usize {
+        4 * (self.key_tile * (self.reduced_width + self.value_dim) + self.table_entries())
+    }
+
+    /// Shared memory of the key-side kernel in bytes: a tile of Q' and dO rows, each row's
+    /// log-sum-exp and `rowsum(dO * O)`, and the table.
+    pub fn key_side_bytes(&self) -> usize {
+        4 * (self.query_tile * (self.reduced_width + self.value_dim + 2) + self.table_entries())
+    }
+}
+
+/// The shape of a K' tile as the portable kernels form it ([`crate::key_tiles`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct FusedKeyTile {
+    pub reduced_width: usize,
+    pub head_dim: usize,
+    pub group_size: usize,
+    pub key_members: usize,
+    pub key_tile: usize,
+    /// Units of the cube that loads it.
+    pub units: usize,
+    pub unroll: bool,
+}
+
+impl PortableConfig {
+    pub fn fused_key_tile(&self) -> FusedKeyTile {
+        FusedKeyTile {
+            reduced_width: self.reduced_width,
+            head_dim: self.head_dim,
+            group_size: self.group_size,
+            key_members: self.key_members,
+            key_tile: self.key_tile,
+            units: self.block_rows,
+            unroll: self.unroll,
+        }
+    }
+}
+
+impl BackwardConfig {
+    pub fn fused_key_tile(&self) -> FusedKeyTile {
+        FusedKeyTile {
+            reduced_width: self.reduced_width,
+            head_dim: self.head_dim,
+            group_size: self.group_size,
+            key_members: self.key_members,
+            key_tile: self.key_tile,
+            units: self.block_rows,
+            unroll: self.unroll,
+        }
+    }
+}
+
 /// Most query rows per call that [`crate::Strategy::Auto`] sends to split-key decode
 /// ([`crate::kernels::split_keys_decode`]): a decode step has one, speculative or chunked
 /// decoding a few. Larger calls fill the device through their query blocks instead.

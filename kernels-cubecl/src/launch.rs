@@ -12,10 +12,12 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
-    reduced_width, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
+    reduced_width, BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
     Representative, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
+use crate::kernels::backward_keys::backward_keys;
+use crate::kernels::backward_queries::backward_queries;
 use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
@@ -311,6 +313,165 @@ pub fn launch_grouping<R: Runtime>(
     }
     let query = TensorBinding { handle: grouped.binding(), strides, shape, runtime: PhantomData };
     Ok(GroupedQueries { query, key_columns, key_columns_len })
+}
+
+/// The tensors of one backward call: the forward's ([`AttentionBindings`], `output` its
+/// result), the gradient of the loss with respect to that output, and the three gradients to
+/// write, each shaped like its input; strides are free.
+pub struct BackwardBindings<R: Runtime> {
+    pub forward: AttentionBindings<R>,
+    pub grad_output: TensorBinding<R>,
+    pub grad_query: TensorBinding<R>,
+    pub grad_key: TensorBinding<R>,
+    pub grad_value: TensorBinding<R>,
+}
+
+/// Gradients of the forward call `options` describes with respect to query, key and value
+/// ([`crate::kernels::backward_queries`], then [`crate::kernels::backward_keys`]), in f32
+/// arithmetic on every runtime; for `G > 1` the grouping pre-pass runs again first (the
+/// grouping depends on the queries alone and is a constant of the gradient). No
+/// `[seq_q, seq_k]` matrix: scratch is two f32 per query row.
+pub fn launch_backward<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: BackwardBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<(), KernelError> {
+    let problem = check(client, &tensors.forward, dtype, options)?;
+    let gradients = [
+        ("grad_output", &tensors.grad_output, &tensors.forward.output),
+        ("grad_query", &tensors.grad_query, &tensors.forward.query),
+        ("grad_key", &tensors.grad_key, &tensors.forward.key),
+        ("grad_value", &tensors.grad_value, &tensors.forward.value),
+    ];
+    for (name, gradient, input) in gradients {
+        if gradient.shape != input.shape || gradient.strides.len() != 4 {
+            return Err(KernelError::Shape {
+                tensor: name,
+                actual: gradient.shape.to_vec(),
+                expected: format!("{:?}, the shape of its tensor", input.shape),
+            });
+        }
+    }
+    let config = backward_config(client, options, &problem)?;
+    let (query, columns, columns_len) = if options.group_size > 1 {
+        let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
+        (grouped.query, grouped.key_columns, grouped.key_columns_len)
+    } else {
+        (tensors.forward.query, client.empty(4), 1)
+    };
+    let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
+    let row_stats = client.empty(stats_len * 4);
+    // SAFETY: `check` validated the forward's shapes and dtype, the loop above the gradients'
+    // shapes, `backward_config` shared memory and the grid; `columns` holds `columns_len` u32
+    // (the pre-pass's table, or one unread entry) and `row_stats` two f32 per query row, all
+    // written by the first kernel before the second reads them (same stream).
+    unsafe {
+        backward_queries::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1),
+            CubeDim::new_1d(options.block_rows as u32),
+            query.clone().into_tensor_arg(),
+            tensors.forward.key.clone().into_tensor_arg(),
+            tensors.forward.value.clone().into_tensor_arg(),
+            tensors.forward.output.into_tensor_arg(),
+            tensors.grad_output.clone().into_tensor_arg(),
+            ArrayArg::from_raw_parts(columns.clone(), columns_len),
+            tensors.grad_query.into_tensor_arg(),
+            ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+            options.scale,
+            config,
+            dtype,
+        );
+        backward_keys::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.seq_k.div_ceil(options.block_rows) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+            CubeDim::new_1d(options.block_rows as u32),
+            query.into_tensor_arg(),
+            tensors.forward.key.into_tensor_arg(),
+            tensors.forward.value.into_tensor_arg(),
+            tensors.grad_output.into_tensor_arg(),
+            ArrayArg::from_raw_parts(columns, columns_len),
+            ArrayArg::from_raw_parts(row_stats, stats_len),
+            tensors.grad_key.into_tensor_arg(),
+            tensors.grad_value.into_tensor_arg(),
+            options.scale,
+            config,
+            dtype,
+        );
+    }
+    Ok(())
+}
+
+/// Whether [`launch_backward`] takes a call of these query, key and value shapes (output and
+/// gradients shaped to match), checked before the forward runs, so that a training step knows
+/// which backward it will get.
+pub fn check_backward<R: Runtime>(
+    client: &ComputeClient<R>,
+    shapes: [&[usize]; 3],
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<(), KernelError> {
+    let [query, key, value] = shapes;
+    if query.len() != 4 || value.len() != 4 {
+        return Err(KernelError::Shape {
+            tensor: if query.len() != 4 { "query" } else { "value" },
+            actual: if query.len() != 4 { query.to_vec() } else { value.to_vec() },
+            expected: "a rank-4 tensor".into(),
+        });
+    }
+    let output = [query[0], query[1], query[2], value[3]];
+    let problem = check_shapes(client, [query, key, value, &output], dtype, options)?;
+    backward_config(client, options, &problem).map(drop)
+}
+
+/// The backward specialisation: the largest power-of-two tiles (keys for the query side, query
+/// rows for the key side, at most [`MAX_PORTABLE_KEY_TILE`]) that fit the f32 kernels' shared
+/// memory, and a grid the device takes.
+fn backward_config<R: Runtime>(
+    client: &ComputeClient<R>,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<BackwardConfig, KernelError> {
+    let limit = f32_kernel_shared_limit(client);
+    let mut config = BackwardConfig {
+        reduced_width: reduced_width(problem.head_dim, options.group_size),
+        head_dim: problem.head_dim,
+        value_dim: problem.value_dim,
+        group_size: options.group_size,
+        key_members: options.representative.key_members(options.group_size),
+        representative: options.representative,
+        block_rows: options.block_rows,
+        key_tile: MAX_PORTABLE_KEY_TILE,
+        query_tile: MAX_PORTABLE_KEY_TILE.min(options.block_rows),
+        causal: options.causal,
+        unroll: options.unroll,
+    };
+    while config.query_side_bytes() > limit || config.key_side_bytes() > limit {
+        if config.key_tile < 4 || config.query_tile < 4 {
+            return Err(KernelError::Unsupported {
+                name: "shared memory",
+                value: format!("{limit} bytes"),
+                expected: format!("room for 4 keys and 4 query rows of width {}", config.reduced_width + config.value_dim),
+            });
+        }
+        if config.query_side_bytes() > limit {
+            config.key_tile /= 2;
+        }
+        if config.key_side_bytes() > limit {
+            config.query_tile /= 2;
+        }
+    }
+    let key_blocks = problem.seq_k.div_ceil(options.block_rows);
+    let max_count = client.properties().hardware.max_cube_count;
+    if key_blocks > max_count.0 as usize || problem.batch * problem.kv_heads > max_count.1 as usize {
+        return Err(KernelError::Unsupported {
+            name: "grid",
+            value: format!("{key_blocks} x {} cubes", problem.batch * problem.kv_heads),
+            expected: format!("at most {} x {}", max_count.0, max_count.1),
+        });
+    }
+    Ok(config)
 }
 
 /// K `[B, Hkv, Nk, d]` transposed to `[B, Hkv, d, Nk]` with the keys zero-padded to whole
@@ -660,6 +821,29 @@ fn check<R: Runtime>(
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<Problem, KernelError> {
+    let bindings = [&tensors.query, &tensors.key, &tensors.value, &tensors.output];
+    for (name, binding) in TENSOR_NAMES.into_iter().zip(bindings) {
+        if binding.strides.len() != 4 {
+            return Err(KernelError::Shape {
+                tensor: name,
+                actual: binding.strides.to_vec(),
+                expected: "4 strides".into(),
+            });
+        }
+    }
+    check_shapes(client, bindings.map(|binding| &binding.shape[..]), dtype, options)
+}
+
+/// The four tensors of [`AttentionBindings`], in order.
+const TENSOR_NAMES: [&str; 4] = ["query", "key", "value", "output"];
+
+/// [`check`] on the shapes of query, key, value and output alone.
+fn check_shapes<R: Runtime>(
+    client: &ComputeClient<R>,
+    shapes: [&[usize]; 4],
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<Problem, KernelError> {
     if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F32 | FloatKind::F16 | FloatKind::BF16))) {
         return Err(KernelError::Unsupported {
             name: "dtype",
@@ -667,35 +851,31 @@ fn check<R: Runtime>(
             expected: "f32, f16 or bf16".into(),
         });
     }
-    for (name, binding) in [
-        ("query", &tensors.query),
-        ("key", &tensors.key),
-        ("value", &tensors.value),
-        ("output", &tensors.output),
-    ] {
-        if binding.shape.len() != 4 || binding.strides.len() != 4 || binding.shape.contains(&0) {
+    for (name, shape) in TENSOR_NAMES.into_iter().zip(shapes) {
+        if shape.len() != 4 || shape.contains(&0) {
             return Err(KernelError::Shape {
                 tensor: name,
-                actual: binding.shape.to_vec(),
+                actual: shape.to_vec(),
                 expected: "a non-empty rank-4 tensor".into(),
             });
         }
     }
-    let shape = |binding: &TensorBinding<R>| [0, 1, 2, 3].map(|axis| binding.shape[axis]);
-    let [batch, heads, seq_q, head_dim] = shape(&tensors.query);
-    let [_, kv_heads, seq_k, _] = shape(&tensors.key);
-    let value_dim = tensors.value.shape[3];
+    let dims = |shape: &[usize]| [0, 1, 2, 3].map(|axis| shape[axis]);
+    let [query, key, value, output] = shapes;
+    let [batch, heads, seq_q, head_dim] = dims(query);
+    let [_, kv_heads, seq_k, _] = dims(key);
+    let value_dim = value[3];
     let expected = [
-        ("key", &tensors.key, [batch, kv_heads, seq_k, head_dim]),
-        ("value", &tensors.value, [batch, kv_heads, seq_k, value_dim]),
-        ("output", &tensors.output, [batch, heads, seq_q, value_dim]),
+        ("key", key, [batch, kv_heads, seq_k, head_dim]),
+        ("value", value, [batch, kv_heads, seq_k, value_dim]),
+        ("output", output, [batch, heads, seq_q, value_dim]),
     ];
-    for (name, binding, dims) in expected {
-        if shape(binding) != dims || heads % kv_heads != 0 {
+    for (name, shape, wanted) in expected {
+        if dims(shape) != wanted || heads % kv_heads != 0 {
             return Err(KernelError::Shape {
                 tensor: name,
-                actual: binding.shape.to_vec(),
-                expected: format!("{dims:?} with heads {heads} a multiple of kv_heads {kv_heads}"),
+                actual: shape.to_vec(),
+                expected: format!("{wanted:?} with heads {heads} a multiple of kv_heads {kv_heads}"),
             });
         }
     }
@@ -713,7 +893,7 @@ fn check<R: Runtime>(
     if options.causal && seq_q > seq_k {
         return Err(KernelError::Shape {
             tensor: "query",
-            actual: tensors.query.shape.to_vec(),
+            actual: query.to_vec(),
             expected: format!("seq_q <= seq_k = {seq_k} when causal"),
         });
     }

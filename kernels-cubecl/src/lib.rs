@@ -19,15 +19,16 @@ pub mod block_permutation;
 pub mod config;
 mod error;
 pub mod grouped_query;
+pub mod key_tiles;
 pub mod kernels;
 pub mod launch;
 
 pub use config::{
-    CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig,
+    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig,
     TensorCoreTiling, DECODE_QUERY_ROWS, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;
 pub use launch::{
-    launch_forward, launch_grouping, AttentionBindings, ForwardOptions, Hyperplanes, KernelPath, Strategy,
+    check_backward, launch_backward, launch_forward, launch_grouping, AttentionBindings, BackwardBindings, ForwardOptions, Hyperplanes, KernelPath, Strategy,
     TensorCoreVariant,
 };

@@ -3,6 +3,7 @@
 
 mod common;
 mod fuzz;
+mod fused_backward;
 mod gradients;
 mod kernel_parity;
 mod op_suite;

@@ -1,15 +1,21 @@
-//! `distr-llama bench`: prefill and decode throughput, exact vs DistrAttention.
+//! `distr-llama bench`: prefill and decode throughput, exact vs DistrAttention; with
+//! `--train`, the time of one fine-tuning step instead.
 //!
 //! For each context length C the prompt is `C - decode_tokens` tokens of the text (repeated
 //! as needed), so that the last decode step attends over C positions. Each measurement runs
 //! once untimed first (kernel compilation, autotuning), then `--repeats` times; the best
 //! run is reported. Reading the logits back to the host is the device sync. JSON lines go to
 //! stdout (with `--json`, nothing else is printed), a table and progress to stderr.
+//!
+//! A training step ([`run_train`]) is the forward of one sequence of C tokens, the
+//! next-token loss and its backward through `Autodiff` (no optimizer update: it costs the
+//! same whatever the attention), ended by a device sync.
 
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 use distr_attn::experiment::progress::Progress;
 use distr_attn::experiment::{require, ExperimentError};
@@ -18,6 +24,7 @@ use serde_json::json;
 
 use crate::cli::{AttentionArgs, ModelArgs};
 use crate::error::LlamaError;
+use crate::finetune::loss::language_model_loss;
 use crate::generation::host_row;
 use crate::model::Llama;
 use crate::pretrained::load_random;
@@ -49,6 +56,10 @@ pub struct BenchArgs {
     /// config.json and tokenizer.json.
     #[arg(long)]
     pub random_weights: bool,
+    /// Time a fine-tuning step (forward, loss and backward of one sequence of each context
+    /// length) instead of prefill and decode.
+    #[arg(long)]
+    pub train: bool,
     /// Print only the JSON lines (no table, no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -71,7 +82,12 @@ impl BenchArgs {
     }
 }
 
-pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
+/// The model (random or loaded weights), the text's tokens and the two attention settings
+/// compared, after checking the arguments against the model.
+fn prepare<B: DistrAttentionBackend>(
+    args: &BenchArgs,
+    device: &B::Device,
+) -> Result<(Llama<B>, Vec<u32>, [(&'static str, ModelAttentionConfig); 2]), Box<dyn Error>> {
     args.validate()?;
     let distr_plan = args.attention.compared_plan("bench")?;
     let mut pretrained = if args.random_weights {
@@ -86,11 +102,83 @@ pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Res
     if text_ids.is_empty() {
         return Err(LlamaError::Empty("the benchmark text has no tokens").into());
     }
-    let mut model = pretrained.model;
-    let max_seq_len = model.max_seq_len;
+    let max_seq_len = pretrained.model.max_seq_len;
     for &context in &args.context {
         require(context <= max_seq_len, "--context", context, format!("expected at most the model's {max_seq_len}"))?;
     }
+    Ok((pretrained.model, text_ids, settings))
+}
+
+/// `--train`: the best of `--repeats` fine-tuning steps (after one untimed) per context length
+/// and attention setting, on `Autodiff` of the command's backend.
+pub fn run_train<B>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>>
+where
+    B: AutodiffBackend + DistrAttentionBackend,
+{
+    let (mut model, text_ids, settings) = prepare::<B>(&args, device)?;
+    let progress = Progress::bar(args.context.len() * settings.len() * (args.repeats + 1), "steps", args.json);
+    let mut rows = Vec::new();
+    for &context in &args.context {
+        let sequence: Vec<u32> = text_ids.iter().copied().cycle().take(context).collect();
+        for (name, plan) in &settings {
+            model.set_attention(plan)?;
+            let mut best = f64::INFINITY;
+            for repeat in 0..=args.repeats {
+                let seconds = train_step(&model, &sequence, device)?;
+                let kind = if repeat == 0 { "warm-up" } else { "timed" };
+                progress.step(format!("context {context}, {name}, {kind}: {seconds:.3} s"));
+                if repeat > 0 {
+                    best = best.min(seconds);
+                }
+            }
+            let row = json!({
+                "backend": args.model.device.backend.to_string(),
+                "dtype": args.model.device.dtype.to_string(),
+                "random_weights": args.random_weights,
+                "attention": name,
+                "attention_config": serde_json::to_value(plan)?,
+                "context": context,
+                "train_step_seconds": best,
+                "train_tokens_per_second": context as f64 / best,
+            });
+            progress.suspend(|| println!("{row}"));
+            rows.push(row);
+        }
+    }
+    progress.finish();
+    if !args.json {
+        eprintln!("\n| context | attention | train step s | tokens/s |");
+        eprintln!("| --- | --- | --- | --- |");
+        for row in &rows {
+            eprintln!(
+                "| {} | {} | {:.3} | {:.0} |",
+                row["context"],
+                row["attention"].as_str().unwrap_or("?"),
+                row["train_step_seconds"].as_f64().unwrap_or(f64::NAN),
+                row["train_tokens_per_second"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Seconds of one forward, next-token loss and backward of `sequence`, to the device sync.
+fn train_step<B: AutodiffBackend + DistrAttentionBackend>(
+    model: &Llama<B>,
+    sequence: &[u32],
+    device: &B::Device,
+) -> Result<f64, Box<dyn Error>> {
+    let start = Instant::now();
+    let tokens = model.tokens(sequence, device)?;
+    let logits = model.forward(tokens.clone(), &mut model.new_cache())?;
+    let gradients = language_model_loss(logits, tokens).backward();
+    drop(gradients);
+    B::sync(device)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub fn run<B: DistrAttentionBackend>(args: BenchArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
+    let (mut model, text_ids, settings) = prepare::<B>(&args, device)?;
     let progress = Progress::bar(args.context.len() * settings.len() * (args.repeats + 1), "runs", args.json);
     let mut rows = Vec::new();
     for &context in &args.context {

@@ -91,6 +91,7 @@ impl BackendRunner for CommandRunner {
             Command::Generate(args) => generate::run::<B>(args, &device),
             Command::Logits(args) => logits::run::<B>(args, &device),
             Command::Perplexity(args) => perplexity::run::<B>(args, &device),
+            Command::Bench(args) if args.train => bench::run_train::<Autodiff<B>>(args, &device),
             Command::Bench(args) => bench::run::<B>(args, &device),
             Command::Calibrate(args) => calibrate::run::<B>(args, &device),
             Command::Export(args) => export::run::<B>(args, &device),

@@ -1,6 +1,9 @@
 //! The kernels, one file each; they share comptime types through [`crate::config`] and device
-//! functions through [`crate::block_permutation`] and [`crate::grouped_query`], never each other.
+//! functions through [`crate::block_permutation`], [`crate::grouped_query`] and
+//! [`crate::key_tiles`], never each other.
 
+pub(crate) mod backward_keys;
+pub(crate) mod backward_queries;
 pub(crate) mod combine_splits;
 pub(crate) mod group_queries;
 pub(crate) mod portable_forward;

@@ -17,6 +17,7 @@
 use cubecl::prelude::*;
 
 use crate::config::PortableConfig;
+use crate::key_tiles::{is_visible, load_fused_keys, row_dot};
 
 #[cube(launch_unchecked)]
 pub(crate) fn portable_forward<F: Float>(
@@ -30,11 +31,9 @@ pub(crate) fn portable_forward<F: Float>(
     #[define(F)] _dtype: StorageType,
 ) {
     let value_dim = config.value_dim;
-    let group_size = config.group_size;
     let block_rows = config.block_rows;
     let key_tile = config.key_tile;
     let width = config.reduced_width;
-    let groups = comptime!(config.head_dim / config.group_size);
     let reduced_quads = comptime!(config.reduced_width / 4);
     let value_quads = comptime!(config.value_dim / 4);
 
@@ -107,32 +106,7 @@ pub(crate) fn portable_forward<F: Float>(
     let mut tile_start = 0usize;
     while tile_start < keys_end {
         // Step 6 on the tile: K' (group sums through the column table) and V, as f32.
-        let mut element = unit;
-        while element < comptime!(config.key_tile * reduced_quads) {
-            let key_row = tile_start + element / reduced_quads;
-            let first_group = (element % reduced_quads) * 4;
-            let mut quad = Vector::<f32, Const<4>>::empty();
-            #[unroll]
-            for lane in 0..4usize {
-                let group = first_group + lane;
-                let mut fused = 0.0f32;
-                if key_row < seq_k && group < groups {
-                    let key_base = key_head + key_row * key.stride(2);
-                    if comptime!(config.group_size == 1) {
-                        fused = f32::cast_from(key[key_base + group * key.stride(3)]);
-                    } else {
-                        #[unroll(config.unroll)]
-                        for member in 0..config.key_members {
-                            let column = columns[group * group_size + member] as usize;
-                            fused += f32::cast_from(key[key_base + column * key.stride(3)]);
-                        }
-                    }
-                }
-                quad[lane] = fused;
-            }
-            fused_keys[element] = quad;
-            element += block_rows;
-        }
+        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, config.fused_key_tile());
         let mut element = unit;
         while element < comptime!(config.key_tile * value_quads) {
             let key_row = tile_start + element / value_quads;
@@ -157,16 +131,7 @@ pub(crate) fn portable_forward<F: Float>(
         // loop stays rolled (small code, fast compiles); the loops over a row are unrolled.
         for key_index in 0..key_tile {
             if is_visible(tile_start + key_index, seq_k, query_position, config.causal) {
-                let mut dot = 0.0f32;
-                #[unroll(config.unroll)]
-                for quad_index in 0..reduced_quads {
-                    let quad = fused_keys[key_index * reduced_quads + quad_index];
-                    let first = quad_index * 4;
-                    dot += reduced_query[first] * quad[0]
-                        + reduced_query[first + 1] * quad[1]
-                        + reduced_query[first + 2] * quad[2]
-                        + reduced_query[first + 3] * quad[3];
-                }
+                let dot = row_dot(&reduced_query, &fused_keys, key_index, reduced_quads, config.unroll);
                 if dot > running_max {
                     let correction = Exp::exp(running_max - dot);
                     running_sum *= correction;
@@ -204,14 +169,4 @@ pub(crate) fn portable_forward<F: Float>(
             output[output_row + column * output.stride(3)] = F::cast_from(accumulator[column] * inverse_sum);
         }
     }
-}
-
-/// Whether key `key_position` exists and, when causal, is not after the query.
-#[cube]
-fn is_visible(key_position: usize, seq_k: usize, query_position: usize, #[comptime] causal: bool) -> bool {
-    let mut visible = key_position < seq_k;
-    if comptime!(causal) {
-        visible = visible && key_position <= query_position;
-    }
-    visible
 }

@@ -245,20 +245,20 @@ fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec
 
 /// `--check --backward`: the fused backward's query, key and value gradients on the device
 /// against the host reference's autodiff gradients (NdArray, f32, on the same rounded values),
-/// for random output gradients: both head dims, G = 1, 2 and 4, causal or not, grouped-query
+/// for random output gradients: head dims 64, 96 and 128 (exact attention at 128 has no fused
+/// backward: see `MAX_BACKWARD_FLOATS_PER_UNIT`), G = 1, 2 and 4, causal or not, grouped-query
 /// heads and odd lengths, every representative, f16, bf16 and f32. `Err` lists the failures.
 pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
     let config = |group_size, causal| {
         DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(args.block_rows).with_causal(causal)
     };
     let mut cases = Vec::new();
-    for head_dim in [64, 128] {
-        for group_size in [1, 2, 4] {
-            for causal in [false, true] {
-                cases.push((head_dim, config(group_size, causal), FloatDType::F16));
-            }
+    for (head_dim, group_size) in [(64, 1), (64, 2), (64, 4), (128, 2), (128, 4)] {
+        for causal in [false, true] {
+            cases.push((head_dim, config(group_size, causal), FloatDType::F16));
         }
     }
+    cases.push((96, config(1, true), FloatDType::F16));
     cases.push((64, config(2, true).with_representative(Representative::Mean), FloatDType::F16));
     cases.push((
         128,

@@ -16,7 +16,7 @@ use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use burn::backend::Autodiff;
 use distr_attn::kernel::{
-    fused_backward, fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
+    check_backward, fused_backward, fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
 };
 use distr_attn::reference::distr_attention_reference;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
@@ -282,7 +282,8 @@ fn kernel_methods<R: CubeRuntime>(
 /// backward alone on a saved forward and a random output gradient (`:backward`, what
 /// PyTorch's FlashAttention-2 backward compares with), a forward and backward through
 /// `Autodiff` (`:train`, output gradient ones), and up to `--reference-max-len` the same
-/// through the tensor-op reference (`:reference-train`).
+/// through the tensor-op reference (`:reference-train`). Calls the fused backward refuses
+/// (see `kernels_cubecl::config::MAX_BACKWARD_FLOATS_PER_UNIT`) time the reference alone.
 fn backward_methods<R: CubeRuntime>(
     args: &Args,
     query: &Tensor<B<R>, 4>,
@@ -310,6 +311,17 @@ fn backward_methods<R: CubeRuntime>(
         run,
     };
     let mut methods = Vec::new();
+    if query.dims()[2] <= args.reference_max_len {
+        let (tracked, problem) = (track(query, key, value), problem.clone());
+        methods.push(method(format!("{base}:reference-train"), 3.5, Box::new(move || {
+            let [query, key, value] = tracked.clone();
+            drop(distr_attention_reference(query, key, value, None, &problem).backward());
+        })));
+    }
+    if let Err(reason) = check_backward::<R>(&problem, query.dtype(), &query.device()) {
+        eprintln!("skipping {base}:backward and {base}:train: {reason}");
+        return methods;
+    }
     let (output, _) = fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, KernelTuning::default())
         .expect("validated shapes");
     let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &query.device())
@@ -320,9 +332,7 @@ fn backward_methods<R: CubeRuntime>(
         let gradients = fused_backward(inputs.clone(), output.clone(), grad_output.clone(), &saved);
         drop(gradients.expect("the backward takes what the forward took"));
     })));
-    let tracked = [query, key, value].map(|tensor| Tensor::<Autodiff<B<R>>, 4>::from_inner(tensor.clone()).require_grad());
-    let train_config = config.clone();
-    let inputs = tracked.clone();
+    let (inputs, train_config) = (track(query, key, value), config.clone());
     methods.push(method(format!("{base}:train"), 3.5, Box::new(move || {
         let before = kernel_launches();
         let [query, key, value] = inputs.clone();
@@ -330,13 +340,12 @@ fn backward_methods<R: CubeRuntime>(
         drop(output.backward());
         assert!(kernel_launches() >= before + 2, "the fused forward and backward were not both launched");
     })));
-    if query.dims()[2] <= args.reference_max_len {
-        methods.push(method(format!("{base}:reference-train"), 3.5, Box::new(move || {
-            let [query, key, value] = tracked.clone();
-            drop(distr_attention_reference(query, key, value, None, &problem).backward());
-        })));
-    }
     methods
+}
+
+/// The inputs as `Autodiff` leaves that require their gradient.
+fn track<R: CubeRuntime>(query: &Tensor<B<R>, 4>, key: &Tensor<B<R>, 4>, value: &Tensor<B<R>, 4>) -> [Tensor<Autodiff<B<R>>, 4>; 3] {
+    [query, key, value].map(|tensor| Tensor::<Autodiff<B<R>>, 4>::from_inner(tensor.clone()).require_grad())
 }
 
 /// Device memory reserved after one call of `run`, in MiB, with the pool's free pages

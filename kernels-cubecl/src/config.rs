@@ -157,7 +157,20 @@ impl BackwardConfig {
     pub fn key_side_bytes(&self) -> usize {
         4 * (self.query_tile * (self.reduced_width + self.value_dim + 2) + self.table_entries())
     }
+
+    /// f32 a unit of either kernel holds for its row: K' and V with their gradients on the key
+    /// side, Q', dO and dQ' on the query side.
+    pub fn floats_per_unit(&self) -> usize {
+        (2 * self.reduced_width + 2 * self.value_dim).max(2 * self.reduced_width + self.value_dim)
+    }
 }
+
+/// Most f32 per unit ([`BackwardConfig::floats_per_unit`]) the backward kernels take. Above
+/// it CUDA's compiler moves the whole row into local memory (ptxas, exact attention at
+/// d = 128: 32 registers and 3 KB of stack per thread) and the backward ran 40x slower than
+/// the reference's tensor-core matmuls on an H200; at 384 (G = 2, d = 128) it spills a little
+/// and stays 3x faster than the reference.
+pub const MAX_BACKWARD_FLOATS_PER_UNIT: usize = 384;
 
 /// The shape of a K' tile as the portable kernels form it ([`crate::key_tiles`]).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

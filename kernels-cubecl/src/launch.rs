@@ -12,7 +12,7 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
-    reduced_width, BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
+    reduced_width, BackwardConfig, CopyStrategy, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
     Representative, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
@@ -447,6 +447,16 @@ fn backward_config<R: Runtime>(
         causal: options.causal,
         unroll: options.unroll,
     };
+    if config.floats_per_unit() > MAX_BACKWARD_FLOATS_PER_UNIT {
+        return Err(KernelError::Unsupported {
+            name: "head_dim",
+            value: format!("{} with group_size {}", problem.head_dim, options.group_size),
+            expected: format!(
+                "rows of at most {MAX_BACKWARD_FLOATS_PER_UNIT} f32 per unit in the backward (2 x (head_dim / G) + 2 x value_dim); \
+                 larger rows run the reference's backward, which is faster there"
+            ),
+        });
+    }
     while config.query_side_bytes() > limit || config.key_side_bytes() > limit {
         if config.key_tile < 4 || config.query_tile < 4 {
             return Err(KernelError::Unsupported {
@@ -962,6 +972,53 @@ pub fn grouping_source<R: Runtime>(
         dtype,
     );
     cuda_source(kernel.define(), false, "grouping pre-pass", format!("{config:?}"))
+}
+
+/// The CUDA sources of the two backward kernels for `config` (query side, key side), without a
+/// device (static analysis of their registers and spills).
+#[cfg(feature = "cuda")]
+pub fn backward_sources<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: BackwardConfig,
+    dtype: StorageType,
+) -> Result<[String; 2], KernelError> {
+    let settings = KernelSettings::default().cube_dim(CubeDim::new_1d(config.block_rows as u32));
+    let tensor = || TensorCompilationArg { inplace: None };
+    let array = || ArrayCompilationArg { inplace: None };
+    let queries = backward_queries::BackwardQueries::<R>::new(
+        settings.clone(),
+        client.clone(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        array(),
+        tensor(),
+        array(),
+        (),
+        config,
+        dtype,
+    );
+    let keys = backward_keys::BackwardKeys::<R>::new(
+        settings,
+        client.clone(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        array(),
+        array(),
+        tensor(),
+        tensor(),
+        (),
+        config,
+        dtype,
+    );
+    Ok([
+        cuda_source(queries.define(), false, "backward, query side", format!("{config:?}"))?,
+        cuda_source(keys.define(), false, "backward, key side", format!("{config:?}"))?,
+    ])
 }
 
 /// Lowers a kernel's definition with CubeCL's CUDA compiler, with 32-bit addressing: the source

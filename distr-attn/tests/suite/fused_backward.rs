@@ -184,9 +184,11 @@ fn fused_gradients_match_finite_differences() {
 }
 
 /// What the kernels do not cover keeps its gradients through the reference: the backend says
-/// so before the forward, and the gradients still arrive.
+/// so before the forward, and the gradients still arrive. Exact attention at d = 128 is one
+/// (its rows would not fit a unit's registers: `MAX_BACKWARD_FLOATS_PER_UNIT`); G = 2 there is
+/// not.
 #[test]
-fn projected_and_quiet_softmax_take_the_reference_backward() {
+fn projected_quiet_softmax_and_wide_exact_rows_take_the_reference_backward() {
     let case = Case::new([1, 2, 2, 40, 40, 32], 2, false);
     let device = Default::default();
     let [query, key, value] = case.shapes().map(|shape| random::<Cube>(1, shape, &device));
@@ -196,6 +198,12 @@ fn projected_and_quiet_softmax_take_the_reference_backward() {
     let projected = AttentionProblem::check(&query, &key, &value, None, &case.config.clone().with_representative(Representative::Projected)).unwrap();
     assert!(!Cube::has_fused_backward(&projected, DType::F32, &device));
     assert!(!Cpu::has_fused_backward(&problem, DType::F32, &Default::default()));
+    let wide = Case::new([1, 2, 2, 40, 40, 128], 1, false);
+    let [query, key, value] = wide.shapes().map(|shape| random::<Cube>(1, shape, &device));
+    let exact_wide = AttentionProblem::check(&query, &key, &value, None, &wide.config).unwrap();
+    assert!(!Cube::has_fused_backward(&exact_wide, DType::F32, &device));
+    let grouped_wide = AttentionProblem::check(&query, &key, &value, None, &wide.config.clone().with_group_size(2)).unwrap();
+    assert!(Cube::has_fused_backward(&grouped_wide, DType::F32, &device));
 
     let mut projected_case = Case::new([1, 2, 2, 40, 40, 32], 2, false);
     projected_case.config = projected_case.config.with_representative(Representative::Projected);

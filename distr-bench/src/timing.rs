@@ -205,10 +205,7 @@ fn kernel_methods<R: CubeRuntime>(
 ) -> Vec<Method> {
     let group_size = config.group_size;
     let representative = (group_size > 1).then_some(config.representative);
-    let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
-    if named {
-        base += &format!(":{}", representative_name(config.representative));
-    }
+    let base = method_base(config, named);
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
     let mut methods = Vec::new();
@@ -294,10 +291,7 @@ fn backward_methods<R: CubeRuntime>(
 ) -> Vec<Method> {
     let group_size = config.group_size;
     let representative = (group_size > 1).then_some(config.representative);
-    let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
-    if named {
-        base += &format!(":{}", representative_name(config.representative));
-    }
+    let base = method_base(config, named);
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
     let method = |name: String, passes: f64, run: Box<dyn Fn()>| Method {
@@ -357,6 +351,17 @@ fn reserved_after_one_call<R: CubeRuntime>(run: &dyn Fn(), device: &R::Device) -
     run();
     let _ = B::<R>::sync(device);
     client.memory_usage().map_or(f64::NAN, |usage| usage.bytes_reserved as f64 / (1024.0 * 1024.0))
+}
+
+/// A method's name before its variant: `exact_kernel` or `distr_g<G>`, with the representative
+/// appended when `named`.
+fn method_base(config: &DistrAttentionConfig, named: bool) -> String {
+    let group_size = config.group_size;
+    let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
+    if named {
+        base += &format!(":{}", representative_name(config.representative));
+    }
+    base
 }
 
 /// The command-line spelling of a representative.

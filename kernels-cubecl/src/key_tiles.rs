@@ -1,10 +1,56 @@
-//! The portable kernels' f32 key tiles: K' formed through a block's column table into shared
-//! memory, the score of a row held in registers against one key of the tile, and causal
-//! visibility. The portable forward and the query side of the backward share them.
+//! The portable kernels' f32 key tiles: a block's column table and a unit's query row staged,
+//! K' formed through the table into shared memory, the score of a row held in registers against
+//! one key of the tile, and causal visibility. The portable forward and the query side of the
+//! backward share them.
 
 use cubecl::prelude::*;
 
 use crate::config::FusedKeyTile;
+
+/// The column table of block `table_index` (`batch_head * blocks + block`) into shared memory,
+/// for `G > 1`; exact attention reads no table.
+#[cube]
+pub fn load_column_table(
+    key_columns: &Array<u32>,
+    columns: &mut SharedMemory<u32>,
+    table_index: usize,
+    unit: usize,
+    #[comptime] config: FusedKeyTile,
+) {
+    if comptime!(config.group_size > 1) {
+        let entries = comptime!(config.reduced_width * config.group_size);
+        let mut entry = unit;
+        while entry < entries {
+            columns[entry] = key_columns[table_index * entries + entry];
+            entry += config.units;
+        }
+    }
+}
+
+/// Row `row` of the query operand (Q, or Q' from the pre-pass) of (`batch`, `head`), times
+/// `scale`, as f32 into `reduced_query` (`reduced_width` entries; zero for an invalid row).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn load_scaled_row<F: Float>(
+    query: &Tensor<F>,
+    reduced_query: &mut Array<f32>,
+    batch: usize,
+    head: usize,
+    row: usize,
+    row_valid: bool,
+    scale: f32,
+    #[comptime] config: FusedKeyTile,
+) {
+    let query_row = batch * query.stride(0) + head * query.stride(1) + row * query.stride(2);
+    #[unroll(config.unroll)]
+    for group in 0..config.reduced_width {
+        let mut element = 0.0f32;
+        if row_valid {
+            element = f32::cast_from(query[query_row + group * query.stride(3)]);
+        }
+        reduced_query[group] = element * scale;
+    }
+}
 
 /// A tile of K' into shared memory as f32 quads: the sum of each group's first `key_members`
 /// columns named by the block's column table (K itself for exact attention), zero past `seq_k`

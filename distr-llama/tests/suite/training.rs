@@ -90,6 +90,37 @@ fn finetuning_through_distr_attention_lowers_the_loss_and_the_checkpoint_reloads
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Fine-tuning on Burn's `Wgpu` (fusion; lavapipe in CI) runs the fused backward kernels (a
+/// kernel head dim: 32) and follows NdArray's loss curve, whose gradients go through the
+/// tensor-op reference: the same weights, batches and optimizer on both.
+#[cfg(feature = "wgpu")]
+#[test]
+fn finetuning_on_fused_wgpu_takes_the_fused_backward_and_follows_ndarray() {
+    fn losses<Backend>(config: &LlamaConfig, plan: &ModelAttentionConfig) -> Vec<f64>
+    where
+        Backend: burn::tensor::backend::AutodiffBackend + distr_attn::DistrAttentionBackend,
+        Backend::InnerBackend: distr_attn::DistrAttentionBackend,
+    {
+        let device = Default::default();
+        let model = build_llama::<Backend>(config, &RandomWeights::new(config.clone(), 5), &device).unwrap();
+        let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();
+        let run = FinetuneConfig::new().with_steps(3).with_batch_size(2).with_seq_len(24).with_learning_rate(1e-3).with_warmup_steps(1);
+        let (_, report) = finetune(model.with_attention(plan).unwrap(), &corpus, &run, &device, |_| {}).unwrap();
+        report.losses
+    }
+    let config = LlamaConfig::new(64, 128, 2, 4, 2, 32, 96).with_max_seq_len(128);
+    let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(2).with_block_rows(64));
+    let launches = distr_attn::kernel::kernel_launches();
+    let fused = losses::<Autodiff<distr_attn::backends::WgpuBackend>>(&config, &plan);
+    // Per step and layer one forward and one backward launch.
+    let expected = 3 * 2 * 2;
+    assert!(distr_attn::kernel::kernel_launches() - launches >= expected, "the fused backward did not run");
+    let reference = losses::<Trainer>(&config, &plan);
+    for (step, (fused, reference)) in fused.iter().zip(&reference).enumerate() {
+        assert!((fused - reference).abs() <= 1e-3 * reference.abs(), "step {step}: loss {fused} on wgpu, {reference} on NdArray");
+    }
+}
+
 #[test]
 fn attention_only_and_lora_training_leave_the_other_weights_alone() {
     let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();

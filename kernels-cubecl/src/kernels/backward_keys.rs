@@ -18,6 +18,7 @@
 use cubecl::prelude::*;
 
 use crate::config::BackwardConfig;
+use crate::key_tiles::load_column_table;
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -107,12 +108,7 @@ pub(crate) fn backward_keys<F: Float>(
         let batch_head = batch * heads + head;
         for block in first_block..num_blocks {
             if comptime!(config.group_size > 1) {
-                let table = (batch_head * num_blocks + block) * comptime!(config.reduced_width * config.group_size);
-                let mut entry = unit;
-                while entry < comptime!(config.reduced_width * config.group_size) {
-                    columns[entry] = key_columns[table + entry];
-                    entry += block_rows;
-                }
+                load_column_table(key_columns, &mut columns, batch_head * num_blocks + block, unit, config.fused_key_tile());
                 sync_cube();
             }
             // This block's row of K'.

@@ -19,7 +19,7 @@
 use cubecl::prelude::*;
 
 use crate::config::{BackwardConfig, Representative};
-use crate::key_tiles::{is_visible, load_fused_keys, row_dot};
+use crate::key_tiles::{is_visible, load_column_table, load_fused_keys, load_scaled_row, row_dot};
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -64,25 +64,10 @@ pub(crate) fn backward_queries<F: Float>(
     let value_head = batch * value.stride(0) + kv_head * value.stride(1);
 
     let mut columns = SharedMemory::<u32>::new(comptime!(config.table_entries()));
-    if comptime!(config.group_size > 1) {
-        let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(config.reduced_width * config.group_size);
-        let mut entry = unit;
-        while entry < comptime!(config.reduced_width * config.group_size) {
-            columns[entry] = key_columns[table + entry];
-            entry += block_rows;
-        }
-    }
-
-    let query_row = batch * query.stride(0) + head * query.stride(1) + row * query.stride(2);
+    let tile = config.fused_key_tile();
+    load_column_table(key_columns, &mut columns, batch_head * CUBE_COUNT_X as usize + block, unit, tile);
     let mut reduced_query = Array::<f32>::new(width);
-    #[unroll(config.unroll)]
-    for group in 0..width {
-        let mut element = 0.0f32;
-        if row_valid {
-            element = f32::cast_from(query[query_row + group * query.stride(3)]);
-        }
-        reduced_query[group] = element * scale;
-    }
+    load_scaled_row::<F>(query, &mut reduced_query, batch, head, row, row_valid, scale, tile);
     let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
     let grad_output_row = batch * grad_output.stride(0) + head * grad_output.stride(1) + row * grad_output.stride(2);
     let mut grad_row = Array::<f32>::new(value_dim);
@@ -114,7 +99,7 @@ pub(crate) fn backward_queries<F: Float>(
     let mut running_sum = 0.0f32;
     let mut tile_start = 0usize;
     while tile_start < keys_end {
-        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, config.fused_key_tile());
+        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, tile);
         sync_cube();
         for key_index in 0..key_tile {
             if is_visible(tile_start + key_index, seq_k, query_position, config.causal) {
@@ -139,7 +124,7 @@ pub(crate) fn backward_queries<F: Float>(
     }
     let mut tile_start = 0usize;
     while tile_start < keys_end {
-        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, config.fused_key_tile());
+        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, tile);
         let mut element = unit;
         while element < comptime!(config.key_tile * value_quads) {
             let key_row = tile_start + element / value_quads;

@@ -17,7 +17,7 @@
 use cubecl::prelude::*;
 
 use crate::config::PortableConfig;
-use crate::key_tiles::{is_visible, load_fused_keys, row_dot};
+use crate::key_tiles::{is_visible, load_column_table, load_fused_keys, load_scaled_row, row_dot};
 
 #[cube(launch_unchecked)]
 pub(crate) fn portable_forward<F: Float>(
@@ -60,25 +60,10 @@ pub(crate) fn portable_forward<F: Float>(
 
     // G > 1: the block's column table, from the pre-pass.
     let mut columns = SharedMemory::<u32>::new(comptime!(config.reduced_width * config.group_size));
-    if comptime!(config.group_size > 1) {
-        let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(config.reduced_width * config.group_size);
-        let mut entry = unit;
-        while entry < comptime!(config.reduced_width * config.group_size) {
-            columns[entry] = key_columns[table + entry];
-            entry += block_rows;
-        }
-    }
-
-    let query_row = batch * query.stride(0) + head * query.stride(1) + row * query.stride(2);
+    let tile = config.fused_key_tile();
+    load_column_table(key_columns, &mut columns, batch_head * CUBE_COUNT_X as usize + block, unit, tile);
     let mut reduced_query = Array::<f32>::new(width);
-    #[unroll(config.unroll)]
-    for group in 0..width {
-        let mut element = 0.0f32;
-        if row_valid {
-            element = f32::cast_from(query[query_row + group * query.stride(3)]);
-        }
-        reduced_query[group] = element * scale;
-    }
+    load_scaled_row::<F>(query, &mut reduced_query, batch, head, row, row_valid, scale, tile);
 
     // Causal: query `row` sits at position `row + seq_k - seq_q`; the block needs no key
     // after its last row's position.
@@ -106,7 +91,7 @@ pub(crate) fn portable_forward<F: Float>(
     let mut tile_start = 0usize;
     while tile_start < keys_end {
         // Step 6 on the tile: K' (group sums through the column table) and V, as f32.
-        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, config.fused_key_tile());
+        load_fused_keys::<F>(key, &columns, &mut fused_keys, key_head, tile_start, seq_k, unit, tile);
         let mut element = unit;
         while element < comptime!(config.key_tile * value_quads) {
             let key_row = tile_start + element / value_quads;

@@ -10,7 +10,9 @@
 # sdpa_baseline.py beside it (see README.md); writes everything under $OUT. Each step has a
 # time limit so that the call ends inside the device's 10 minutes; STEPS (default
 # check,ablation,grid,sdpa) picks the steps of this call. DistrAttention is timed with each of
-# REPRESENTATIVES (default sample,sampled-keys; the first is named plainly, `distr_g2`).
+# REPRESENTATIVES (default sample,sampled-keys; the first is named plainly, `distr_g2`) and
+# each of GROUPINGS (default lsh; `GROUPINGS=lsh,gram REPRESENTATIVES=mean` adds the Gram
+# grouping's pre-pass as `distr_g2:mean:gram`).
 set -u
 out=${OUT:-benchmarks/results/latest}
 mkdir -p "$out" /tmp/bench
@@ -21,6 +23,7 @@ tilings=()
 [ -n "${TILINGS:-}" ] && tilings=(--tilings "$TILINGS")
 lengths=${LENGTHS:-1024,4096,8192,16384}
 representatives=${REPRESENTATIVES:-sample,sampled-keys}
+groupings=${GROUPINGS:-lsh}
 steps=",${STEPS:-check,ablation,grid,sdpa},"
 step() { [[ "$steps" == *",$1,"* ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
@@ -37,12 +40,12 @@ echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log"
 step ablation && { timeout "${ABLATION_S:-150}" "$bench" "${common[@]}" --burn-max-len 0 --budget-ms 200 \
     --lengths "${ABLATION_LENGTH:-8192}" --head-dims 64,128 --group-sizes 1,2 --causal "${ABLATION_CAUSAL:-false,true}" \
     --variants "$variants,per-call-hyperplanes,identity-permutation,hash-only,no-key-fusion" \
-    --representatives "$representatives" "${tilings[@]}" --grouping-alone > "$out/ablation.jsonl" 2> "$out/ablation.log"
+    --representatives "$representatives" --groupings "$groupings" "${tilings[@]}" --grouping-alone > "$out/ablation.jsonl" 2> "$out/ablation.log"
 echo "ablation exit $?"; }
 
 step grid && { timeout "${GRID_S:-180}" "$bench" "${common[@]}" --burn-max-len "${BURN_MAX_LEN:-0}" --budget-ms 300 \
     --lengths "$lengths" --head-dims 64,128 --group-sizes 1,2,4,8 --causal false,true \
-    --representatives "$representatives" > "$out/distr_bench.jsonl" 2> "$out/distr_bench.log"
+    --representatives "$representatives" --groupings "$groupings" > "$out/distr_bench.jsonl" 2> "$out/distr_bench.log"
 echo "grid exit $?"; }
 
 step sdpa && for causal in "" "--causal"; do

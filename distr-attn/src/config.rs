@@ -36,10 +36,9 @@ pub enum Representative {
 
 /// How the columns of a query block are grouped (steps 2-4 of the definition).
 ///
-/// [`Grouping::Lsh`] (and its strided layout) is DistrAttention; `Random` and `IndexOrder`
-/// exist as baselines for accuracy, and the `Gram` groupings to measure what groups chosen for
-/// their error (on the host, through the reference) would buy
-/// studies, to show what the hashing buys over grouping without looking at the data.
+/// [`Grouping::Lsh`] (and its strided layout) is DistrAttention; the `Gram` groupings choose
+/// groups for the error they add instead (`Gram` with `Sample` or `Mean` also in the kernels);
+/// `Random` and `IndexOrder` are baselines, to show what looking at the data buys.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "experiment", derive(clap::ValueEnum))]
 pub enum Grouping {
@@ -58,7 +57,9 @@ pub enum Grouping {
     LshStrided,
     /// Per query block, groups that minimise a bound on the representative's error, read off
     /// the block's query Gram matrix (distance for `Sample`/`Mean`, angle for `Projected`;
-    /// for `SampledKeys` the key columns' distance): see `reference::gram`. Reference path only.
+    /// for `SampledKeys` the key columns' distance): see `reference::gram`. With `Sample` or
+    /// `Mean` the CubeCL kernels form the same groups in their pre-pass; the other
+    /// representatives run on the reference.
     Gram,
     /// [`Grouping::Gram`] with each pair's cost weighted by the mean squared length of its key
     /// columns: a query column's error reaches the scores through its key column.

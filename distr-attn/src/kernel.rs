@@ -37,8 +37,9 @@ pub fn kernel_launches() -> usize {
 
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
 ///
-/// Errors (nothing launched) for what the kernel does not cover: f64, grouping other than
-/// [`Grouping::Lsh`] and [`Grouping::LshStrided`], the `Projected` representative, quiet softmax, and the head dims, group
+/// Errors (nothing launched) for what the kernel does not cover: f64, the groupings other than
+/// [`Grouping::Lsh`], [`Grouping::LshStrided`] and [`Grouping::Gram`] (with `Sample` or `Mean`),
+/// the `Projected` representative, quiet softmax, and the head dims, group
 /// sizes and block rows outside its comptime specialisations.
 pub fn fused_forward<R: CubeRuntime>(
     query: CubeTensor<R>,
@@ -149,7 +150,8 @@ pub fn check_backward<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, 
 }
 
 /// Why the kernels do not take a problem, whatever its shapes: quiet softmax, the baseline
-/// groupings, f64 and the `Projected` representative run on the reference.
+/// groupings, the Gram groupings they do not form, f64 and the `Projected` representative run
+/// on the reference.
 fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> {
     let config = &problem.config;
     if problem.quiet_softmax {
@@ -159,11 +161,11 @@ fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> 
             expected: "false (quiet softmax runs on the reference)".into(),
         });
     }
-    if !config.is_exact() && !config.grouping.hashes() {
+    if !config.is_exact() && !config.grouping.hashes() && !grams_in_kernel(config) {
         return Err(KernelError::Unsupported {
             name: "grouping",
             value: format!("{:?}", config.grouping),
-            expected: "Lsh or LshStrided (the baselines run on the reference)".into(),
+            expected: "Lsh, LshStrided, or Gram with Sample or Mean (the others run on the reference)".into(),
         });
     }
     if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
@@ -181,6 +183,12 @@ fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> 
         });
     }
     Ok(())
+}
+
+/// Whether the kernels' pre-pass forms `config`'s groups from the columns' distances
+/// ([`Permutation::Gram`]): the `Gram` grouping of a query-side representative.
+fn grams_in_kernel(config: &crate::DistrAttentionConfig) -> bool {
+    config.grouping == Grouping::Gram && matches!(config.representative, crate::Representative::Sample | crate::Representative::Mean)
 }
 
 /// The grouping pre-pass alone (`G > 1`), for the benchmark to time it; its outputs are dropped.
@@ -236,7 +244,7 @@ fn forward_options<'a, R: CubeRuntime>(
         // compilers (lavapipe above all) take minutes on the unrolled bodies.
         unroll: R::name(client).contains("cuda"),
         strategy: tuning.strategy,
-        permutation: tuning.permutation,
+        permutation: if grams_in_kernel(config) { Permutation::Gram } else { tuning.permutation },
         layout: match config.grouping {
             Grouping::LshStrided => GroupLayout::Strided,
             _ => GroupLayout::Consecutive,

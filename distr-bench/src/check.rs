@@ -5,7 +5,7 @@
 //! or not: the same compiled variants, on the tensor-core path where the device has it) with
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
 //! portable path, both block row counts, the other head dims, the `Mean` and `SampledKeys`
-//! representatives and strided groups, and every variant and tiling the timing compares (those that compute
+//! representatives, strided groups and the Gram grouping, and every variant and tiling the timing compares (those that compute
 //! DistrAttention). Decode shapes (1 to 8 query rows against caches up to 16k keys, grouped-query
 //! heads as in SmolLM2 and Llama 3) check split-key decode. A few cases scale the keys up along the sequence (to 5x at its end), so
 //! that a row's maximum grows past the tensor-core kernel's rescale threshold in a later tile
@@ -92,6 +92,12 @@ fn cases(args: &Args) -> Vec<Case> {
     cases.push(paper(sampled, lsh, case(64, 2, false, FloatDType::F16, block_rows, portable, &portable_name)));
     cases.push(paper(Representative::Sample, strided, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
     cases.push(paper(Representative::Mean, lsh, case(64, 2, true, FloatDType::F16, block_rows, default, &default_name)));
+    // Groups chosen from the columns' distances in the pre-pass.
+    let gram = Grouping::Gram;
+    cases.push(paper(Representative::Mean, gram, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
+    cases.push(paper(Representative::Mean, gram, case(128, 2, true, FloatDType::BF16, block_rows, default, &default_name)));
+    cases.push(paper(Representative::Sample, gram, case(64, 4, false, FloatDType::F16, other_rows, default, &default_name)));
+    cases.push(paper(Representative::Mean, gram, case(128, 8, false, FloatDType::F16, block_rows, portable, &portable_name)));
     for (head_dim, group_size, causal) in [(64, 1, false), (128, 1, true), (64, 2, true), (128, 2, false)] {
         let plain = case(head_dim, group_size, causal, FloatDType::F16, block_rows, default, &default_name);
         cases.push(Case { rising_keys: true, ..plain });
@@ -265,6 +271,7 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
         config(2, false).with_representative(Representative::SampledKeys).with_grouping(Grouping::LshStrided),
         FloatDType::F16,
     ));
+    cases.push((64, config(2, true).with_representative(Representative::Mean).with_grouping(Grouping::Gram), FloatDType::F16));
     cases.push((128, config(2, true), FloatDType::BF16));
     cases.push((64, config(1, true), FloatDType::F32));
     cases.push((64, config(2, false), FloatDType::F32));

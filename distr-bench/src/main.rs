@@ -10,7 +10,7 @@ mod variants;
 
 use clap::{Parser, ValueEnum};
 use distr_attn::kernel::{TensorCoreTiling, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS};
-use distr_attn::Representative;
+use distr_attn::{Grouping, Representative};
 
 pub use variants::{tiling_name, Variant};
 
@@ -60,6 +60,11 @@ pub struct Args {
     /// get their name appended (`distr_g2:sampled-keys`).
     #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Representative::Sample])]
     pub representatives: Vec<Representative>,
+    /// Groupings to time for G > 1, comma separated: `lsh` (DistrAttention) and `gram` (groups
+    /// chosen from the columns' distances, with `sample` or `mean`). Groupings after the first
+    /// get their name appended (`distr_g2:mean:gram`).
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Grouping::Lsh])]
+    pub groupings: Vec<Grouping>,
     /// Query rows per block (64 or 128), as in `DistrAttentionConfig`.
     #[arg(long, default_value_t = 128)]
     pub block_rows: usize,
@@ -130,6 +135,12 @@ impl Args {
                 self.representatives
             ));
         }
+        if self.groupings.is_empty() || self.groupings.iter().any(|grouping| !matches!(grouping, Grouping::Lsh | Grouping::Gram)) {
+            return Err(format!("--groupings {:?}: give lsh, gram or both (the others have no kernel)", self.groupings));
+        }
+        if self.groupings.contains(&Grouping::Gram) && self.representatives.contains(&Representative::SampledKeys) {
+            return Err("--groupings gram: the kernels form Gram groups for sample and mean only, not sampled-keys".into());
+        }
         if !SUPPORTED_BLOCK_ROWS.contains(&self.block_rows) {
             return Err(format!("--block-rows {} is not one of {SUPPORTED_BLOCK_ROWS:?}", self.block_rows));
         }
@@ -179,6 +190,8 @@ mod tests {
             (&["--heads", "9", "--kv-heads", "2"], "--kv-heads"),
             (&["--lengths", "512,4", "--query-rows", "8"], "--query-rows"),
             (&["--query-rows", "0"], "--query-rows"),
+            (&["--groupings", "lsh,random"], "--groupings"),
+            (&["--groupings", "gram", "--representatives", "mean,sampled-keys"], "--groupings"),
         ] {
             let error = parse(flags).validate().unwrap_err();
             assert!(error.contains(flag), "{flags:?}: {error}");
@@ -187,5 +200,8 @@ mod tests {
         let both = parse(&["--representatives", "sample,sampled-keys"]);
         assert_eq!(both.representatives, [Representative::Sample, Representative::SampledKeys]);
         assert!(both.validate().is_ok());
+        let gram = parse(&["--groupings", "lsh,gram", "--representatives", "mean"]);
+        assert_eq!(gram.groupings, [Grouping::Lsh, Grouping::Gram]);
+        assert!(gram.validate().is_ok());
     }
 }

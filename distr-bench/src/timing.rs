@@ -92,17 +92,24 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                 let mut methods = Vec::new();
                 for &group_size in args.group_sizes.iter().filter(|&&group| head_dim % group == 0) {
                     let representatives = if group_size == 1 { &args.representatives[..1] } else { &args.representatives };
+                    let groupings = if group_size == 1 { &args.groupings[..1] } else { &args.groupings };
                     for &representative in representatives {
-                        let config = DistrAttentionConfig::new()
-                            .with_group_size(group_size)
-                            .with_block_rows(args.block_rows)
-                            .with_causal(causal)
-                            .with_representative(representative);
-                        let named = representative != args.representatives[0];
-                        if args.backward {
-                            methods.extend(backward_methods(args, &query, &key, &value, &config, named));
-                        } else {
-                            methods.extend(kernel_methods(args, &query, &key, &value, &config, named));
+                        for &grouping in groupings {
+                            let config = DistrAttentionConfig::new()
+                                .with_group_size(group_size)
+                                .with_block_rows(args.block_rows)
+                                .with_causal(causal)
+                                .with_representative(representative)
+                                .with_grouping(grouping);
+                            let name = MethodName {
+                                representative: representative != args.representatives[0],
+                                grouping: grouping != args.groupings[0],
+                            };
+                            if args.backward {
+                                methods.extend(backward_methods(args, &query, &key, &value, &config, name));
+                            } else {
+                                methods.extend(kernel_methods(args, &query, &key, &value, &config, name));
+                            }
                         }
                     }
                 }
@@ -194,18 +201,18 @@ pub fn float_dtype(dtype: StorageDtype) -> FloatDType {
 /// The kernel methods of one group size and representative: the public op (what models run),
 /// then each requested variant with the default tiling and the default variant with each
 /// requested tiling, and the pre-pass alone. Variants the kernel refuses here are reported and
-/// skipped. `named`: the representative's name goes into the method's.
+/// skipped. `name`: which options the method's name spells out.
 fn kernel_methods<R: CubeRuntime>(
     args: &Args,
     query: &Tensor<B<R>, 4>,
     key: &Tensor<B<R>, 4>,
     value: &Tensor<B<R>, 4>,
     config: &DistrAttentionConfig,
-    named: bool,
+    name: MethodName,
 ) -> Vec<Method> {
     let group_size = config.group_size;
     let representative = (group_size > 1).then_some(config.representative);
-    let base = method_base(config, named);
+    let base = method_base(config, name);
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
     let mut methods = Vec::new();
@@ -287,11 +294,11 @@ fn backward_methods<R: CubeRuntime>(
     key: &Tensor<B<R>, 4>,
     value: &Tensor<B<R>, 4>,
     config: &DistrAttentionConfig,
-    named: bool,
+    name: MethodName,
 ) -> Vec<Method> {
     let group_size = config.group_size;
     let representative = (group_size > 1).then_some(config.representative);
-    let base = method_base(config, named);
+    let base = method_base(config, name);
     let problem = AttentionProblem::check(query, key, value, None, config).expect("validated shapes");
     let primitive = |tensor: &Tensor<B<R>, 4>| tensor.clone().into_primitive().tensor();
     let method = |name: String, passes: f64, run: Box<dyn Fn()>| Method {
@@ -353,13 +360,25 @@ fn reserved_after_one_call<R: CubeRuntime>(run: &dyn Fn(), device: &R::Device) -
     client.memory_usage().map_or(f64::NAN, |usage| usage.bytes_reserved as f64 / (1024.0 * 1024.0))
 }
 
+/// Which of a method's options its name spells out: those other than the first given.
+#[derive(Clone, Copy)]
+struct MethodName {
+    representative: bool,
+    grouping: bool,
+}
+
 /// A method's name before its variant: `exact_kernel` or `distr_g<G>`, with the representative
-/// appended when `named`.
-fn method_base(config: &DistrAttentionConfig, named: bool) -> String {
+/// appended when either option is named and the grouping when it is.
+fn method_base(config: &DistrAttentionConfig, name: MethodName) -> String {
+    use clap::ValueEnum;
     let group_size = config.group_size;
     let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
-    if named {
+    if name.representative || name.grouping {
         base += &format!(":{}", representative_name(config.representative));
+    }
+    if name.grouping {
+        let grouping = config.grouping.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default();
+        base += &format!(":{grouping}");
     }
     base
 }

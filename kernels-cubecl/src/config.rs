@@ -39,13 +39,18 @@ impl Representative {
     }
 }
 
-/// Where the grouping pre-pass takes its column permutation from. Only [`Permutation::Lsh`]
-/// computes DistrAttention; the others exist to measure what hashing and sorting cost.
+/// Where the grouping pre-pass takes its column permutation from. [`Permutation::Lsh`] is
+/// DistrAttention as defined; [`Permutation::Gram`] chooses the groups from the columns'
+/// distances instead; the others exist to measure what hashing and sorting cost.
 #[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
 pub enum Permutation {
     /// Steps 2-4 of the definition: LSH codes, inverse Gray code, sort.
     #[default]
     Lsh,
+    /// Groups with a small total squared distance between their query columns, per block
+    /// ([`crate::gram_grouping`]): the reference's `Grouping::Gram` for `Sample` and `Mean`.
+    /// No hyperplanes; consecutive groups only.
+    Gram,
     /// The codes are computed but not sorted: the identity permutation at the cost of hashing.
     HashOnly,
     /// The identity permutation, no hashing.
@@ -86,6 +91,16 @@ impl GroupingConfig {
     /// Width of Q' and of the column table's groups: see [`reduced_width`].
     pub fn reduced_width(&self) -> usize {
         reduced_width(self.head_dim, self.group_size)
+    }
+
+    /// f32 of the shared buffer that stages query rows, and for [`Permutation::Gram`] holds
+    /// the column distances between two stagings.
+    pub fn staged_floats(&self) -> usize {
+        let staged = crate::block_permutation::STAGED_ROWS * self.head_dim;
+        match self.permutation {
+            Permutation::Gram => staged.max(crate::gram_grouping::scratch_floats(self.head_dim)),
+            _ => staged,
+        }
     }
 }
 

@@ -286,6 +286,9 @@ pub fn launch_grouping<R: Runtime>(
         layout: options.layout,
         unroll: options.unroll,
     };
+    if config.permutation == Permutation::Gram {
+        check_gram_grouping(client, &config)?;
+    }
     let width = config.reduced_width();
     let num_blocks = seq_q.div_ceil(options.block_rows);
     let rows = num_blocks * options.block_rows;
@@ -313,6 +316,37 @@ pub fn launch_grouping<R: Runtime>(
     }
     let query = TensorBinding { handle: grouped.binding(), strides, shape, runtime: PhantomData };
     Ok(GroupedQueries { query, key_columns, key_columns_len })
+}
+
+/// What the Gram grouping needs beyond the LSH pre-pass: consecutive groups of a query-side
+/// representative, and its distances in shared memory.
+fn check_gram_grouping<R: Runtime>(client: &ComputeClient<R>, config: &GroupingConfig) -> Result<(), KernelError> {
+    if config.layout != GroupLayout::Consecutive {
+        return Err(KernelError::Unsupported {
+            name: "layout",
+            value: format!("{:?}", config.layout),
+            expected: "Consecutive with the Gram grouping".into(),
+        });
+    }
+    if config.representative == Representative::SampledKeys {
+        return Err(KernelError::Unsupported {
+            name: "representative",
+            value: "SampledKeys".into(),
+            expected: "Sample or Mean with the Gram grouping (SampledKeys pairs by key distance)".into(),
+        });
+    }
+    // The distances (or staged rows), then order, members and free columns, then the arg-min's
+    // two entries per unit.
+    let bytes = 4 * (config.staged_floats() + 3 * config.head_dim + 2 * config.units());
+    let limit = client.properties().hardware.max_shared_memory_size;
+    if bytes > limit {
+        return Err(KernelError::Unsupported {
+            name: "head_dim",
+            value: config.head_dim.to_string(),
+            expected: format!("a Gram grouping within the device's {limit} bytes of shared memory ({bytes} needed)"),
+        });
+    }
+    Ok(())
 }
 
 /// The tensors of one backward call: the forward's ([`AttentionBindings`], `output` its

@@ -3,8 +3,8 @@
 //! The data path of one call ([`launch_forward`]):
 //!
 //! 1. `G > 1`: the grouping pre-pass ([`kernels::group_queries`]) hashes and sorts each query
-//!    block's columns ([`block_permutation`]) and writes Q' ([`grouped_query`]) and the
-//!    block's K column table;
+//!    block's columns ([`block_permutation`]), or groups them by their distances
+//!    ([`gram_grouping`]), and writes Q' ([`grouped_query`]) and the block's K column table;
 //! 2. one fused forward kernel, FlashAttention-2 style (no `[seq_q, seq_k]` matrix in device
 //!    memory), forms K' tile by tile from the column table: on tensor cores
 //!    ([`kernels::tensor_core_forward`], CUDA `mma.sync`) where the device has them, in plain
@@ -18,6 +18,7 @@
 pub mod block_permutation;
 pub mod config;
 mod error;
+pub mod gram_grouping;
 pub mod grouped_query;
 pub mod key_tiles;
 pub mod kernels;

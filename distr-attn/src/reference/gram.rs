@@ -7,16 +7,15 @@
 //! bounded by a distance between the columns times a length of the others, all read off the
 //! block's query Gram matrix `Q_n^T Q_n` (`head_dim x head_dim`, about the cost of hashing)
 //! and the key Gram matrix `K^T K` of the head ([`pair_costs`]). Permutations are constants,
-//! as LSH's are, and are found on the host: a tool for measuring what better groups buy, not a
-//! kernel path.
+//! as LSH's are, found here on the host; for `Sample` and `Mean` the kernels' pre-pass finds
+//! the same ones on the device.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+// Improving swaps after the greedy start: the kernels' bound, one source for both.
+use kernels_cubecl::gram_grouping::MAX_SWAPS;
 
 use crate::{Grouping, Representative};
-
-/// Local-search passes over all pairs of groups after the greedy start.
-const SWAP_PASSES: usize = 4;
 
 /// Per block, the permutation `[batch, heads, blocks, head_dim]` whose consecutive groups of
 /// `group_size` are the chosen groups (each group's columns in index order, groups by their
@@ -100,8 +99,10 @@ pub fn pair_costs(
 
 /// Groups of `group_size` columns with a small total of their pairwise `costs`: greedily (the
 /// cheapest free pair, then the free column cheapest to join it, until the group is full),
-/// then single swaps between two groups while any lowers the total. Each group's columns in
-/// index order, groups ordered by their first column.
+/// then up to [`MAX_SWAPS`] times the single swap between two groups that lowers the total the
+/// most. Each group's columns in index order, groups ordered by their first column. The
+/// kernels' pre-pass (`kernels_cubecl::gram_grouping`) makes the same choices in the same
+/// order.
 pub fn grouped_columns(costs: &[f64], head_dim: usize, group_size: usize) -> Vec<Vec<usize>> {
     let cost = |a: usize, b: usize| costs[a * head_dim + b];
     let joining = |group: &[usize], column: usize| group.iter().map(|&member| cost(member, column)).sum::<f64>();
@@ -132,31 +133,35 @@ pub fn grouped_columns(costs: &[f64], head_dim: usize, group_size: usize) -> Vec
         }
         groups.push(group);
     }
-    for _ in 0..SWAP_PASSES {
-        let mut improved = false;
+    // Best improvement first, as the kernels' pre-pass does it (every candidate at once, then
+    // an arg-min), candidates in scan order: the first of equal changes wins.
+    for _ in 0..MAX_SWAPS {
+        let mut best = (-1e-12, 0, 0, 0, 0);
         for first in 0..groups.len() {
             for second in first + 1..groups.len() {
                 for i in 0..group_size {
                     for j in 0..group_size {
                         // Column `a` of the first group trades places with `b` of the second:
-                        // each group loses its member's pairs with the rest and gains the other's.
+                        // each group loses its member's distances to the rest and gains the
+                        // other's.
                         let (a, b) = (groups[first][i], groups[second][j]);
                         let first_change = (joining(&groups[first], b) - cost(a, b)) - (joining(&groups[first], a) - cost(a, a));
                         let second_change =
                             (joining(&groups[second], a) - cost(b, a)) - (joining(&groups[second], b) - cost(b, b));
-                        let change = first_change + second_change;
-                        if change < -1e-12 {
-                            groups[first][i] = b;
-                            groups[second][j] = a;
-                            improved = true;
+                        if first_change + second_change < best.0 {
+                            best = (first_change + second_change, first, second, i, j);
                         }
                     }
                 }
             }
         }
-        if !improved {
+        let (change, first, second, i, j) = best;
+        if change >= -1e-12 {
             break;
         }
+        let a = groups[first][i];
+        groups[first][i] = groups[second][j];
+        groups[second][j] = a;
     }
     for group in &mut groups {
         group.sort_unstable();

@@ -127,6 +127,7 @@ fn grouped_gradients_match_reference_for_every_representative() {
         ([1, 2, 2, 130, 130, 32], 4, true, Representative::Mean, Grouping::Lsh, 128),
         ([1, 4, 2, 70, 90, 64], 2, true, Representative::SampledKeys, Grouping::LshStrided, 64),
         ([1, 1, 1, 65, 50, 96], 8, false, Representative::Sample, Grouping::LshStrided, 64),
+        ([1, 2, 1, 60, 90, 64], 2, true, Representative::Mean, Grouping::Gram, 64),
     ];
     for (dims, group_size, causal, representative, grouping, block_rows) in cases {
         let mut case = Case::new(dims, group_size, causal);

@@ -146,6 +146,50 @@ fn sampled_keys_and_strided_groups_match_reference() {
     }
 }
 
+/// Groups chosen from the columns' distances in the pre-pass (`Grouping::Gram`), both
+/// query-side representatives, every group size, both block sizes, GQA and causal.
+#[test]
+fn gram_grouping_matches_reference() {
+    let cases = [
+        ([1, 2, 1, 100, 77, 64], 2, 64, false, Representative::Mean),
+        ([1, 2, 2, 90, 130, 32], 4, 128, true, Representative::Sample),
+        ([1, 1, 1, 60, 50, 64], 8, 64, false, Representative::Mean),
+        ([1, 1, 1, 70, 40, 96], 2, 64, false, Representative::Mean),
+    ];
+    for (dims, group_size, block_rows, causal, representative) in cases {
+        let mut gram = case(dims, group_size, block_rows, causal);
+        gram.representative = representative;
+        gram.grouping = Grouping::Gram;
+        assert_parity(gram, false, 1e-4);
+    }
+}
+
+/// At head dim 128 the distances alone take 32 512 bytes of shared memory: a device with more
+/// (CUDA's 48 KiB) runs the kernel, one with 32 KiB (lavapipe) refuses it by name and the
+/// public op falls back to the reference. Either way the output is the reference's.
+#[test]
+fn gram_grouping_at_head_dim_128_runs_where_its_distances_fit() {
+    let mut gram = case([1, 1, 1, 70, 40, 128], 2, 64, false);
+    gram.representative = Representative::Mean;
+    gram.grouping = Grouping::Gram;
+    let device = Default::default();
+    let [query, key, value] = [0, 1, 2].map(|index| {
+        let (values, shape) = gram.inputs(3)[index].clone();
+        tensor::<Cube>(values, shape, &device)
+    });
+    let problem = AttentionProblem::check(&query, &key, &value, None, &gram.config()).unwrap();
+    let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
+    match fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default()) {
+        Ok(_) => {
+            assert_parity(gram, false, 1e-4);
+        }
+        Err(reason) => {
+            assert!(reason.to_string().contains("Gram grouping within the device's"), "{reason}");
+            assert!(public_op_error(gram.shapes(), &gram.config()) < 1e-4);
+        }
+    }
+}
+
 #[test]
 fn group_size_one_is_exact_flash_attention() {
     let exact = case([1, 3, 1, 50, 81, 64], 1, 64, true);

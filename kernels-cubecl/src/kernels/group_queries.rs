@@ -3,7 +3,8 @@
 //!
 //! One cube per (query block, batch * head), one unit per query row:
 //!
-//! 1. hash the block's columns and sort them ([`crate::block_permutation`]);
+//! 1. hash the block's columns and sort them ([`crate::block_permutation`]), or group them by
+//!    their distances ([`crate::gram_grouping`]);
 //! 2. write the block's rows of Q' (`[batch, heads, blocks * block_rows, reduced_width]`, zero
 //!    in the padding columns and in rows past `seq_q`), its rows staged in shared memory again
 //!    a chunk at a time, consecutive units writing consecutive columns;
@@ -19,6 +20,7 @@ use cubecl::prelude::*;
 
 use crate::block_permutation::{column_sort_values, permuted_column, rank_sort, stage_rows, PLANES_PER_UNIT, STAGED_ROWS};
 use crate::config::{GroupingConfig, Permutation};
+use crate::gram_grouping::{column_distances, greedy_groups, improve_groups, write_order};
 use crate::grouped_query::{grouped_query, member_position};
 
 #[cube(launch_unchecked)]
@@ -47,9 +49,19 @@ pub(crate) fn group_queries<F: Float, N4: Size>(
     let valid_rows = min(seq_q - block_first_row, block_rows);
     let query_block = batch * query.stride(0) + head * query.stride(1) + block_first_row * query.stride(2);
 
-    let mut staged = SharedMemory::<f32>::new(comptime!(STAGED_ROWS * config.head_dim));
+    let mut staged = SharedMemory::<f32>::new(comptime!(config.staged_floats()));
     let mut order = SharedMemory::<u32>::new(head_dim);
     match comptime!(config.permutation) {
+        Permutation::Gram => {
+            let mut members = SharedMemory::<u32>::new(head_dim);
+            let mut free = SharedMemory::<u32>::new(head_dim);
+            let mut costs = SharedMemory::<f32>::new(units);
+            let mut indices = SharedMemory::<u32>::new(units);
+            column_distances::<F>(query, &mut staged, query_block, valid_rows, head_dim, block_rows, units, config.unroll);
+            greedy_groups(&staged, &mut members, &mut free, &mut costs, &mut indices, head_dim, group_size, units);
+            improve_groups(&staged, &mut members, &mut costs, &mut indices, head_dim, group_size, units);
+            write_order(&mut members, &mut order, head_dim, group_size, units);
+        }
         Permutation::Identity => {
             let mut column = UNIT_POS as usize;
             while column < head_dim {

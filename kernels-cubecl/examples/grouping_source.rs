@@ -1,5 +1,6 @@
-//! Writes the CUDA source of the grouping pre-pass (f16, 16 hyperplanes, G = 2, 128-row blocks,
-//! head dims 64 and 128) into DIR, for `scripts/ptxas-report.py DIR --opcodes`.
+//! Writes the CUDA source of the grouping pre-pass (f16, G = 2, 128-row blocks, head dims 64 and
+//! 128; LSH with 16 hyperplanes and the Gram grouping) into DIR, for
+//! `scripts/ptxas-report.py DIR --opcodes`.
 
 use std::path::PathBuf;
 
@@ -15,17 +16,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
     let dtype = StorageType::Scalar(ElemType::Float(FloatKind::F16));
     for head_dim in [64, 128] {
-        let config = GroupingConfig {
-            head_dim,
-            group_size: 2,
-            block_rows: 128,
-            num_projections: 16,
-            representative: Representative::SampledKeys,
-            permutation: Permutation::Lsh,
-            layout: GroupLayout::Consecutive,
-            unroll: true,
-        };
-        std::fs::write(dir.join(format!("group_queries_d{head_dim}.cu")), grouping_source(&client, config, dtype)?)?;
+        for (name, permutation, representative) in
+            [("lsh", Permutation::Lsh, Representative::SampledKeys), ("gram", Permutation::Gram, Representative::Mean)]
+        {
+            let config = GroupingConfig {
+                head_dim,
+                group_size: 2,
+                block_rows: 128,
+                num_projections: 16,
+                representative,
+                permutation,
+                layout: GroupLayout::Consecutive,
+                unroll: true,
+            };
+            let source = grouping_source(&client, config, dtype)?;
+            std::fs::write(dir.join(format!("group_queries_{name}_d{head_dim}.cu")), source)?;
+        }
     }
     Ok(())
 }

@@ -34,6 +34,11 @@ pub enum Representative {
     SampledKeys,
 }
 
+/// Length bands of [`Grouping::LshNorms`]: quartiles of the block's column norms (a power of
+/// two: the band takes `log2(NORM_BANDS)` bits of the sort key, so `num_projections` is at most
+/// [`MAX_NUM_PROJECTIONS`] minus those).
+pub const NORM_BANDS: usize = 4;
+
 /// How the columns of a query block are grouped (steps 2-4 of the definition).
 ///
 /// [`Grouping::Lsh`] (and its strided layout) is DistrAttention; the `Gram` groupings choose
@@ -55,6 +60,12 @@ pub enum Grouping {
     /// than `jG .. jG+G-1`, so its members are columns whose codes lie far apart.
     #[cfg_attr(feature = "experiment", value(alias = "strided"))]
     LshStrided,
+    /// The LSH order within bands of the columns' lengths: the block's columns ranked by
+    /// squared norm into [`NORM_BANDS`] bands, the band the leading part of the sort key and the
+    /// inverse Gray code the rest, so that groups join columns of like direction *and* length
+    /// (angular LSH alone ignores length, which `Mean`'s error grows with). Reference path
+    /// only.
+    LshNorms,
     /// Per query block, groups that minimise a bound on the representative's error, read off
     /// the block's query Gram matrix (distance for `Sample`/`Mean`, angle for `Projected`;
     /// for `SampledKeys` the key columns' distance): see `reference::gram`. With `Sample` or
@@ -69,18 +80,26 @@ pub enum Grouping {
 impl Grouping {
     /// Whether the grouping hashes the query columns (and so has hyperplanes to validate).
     pub fn hashes(self) -> bool {
-        matches!(self, Grouping::Lsh | Grouping::LshStrided)
+        matches!(self, Grouping::Lsh | Grouping::LshStrided | Grouping::LshNorms)
     }
 
-    /// FLOPs of forming the groups of one head over `tokens` queries (and keys): the sign
-    /// codes' products for LSH, the query and key Gram matrices for `Gram`, none for the
-    /// baselines.
-    pub fn flops(self, tokens: usize, head_dim: usize, num_projections: usize) -> f64 {
+    /// FLOPs of forming the groups of one head over `tokens` queries (and keys) with
+    /// `representative`: the sign codes' products for LSH (`2 N d P`, and `2 N d` for the
+    /// lengths of `LshNorms`); for `Gram` with `Sample`
+    /// or `Mean` the pairwise squared distances of the query columns as the kernels compute them
+    /// (a difference, a product and a sum per pair and row: `3 N d (d - 1) / 2`); for the other
+    /// Gram costs the symmetric Gram matrices they read (`N d (d + 1)` each: the queries', and the
+    /// keys' for `GramKeyWeighted` and `SampledKeys`); none for the baselines.
+    pub fn flops(self, representative: Representative, tokens: usize, head_dim: usize, num_projections: usize) -> f64 {
         let [n, d] = [tokens as f64, head_dim as f64];
-        match self {
-            Grouping::Lsh | Grouping::LshStrided => 2.0 * n * d * num_projections as f64,
-            Grouping::Gram | Grouping::GramKeyWeighted => 4.0 * n * d * d,
-            Grouping::Random | Grouping::IndexOrder => 0.0,
+        let gram = n * d * (d + 1.0);
+        match (self, representative) {
+            (Grouping::Lsh | Grouping::LshStrided, _) => 2.0 * n * d * num_projections as f64,
+            (Grouping::LshNorms, _) => 2.0 * n * d * (num_projections as f64 + 1.0),
+            (Grouping::Gram, Representative::Sample | Representative::Mean) => 1.5 * n * d * (d - 1.0),
+            (Grouping::Gram, Representative::Projected) => gram,
+            (Grouping::Gram, Representative::SampledKeys) | (Grouping::GramKeyWeighted, _) => 2.0 * gram,
+            (Grouping::Random | Grouping::IndexOrder, _) => 0.0,
         }
     }
 }
@@ -226,7 +245,9 @@ impl DistrAttentionConfig {
         range("group_size", self.group_size, MAX_GROUP_SIZE)?;
         range("block_rows", self.block_rows, MAX_BLOCK_ROWS)?;
         if !self.is_exact() && self.grouping.hashes() {
-            range("num_projections", self.num_projections, MAX_NUM_PROJECTIONS)?;
+            // `LshNorms` puts the length band above the code's bits in the same sort key.
+            let band_bits = if self.grouping == Grouping::LshNorms { NORM_BANDS.trailing_zeros() as usize } else { 0 };
+            range("num_projections", self.num_projections, MAX_NUM_PROJECTIONS - band_bits)?;
         }
         if let Some(scale) = self.scale {
             if !(scale.is_finite() && scale > 0.0) {

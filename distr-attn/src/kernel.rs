@@ -161,7 +161,8 @@ fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> 
             expected: "false (quiet softmax runs on the reference)".into(),
         });
     }
-    if !config.is_exact() && !config.grouping.hashes() && !grams_in_kernel(config) {
+    let in_kernel = matches!(config.grouping, Grouping::Lsh | Grouping::LshStrided) || grams_in_kernel(config);
+    if !config.is_exact() && !in_kernel {
         return Err(KernelError::Unsupported {
             name: "grouping",
             value: format!("{:?}", config.grouping),

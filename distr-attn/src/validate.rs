@@ -208,4 +208,13 @@ mod tests {
             );
         }
     }
+
+    /// `LshNorms` spends two bits of the sort key on the length band.
+    #[test]
+    fn lsh_norms_leaves_room_for_the_length_band() {
+        let norms = DistrAttentionConfig::new().with_group_size(2).with_grouping(crate::Grouping::LshNorms);
+        assert!(check(&norms.clone().with_num_projections(MAX_NUM_PROJECTIONS - 2)).is_ok());
+        let error = check(&norms.with_num_projections(MAX_NUM_PROJECTIONS)).unwrap_err();
+        assert!(matches!(error, DistrAttentionError::InvalidParameter { name: "num_projections", .. }), "{error}");
+    }
 }

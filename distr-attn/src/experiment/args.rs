@@ -63,8 +63,9 @@ pub struct DistrArgs {
     /// How a group's representative query column is formed [default: mean].
     #[arg(long, value_enum)]
     pub representative: Option<Representative>,
-    /// Column grouping: lsh (DistrAttention) or the random / index-order baselines
-    /// [default: lsh].
+    /// Column grouping: lsh (DistrAttention), lsh-strided (the paper code's), gram (groups
+    /// chosen from the columns' distances; in the kernels with mean or sample),
+    /// gram-key-weighted, or the random / index-order baselines [default: lsh].
     #[arg(long, value_enum)]
     pub grouping: Option<Grouping>,
 }

@@ -203,7 +203,8 @@ impl LayerSearch {
 
 /// Attention forward FLOPs of one sequence through a model (`../shared/DISTR_ATTENTION.md`,
 /// "Cost"), exact against a plan. Exact attention costs `4 N² d` per head (`Q Kᵀ` and `P V`);
-/// DistrAttention with group size G `2 N² d / G + 2 N² d`, plus `2 N d P` for the LSH codes.
+/// DistrAttention with group size G `2 N² d / G + 2 N² d`, plus forming the groups
+/// ([`crate::Grouping::flops`]: `2 N d P` for the LSH codes).
 #[derive(Serialize, Debug, Clone, Copy, PartialEq)]
 pub struct AttentionFlops {
     /// Tokens of the sequence.
@@ -227,7 +228,7 @@ impl AttentionFlops {
             let op = plan.op_config_for(layer, num_layers, tokens)?;
             planned += score_product / op.group_size as f64 + score_product;
             if !op.is_exact() {
-                planned += op.grouping.flops(tokens, head_dim, op.num_projections) * heads as f64;
+                planned += op.grouping.flops(op.representative, tokens, head_dim, op.num_projections) * heads as f64;
             }
         }
         let exact = 2.0 * score_product * num_layers as f64;
@@ -238,6 +239,7 @@ impl AttentionFlops {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Grouping, Representative};
 
     /// A model whose score is the sum over layers of `cost[layer] * (1 - 1/G)`: higher group
     /// sizes and more sensitive layers cost more.
@@ -306,5 +308,11 @@ mod tests {
         assert!(flops.saved_fraction > 0.0 && flops.saved_fraction < 0.125);
         // At a few tokens the hashing costs more than grouping saves.
         assert!(AttentionFlops::of(&plan, 2, 1, 4, 10).unwrap().saved_fraction < 0.0);
+        // The Gram grouping with Mean: the query columns' pairwise distances.
+        let gram = ModelAttentionConfig::exact().with_per_layer(vec![AttentionKind::Distr(
+            DistrAttentionConfig::new().with_group_size(2).with_grouping(Grouping::Gram).with_representative(Representative::Mean),
+        )]);
+        let distances = 3.0 * n * (d * (d - 1.0) / 2.0);
+        assert_eq!(AttentionFlops::of(&gram, 1, 1, 4, 100).unwrap().planned, n * n * d + 2.0 * n * n * d + distances);
     }
 }

@@ -2,10 +2,11 @@
 //! the representative queries Q' and the fused keys K'.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use super::gram::gram_permutations;
 use super::hashing::{inverse_gray, sign_codes};
+use crate::config::NORM_BANDS;
 use crate::hyperplanes::{hyperplanes, SplitMix64};
 use crate::{AttentionProblem, Grouping, Representative};
 
@@ -51,6 +52,13 @@ pub fn block_permutations<B: Backend>(
             let codes = sign_codes(blocks, &planes, config.num_projections);
             inverse_gray(codes, config.num_projections)
         }
+        Grouping::LshNorms => {
+            let planes = hyperplanes(config.seed, config.num_projections, config.block_rows);
+            let codes = inverse_gray(sign_codes(blocks.clone(), &planes, config.num_projections), config.num_projections);
+            let bands = norm_bands(blocks);
+            let codes = codes.cast(bands.dtype());
+            bands.bitwise_left_shift_scalar((config.num_projections as i64).elem()).add(codes)
+        }
         Grouping::Random => {
             let mut rng = SplitMix64::new(config.seed);
             let count = batch * heads * num_blocks * head_dim;
@@ -67,6 +75,15 @@ pub fn block_permutations<B: Backend>(
         Grouping::LshStrided => strided(sorted, config.group_size),
         _ => sorted,
     }
+}
+
+/// Each column's band of length in its block, `[batch, heads, blocks, head_dim]`: its rank by
+/// squared norm (ties by index) times [`NORM_BANDS`] over `head_dim`.
+fn norm_bands<B: Backend>(blocks: Tensor<B, 5>) -> Tensor<B, 4, Int> {
+    let head_dim = blocks.dims()[4];
+    let norms = blocks.powi_scalar(2).sum_dim(3).squeeze_dim::<4>(3);
+    let ranks = norms.argsort(3).argsort(3);
+    ranks.mul_scalar(NORM_BANDS as i64).div_scalar(head_dim as i64)
 }
 
 /// The permutation whose consecutive groups of `group_size` are `sorted`'s strided groups:
@@ -246,6 +263,29 @@ mod tests {
         assert_eq!(to_i64(strided(sorted.clone(), 2)), vec![7, 6, 3, 1, 5, 4, 0, 2]);
         assert_eq!(to_i64(strided(sorted.clone(), 4)), vec![7, 5, 6, 4, 3, 0, 1, 2]);
         assert_eq!(to_i64(strided(sorted.clone(), 1)), to_i64(sorted));
+    }
+
+    /// `LshNorms` sorts by length band first: with eight columns in four bands, each group of
+    /// two holds the two columns of one band (the shortest two first), whatever their
+    /// directions.
+    #[test]
+    fn lsh_norms_groups_columns_of_one_length_band() {
+        let device = Default::default();
+        let lengths = [5.0, 1.0, 7.0, 2.0, 8.0, 3.0, 6.0, 4.0];
+        let direction = Tensor::<TestBackend, 4>::random([1, 1, 16, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let norms = direction.clone().powi_scalar(2).sum_dim(2).sqrt();
+        let scale = Tensor::<TestBackend, 1>::from_floats(lengths, &device).reshape([1, 1, 1, 8]);
+        let query = direction.div(norms).mul(scale);
+        let config = DistrAttentionConfig::new().with_block_rows(16).with_group_size(2).with_grouping(Grouping::LshNorms);
+        let problem = AttentionProblem::check(&query, &query, &query, None, &config).unwrap();
+        let permutation = to_i64(block_permutations(split_blocks(query.clone(), 16), query, &problem));
+        let mut groups: Vec<Vec<i64>> = permutation.chunks(2).map(|pair| {
+            let mut pair = pair.to_vec();
+            pair.sort_unstable();
+            pair
+        }).collect();
+        groups.sort_by_key(|pair| lengths[pair[0] as usize] as i64);
+        assert_eq!(groups, [vec![1, 3], vec![5, 7], vec![0, 6], vec![2, 4]]);
     }
 
     /// `LshStrided` is `Lsh`'s sorted order laid out with the stride, block by block.

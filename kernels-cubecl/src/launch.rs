@@ -276,19 +276,8 @@ pub fn launch_grouping<R: Runtime>(
         });
     }
     let [batch, heads, seq_q, head_dim] = [0, 1, 2, 3].map(|axis| query.shape[axis]);
-    let config = GroupingConfig {
-        head_dim,
-        group_size: options.group_size,
-        block_rows: options.block_rows,
-        num_projections: hyperplanes.num_projections,
-        representative: options.representative,
-        permutation: options.permutation,
-        layout: options.layout,
-        unroll: options.unroll,
-    };
-    if config.permutation == Permutation::Gram {
-        check_gram_grouping(client, &config)?;
-    }
+    let config = grouping_config(options, head_dim, hyperplanes.num_projections);
+    check_gram_grouping(client, &config)?;
     let width = config.reduced_width();
     let num_blocks = seq_q.div_ceil(options.block_rows);
     let rows = num_blocks * options.block_rows;
@@ -318,9 +307,26 @@ pub fn launch_grouping<R: Runtime>(
     Ok(GroupedQueries { query, key_columns, key_columns_len })
 }
 
+/// The pre-pass's specialisation for `options` at `head_dim`.
+fn grouping_config<R: Runtime>(options: &ForwardOptions<'_, R>, head_dim: usize, num_projections: usize) -> GroupingConfig {
+    GroupingConfig {
+        head_dim,
+        group_size: options.group_size,
+        block_rows: options.block_rows,
+        num_projections,
+        representative: options.representative,
+        permutation: options.permutation,
+        layout: options.layout,
+        unroll: options.unroll,
+    }
+}
+
 /// What the Gram grouping needs beyond the LSH pre-pass: consecutive groups of a query-side
-/// representative, and its distances in shared memory.
+/// representative, and its distances in shared memory. Other permutations pass.
 fn check_gram_grouping<R: Runtime>(client: &ComputeClient<R>, config: &GroupingConfig) -> Result<(), KernelError> {
+    if config.permutation != Permutation::Gram {
+        return Ok(());
+    }
     if config.layout != GroupLayout::Consecutive {
         return Err(KernelError::Unsupported {
             name: "layout",
@@ -941,12 +947,16 @@ fn check_shapes<R: Runtime>(
             expected: format!("seq_q <= seq_k = {seq_k} when causal"),
         });
     }
-    if options.group_size > 1 && options.hyperplanes.is_none() {
-        return Err(KernelError::Unsupported {
-            name: "hyperplanes",
-            value: "none".into(),
-            expected: "hyperplanes when group_size > 1".into(),
-        });
+    if options.group_size > 1 {
+        let Some(hyperplanes) = options.hyperplanes else {
+            return Err(KernelError::Unsupported {
+                name: "hyperplanes",
+                value: "none".into(),
+                expected: "hyperplanes when group_size > 1".into(),
+            });
+        };
+        // Here as well as at the pre-pass's launch, so that the backward's check sees it.
+        check_gram_grouping(client, &grouping_config(options, head_dim, hyperplanes.num_projections))?;
     }
     let num_blocks = seq_q.div_ceil(options.block_rows);
     let max_count = client.properties().hardware.max_cube_count;

@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, FloatDType, Tensor};
 use burn_cubecl::CubeBackend;
 use crate::common::*;
-use distr_attn::kernel::kernel_launches;
+use distr_attn::kernel::{fused_forward, kernel_launches};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig, Grouping, Representative};
 
 type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
@@ -211,6 +211,28 @@ fn projected_quiet_softmax_and_wide_exact_rows_take_the_reference_backward() {
     let inputs = projected_case.inputs();
     let actual = gradients::<Autodiff<Cube>>(&projected_case, &inputs, DType::F32);
     let expected = gradients::<Autodiff<Cpu>>(&projected_case, &inputs, DType::F32);
+    for (actual, expected) in actual.iter().zip(&expected) {
+        assert!(relative_error(actual, expected) < 1e-4);
+    }
+}
+
+/// The Gram grouping at head dim 128 needs 34.5 KB of shared memory in the pre-pass: a device
+/// with less (lavapipe: 32 KiB) refuses the forward kernel, so the backend must say before the
+/// forward that the backward is not fused either (it used to accept it, and the backward then
+/// panicked on the pre-pass's refusal). Either way the gradients are the reference's.
+#[test]
+fn gram_grouping_beyond_shared_memory_is_refused_before_the_forward() {
+    let mut case = Case::new([1, 1, 1, 40, 40, 128], 2, false);
+    case.config = case.config.with_representative(Representative::Mean).with_grouping(Grouping::Gram);
+    let device = Default::default();
+    let [query, key, value] = case.shapes().map(|shape| random::<Cube>(1, shape, &device));
+    let problem = AttentionProblem::check(&query, &key, &value, None, &case.config).unwrap();
+    let primitive = |tensor: Tensor<Cube, 4>| tensor.into_primitive().tensor();
+    let forward_fused = fused_forward(primitive(query), primitive(key), primitive(value), &problem).is_ok();
+    assert_eq!(Cube::has_fused_backward(&problem, DType::F32, &device), forward_fused);
+    let inputs = case.inputs();
+    let actual = gradients::<Autodiff<Cube>>(&case, &inputs, DType::F32);
+    let expected = gradients::<Autodiff<Cpu>>(&case, &inputs, DType::F32);
     for (actual, expected) in actual.iter().zip(&expected) {
         assert!(relative_error(actual, expected) < 1e-4);
     }

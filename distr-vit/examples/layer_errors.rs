@@ -44,9 +44,10 @@ struct Args {
 }
 
 /// The variants compared: (representative, grouping).
-const VARIANTS: [(Representative, Grouping); 11] = [
+const VARIANTS: [(Representative, Grouping); 12] = [
     (Representative::Sample, Grouping::Lsh),
     (Representative::Mean, Grouping::Lsh),
+    (Representative::Mean, Grouping::LshNorms),
     (Representative::Projected, Grouping::Lsh),
     (Representative::SampledKeys, Grouping::Lsh),
     (Representative::SampledKeys, Grouping::LshStrided),

@@ -370,23 +370,20 @@ struct MethodName {
 /// A method's name before its variant: `exact_kernel` or `distr_g<G>`, with the representative
 /// appended when either option is named and the grouping when it is.
 fn method_base(config: &DistrAttentionConfig, name: MethodName) -> String {
-    use clap::ValueEnum;
     let group_size = config.group_size;
     let mut base = if group_size == 1 { "exact_kernel".to_string() } else { format!("distr_g{group_size}") };
     if name.representative || name.grouping {
-        base += &format!(":{}", representative_name(config.representative));
+        base += &format!(":{}", cli_name(config.representative));
     }
     if name.grouping {
-        let grouping = config.grouping.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default();
-        base += &format!(":{grouping}");
+        base += &format!(":{}", cli_name(config.grouping));
     }
     base
 }
 
-/// The command-line spelling of a representative.
-pub fn representative_name(representative: Representative) -> String {
-    use clap::ValueEnum;
-    representative.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default()
+/// The command-line spelling of an option's value (a representative, a grouping).
+fn cli_name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default()
 }
 
 /// The kernel path these inputs take with `tuning` (one untimed launch), or why it was refused.

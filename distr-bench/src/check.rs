@@ -141,6 +141,7 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
     let mut failures = Vec::new();
     let mut worst: Vec<(String, f64)> = Vec::new();
     let cases = cases(args);
+    let mut checked = 0;
     for (index, case) in cases.iter().enumerate() {
         let start = Instant::now();
         let config = case.config.clone().with_seed(index as u64);
@@ -163,6 +164,10 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
             config.grouping,
             if case.rising_keys { " rising keys" } else { "" }
         );
+        if args.check_only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+            continue;
+        }
+        checked += 1;
         match compare::<R>(device, case.dims, case.head_dim, dtype, &config, case.tuning, case.rising_keys) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
@@ -190,7 +195,10 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
     for (key, error) in &worst {
         eprintln!("check: largest relative error {key}: {error:.2e}");
     }
-    eprintln!("check: {} cases, {} failures", cases.len(), failures.len());
+    eprintln!("check: {checked} of {} cases, {} failures", cases.len(), failures.len());
+    if checked == 0 {
+        return Err(format!("--check-only {:?} matches none of the {} cases", args.check_only, cases.len()));
+    }
     if failures.is_empty() {
         Ok(())
     } else {

@@ -98,6 +98,10 @@ pub struct Args {
     /// Run the kernel-vs-reference suite on the device first; exit non-zero on a mismatch.
     #[arg(long)]
     pub check: bool,
+    /// With --check: only the cases whose description contains this text (e.g. `Gram`,
+    /// `d=128`, `BF16`), each with the seed it has in the whole suite.
+    #[arg(long)]
+    pub check_only: Option<String>,
     /// Print one JSON object per measurement on stdout.
     #[arg(long)]
     pub json: bool,

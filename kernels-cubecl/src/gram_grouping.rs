@@ -8,7 +8,8 @@
 //!    owns [`TILE`] x [`TILE`] tiles of the matrix, so a staged row costs it two loads per 16
 //!    products;
 //! 2. [`greedy_groups`]: the cheapest free pair opens a group, the free column cheapest to join
-//!    it fills it, until every column has a group; each choice is an arg-min over the cube;
+//!    it fills it, until every column has a group; each choice is an arg-min over the cube. For
+//!    pairs, [`matched_pairs`] reaches the same pairs in a few parallel rounds;
 //! 3. [`improve_groups`]: the swap of two columns between two groups that lowers the total the
 //!    most, while one does, at most [`MAX_SWAPS`] times;
 //! 4. [`write_order`]: members sorted within each group, groups by their first member, as the
@@ -28,6 +29,10 @@ pub const MAX_SWAPS: usize = 32;
 /// Larger than any distance: "no candidate" in an arg-min.
 const NONE_COST: f32 = 3.0e38;
 const NONE_INDEX: u32 = 0xFFFF_FFFF;
+/// What a NaN or infinite distance counts as, here and in the reference: a cost above every
+/// finite one that still takes part in arg-mins, so that such columns still form groups, last
+/// and in scan order.
+pub const MAX_DISTANCE: f32 = 1.0e38;
 
 /// f32 of shared scratch the grouping needs (the strict upper triangle of the distances); the
 /// staged query rows share it, before and after.
@@ -41,12 +46,14 @@ fn triangle_index(a: usize, b: usize, #[comptime] head_dim: usize) -> usize {
     a * head_dim - a * (a + 1) / 2 + b - a - 1
 }
 
-/// The distance between columns `a` and `b` (zero for a column and itself).
+/// The distance between columns `a` and `b` (zero for a column and itself), NaN and infinity
+/// read as [`MAX_DISTANCE`].
 #[cube]
 fn distance(distances: &SharedMemory<f32>, a: usize, b: usize, #[comptime] head_dim: usize) -> f32 {
     let mut value = 0.0f32;
     if a != b {
-        value = distances[triangle_index(min(a, b), max(a, b), head_dim)];
+        let stored = distances[triangle_index(min(a, b), max(a, b), head_dim)];
+        value = select(stored <= MAX_DISTANCE, stored, f32::new(MAX_DISTANCE));
     }
     value
 }
@@ -201,7 +208,7 @@ pub fn greedy_groups(
             let a = pair / head_dim;
             let b = pair % head_dim;
             if a < b && free[a] == 1 && free[b] == 1 {
-                let cost = distances[triangle_index(a, b, head_dim)];
+                let cost = distance(distances, a, b, head_dim);
                 if cost < best_cost {
                     best_cost = cost;
                     best_index = pair as u32;
@@ -246,6 +253,102 @@ pub fn greedy_groups(
     }
 }
 
+/// Pairs (group size 2) into `members`, the same pairs in the same order as [`greedy_groups`]
+/// chooses them, in rounds instead of `head_dim / 2` arg-mins over every pair. Candidates are
+/// ordered by distance, then by the pair's scan position, so no two tie. Each round, every
+/// free column finds its nearest free column, and columns that are each other's nearest pair
+/// up at once. The greedy's next pair is always such a mutual pair, and a mutual pair stays
+/// mutual while others pair off, so the rounds end with the greedy's pairs (the locally
+/// dominant edges of a matching); every round pairs at least the cheapest free pair. The
+/// pairs are then ranked by (distance, scan position): the order the greedy found them in,
+/// which the swaps' tie order depends on. `mate` and `nearest` (`head_dim` each) and `open`
+/// (one entry) are scratch. Every unit must call it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn matched_pairs(
+    distances: &SharedMemory<f32>,
+    members: &mut SharedMemory<u32>,
+    mate: &mut SharedMemory<u32>,
+    nearest: &mut SharedMemory<u32>,
+    open: &mut SharedMemory<u32>,
+    #[comptime] head_dim: usize,
+    #[comptime] units: usize,
+) {
+    let mut column = UNIT_POS as usize;
+    while column < head_dim {
+        mate[column] = NONE_INDEX;
+        column += units;
+    }
+    sync_cube();
+    let mut round = 0usize;
+    while round < comptime!(head_dim / 2) {
+        if UNIT_POS == 0 {
+            open[0] = 0;
+        }
+        let mut column = UNIT_POS as usize;
+        while column < head_dim {
+            if mate[column] == NONE_INDEX {
+                let mut best_cost = f32::new(NONE_COST);
+                let mut best_key = NONE_INDEX.runtime();
+                let mut best = NONE_INDEX.runtime();
+                for other in 0..head_dim {
+                    if other != column && mate[other] == NONE_INDEX {
+                        let cost = distance(distances, column, other, head_dim);
+                        let key = (min(column, other) * head_dim + max(column, other)) as u32;
+                        if cost < best_cost || (cost == best_cost && key < best_key) {
+                            best_cost = cost;
+                            best_key = key;
+                            best = other as u32;
+                        }
+                    }
+                }
+                nearest[column] = best;
+            }
+            column += units;
+        }
+        sync_cube();
+        // A column reads and writes only its own `mate`: its partner's unit writes the other.
+        let mut column = UNIT_POS as usize;
+        while column < head_dim {
+            if mate[column] == NONE_INDEX {
+                let partner = nearest[column];
+                if nearest[partner as usize] == column as u32 {
+                    mate[column] = partner;
+                } else {
+                    open[0] = 1;
+                }
+            }
+            column += units;
+        }
+        sync_cube();
+        let unpaired = open[0];
+        sync_cube();
+        round = select(unpaired == 0, comptime!(head_dim / 2), round + 1);
+    }
+    // Rank each pair (`column` < its mate) among all pairs by (distance, scan position).
+    let mut column = UNIT_POS as usize;
+    while column < head_dim {
+        let partner = mate[column] as usize;
+        if column < partner {
+            let cost = distance(distances, column, partner, head_dim);
+            let mut rank = 0usize;
+            for other in 0..head_dim {
+                let other_partner = mate[other] as usize;
+                if other < other_partner {
+                    let other_cost = distance(distances, other, other_partner, head_dim);
+                    if other_cost < cost || (other_cost == cost && other < column) {
+                        rank += 1;
+                    }
+                }
+            }
+            members[2 * rank] = column as u32;
+            members[2 * rank + 1] = partner as u32;
+        }
+        column += units;
+    }
+    sync_cube();
+}
+
 /// Total distance from column `column` to the members of group `group`.
 #[cube]
 fn joining(
@@ -262,6 +365,39 @@ fn joining(
         total += distance(distances, members[group * group_size + member] as usize, column, head_dim);
     }
     total
+}
+
+/// How much the swap of member `i` of group `first` with member `j` of group `second` changes
+/// the groups' total distance: each group loses its member's distances to the rest and gains
+/// the other's. For pairs that is four distances (`a` with `b` trades partners `a'`, `b'`).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn swap_change(
+    distances: &SharedMemory<f32>,
+    members: &SharedMemory<u32>,
+    first: usize,
+    second: usize,
+    i: usize,
+    j: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] group_size: usize,
+) -> f32 {
+    let a = members[first * group_size + i] as usize;
+    let b = members[second * group_size + j] as usize;
+    if comptime!(group_size == 2) {
+        let a_partner = members[first * 2 + 1 - i] as usize;
+        let b_partner = members[second * 2 + 1 - j] as usize;
+        distance(distances, a_partner, b, head_dim) + distance(distances, b_partner, a, head_dim)
+            - distance(distances, a, a_partner, head_dim)
+            - distance(distances, b, b_partner, head_dim)
+    } else {
+        let pair = distance(distances, a, b, head_dim);
+        let first_change = joining(distances, members, first, b, head_dim, group_size) - pair
+            - joining(distances, members, first, a, head_dim, group_size);
+        let second_change = joining(distances, members, second, a, head_dim, group_size) - pair
+            - joining(distances, members, second, b, head_dim, group_size);
+        first_change + second_change
+    }
 }
 
 /// Up to [`MAX_SWAPS`] times, the swap of member `i` of one group with member `j` of a later
@@ -290,15 +426,7 @@ pub fn improve_groups(
             if first < second {
                 let i = (candidate % per_pair) / group_size;
                 let j = candidate % group_size;
-                let a = members[first * group_size + i] as usize;
-                let b = members[second * group_size + j] as usize;
-                let pair = distance(distances, a, b, head_dim);
-                // Each group loses its member's distances to the rest and gains the other's.
-                let first_change = joining(distances, members, first, b, head_dim, group_size) - pair
-                    - joining(distances, members, first, a, head_dim, group_size);
-                let second_change = joining(distances, members, second, a, head_dim, group_size) - pair
-                    - joining(distances, members, second, b, head_dim, group_size);
-                let change = first_change + second_change;
+                let change = swap_change(distances, members, first, second, i, j, head_dim, group_size);
                 if change < f32::new(-1.0e-12) && change < best_cost {
                     best_cost = change;
                     best_index = candidate as u32;

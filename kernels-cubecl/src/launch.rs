@@ -341,9 +341,9 @@ fn check_gram_grouping<R: Runtime>(client: &ComputeClient<R>, config: &GroupingC
             expected: "Sample or Mean with the Gram grouping (SampledKeys pairs by key distance)".into(),
         });
     }
-    // The distances (or staged rows), then order, members and free columns, then the arg-min's
-    // two entries per unit.
-    let bytes = 4 * (config.staged_floats() + 3 * config.head_dim + 2 * config.units());
+    // The distances (or staged rows); order, members, free columns (mates, for pairs) and
+    // nearest columns; the rounds' flag; the arg-min's two entries per unit.
+    let bytes = 4 * (config.staged_floats() + 4 * config.head_dim + 1 + 2 * config.units());
     let limit = client.properties().hardware.max_shared_memory_size;
     if bytes > limit {
         return Err(KernelError::Unsupported {

@@ -13,7 +13,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 // Improving swaps after the greedy start: the kernels' bound, one source for both.
-use kernels_cubecl::gram_grouping::MAX_SWAPS;
+use kernels_cubecl::gram_grouping::{MAX_DISTANCE, MAX_SWAPS};
 
 use crate::{Grouping, Representative};
 
@@ -104,7 +104,11 @@ pub fn pair_costs(
 /// kernels' pre-pass (`kernels_cubecl::gram_grouping`) makes the same choices in the same
 /// order.
 pub fn grouped_columns(costs: &[f64], head_dim: usize, group_size: usize) -> Vec<Vec<usize>> {
-    let cost = |a: usize, b: usize| costs[a * head_dim + b];
+    // NaN and infinite costs as the kernels read them: the largest cost that still competes.
+    let cost = |a: usize, b: usize| {
+        let stored = costs[a * head_dim + b];
+        if stored <= f64::from(MAX_DISTANCE) { stored } else { f64::from(MAX_DISTANCE) }
+    };
     let joining = |group: &[usize], column: usize| group.iter().map(|&member| cost(member, column)).sum::<f64>();
     let mut free = vec![true; head_dim];
     let mut groups: Vec<Vec<usize>> = Vec::with_capacity(head_dim / group_size);

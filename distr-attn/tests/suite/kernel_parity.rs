@@ -164,6 +164,23 @@ fn gram_grouping_matches_reference() {
     }
 }
 
+/// Integer-valued queries make many column distances exactly equal, in the kernel's f32 and the
+/// reference's f64 alike: the kernel's pairing rounds and the reference's greedy scan must
+/// break every tie the same way (by the pair's scan position), and so must the swaps.
+#[test]
+fn gram_pairs_break_ties_as_the_reference_does() {
+    for (dims, block_rows) in [([1, 2, 1, 100, 60, 64], 64), ([1, 1, 1, 128, 40, 32], 128)] {
+        let mut gram = case(dims, 2, block_rows, false);
+        gram.representative = Representative::Mean;
+        gram.grouping = Grouping::Gram;
+        let [(query, _), (key, _), (value, _)] = gram.inputs(11);
+        let query = query.iter().map(|value| (value * 1.5).round()).collect();
+        let (actual, expected, _) = kernel_and_reference_on(&gram, [query, key, value], false);
+        let error = relative_error(&actual, &expected);
+        assert!(error < 1e-4, "dims {dims:?}: relative error {error:e}");
+    }
+}
+
 /// At head dim 128 the distances alone take 32 512 bytes of shared memory: a device with more
 /// (CUDA's 48 KiB) runs the kernel, one with 32 KiB (lavapipe) refuses it by name and the
 /// public op falls back to the reference. Either way the output is the reference's.

@@ -20,7 +20,7 @@ use cubecl::prelude::*;
 
 use crate::block_permutation::{column_sort_values, permuted_column, rank_sort, stage_rows, PLANES_PER_UNIT, STAGED_ROWS};
 use crate::config::{GroupingConfig, Permutation};
-use crate::gram_grouping::{column_distances, greedy_groups, improve_groups, write_order};
+use crate::gram_grouping::{column_distances, greedy_groups, improve_groups, matched_pairs, write_order};
 use crate::grouped_query::{grouped_query, member_position};
 
 #[cube(launch_unchecked)]
@@ -55,10 +55,16 @@ pub(crate) fn group_queries<F: Float, N4: Size>(
         Permutation::Gram => {
             let mut members = SharedMemory::<u32>::new(head_dim);
             let mut free = SharedMemory::<u32>::new(head_dim);
+            let mut nearest = SharedMemory::<u32>::new(head_dim);
+            let mut open = SharedMemory::<u32>::new(1usize);
             let mut costs = SharedMemory::<f32>::new(units);
             let mut indices = SharedMemory::<u32>::new(units);
             column_distances::<F>(query, &mut staged, query_block, valid_rows, head_dim, block_rows, units, config.unroll);
-            greedy_groups(&staged, &mut members, &mut free, &mut costs, &mut indices, head_dim, group_size, units);
+            if comptime!(group_size == 2) {
+                matched_pairs(&staged, &mut members, &mut free, &mut nearest, &mut open, head_dim, units);
+            } else {
+                greedy_groups(&staged, &mut members, &mut free, &mut costs, &mut indices, head_dim, group_size, units);
+            }
             improve_groups(&staged, &mut members, &mut costs, &mut indices, head_dim, group_size, units);
             write_order(&mut members, &mut order, head_dim, group_size, units);
         }

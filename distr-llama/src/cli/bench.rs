@@ -123,11 +123,20 @@ where
         for (name, plan) in &settings {
             model.set_attention(plan)?;
             let mut best = f64::INFINITY;
+            let mut warm_up = f64::NAN;
             for repeat in 0..=args.repeats {
                 let seconds = train_step(&model, &sequence, device)?;
                 let kind = if repeat == 0 { "warm-up" } else { "timed" };
-                progress.step(format!("context {context}, {name}, {kind}: {seconds:.3} s"));
-                if repeat > 0 {
+                let message = format!("context {context}, {name}, {kind}: {seconds:.3} s");
+                // With --json no bar is drawn: each step goes to stderr as a line, so a run cut
+                // short by a time limit still says how far it got.
+                if args.json {
+                    eprintln!("{message}");
+                }
+                progress.step(message);
+                if repeat == 0 {
+                    warm_up = seconds;
+                } else {
                     best = best.min(seconds);
                 }
             }
@@ -140,6 +149,7 @@ where
                 "context": context,
                 "train_step_seconds": best,
                 "train_tokens_per_second": context as f64 / best,
+                "warm_up_seconds": warm_up,
             });
             progress.suspend(|| println!("{row}"));
             rows.push(row);

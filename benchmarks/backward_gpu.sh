@@ -37,9 +37,14 @@ step sdpa && { timeout "${SDPA_S:-90}" python3 benchmarks/sdpa_backward.py --n "
     > "$out/sdpa_backward.jsonl" 2> "$out/sdpa_backward.log"
 echo "sdpa exit $?"; cut -c1-200 "$out/sdpa_backward.jsonl"; }
 
+# The model step logs what Burn's autotuner chooses, with its time, to autotune.log (every
+# new shape is tuned, kernels compiled, in the first step at each length: each step's time,
+# warm-up included, is in llama_train.log). AUTOTUNE_LEVEL (minimal, balanced (CubeCL's
+# default), extensive, full) sets how many candidates it tries.
 step model && [ -f .gpu/models/distr-llama.xz ] && {
 xz -dc .gpu/models/distr-llama.xz > /tmp/bench/distr-llama && chmod +x /tmp/bench/distr-llama
-timeout "${MODEL_S:-200}" /tmp/bench/distr-llama bench --train --backend cuda --dtype bf16 --random-weights \
+printf '[compilation]\ncache = "local"\n[autotune.logger]\nlevel = "minimal"\nfile = "%s"\n' "$out/autotune.log" > cubecl.toml
+CUBECL_AUTOTUNE_LEVEL="${AUTOTUNE_LEVEL:-balanced}" timeout "${MODEL_S:-200}" /tmp/bench/distr-llama bench --train --backend cuda --dtype bf16 --random-weights \
     --model .gpu/models/smollm2 --context "${TRAIN_CONTEXT:-2048,8192}" --repeats 2 --attention distr --group-size 2 \
     --json > "$out/llama_train.jsonl" 2> "$out/llama_train.log"
 echo "model exit $?"; cat "$out/llama_train.jsonl"; tail -3 "$out/llama_train.log"; }

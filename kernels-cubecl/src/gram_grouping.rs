@@ -11,7 +11,8 @@
 //!    it fills it, until every column has a group; each choice is an arg-min over the cube. For
 //!    pairs, [`matched_pairs`] reaches the same pairs in a few parallel rounds;
 //! 3. [`improve_groups`]: the swap of two columns between two groups that lowers the total the
-//!    most, while one does, at most [`MAX_SWAPS`] times;
+//!    most, while one does, at most [`MAX_SWAPS`] times; each group keeps its best swap, so
+//!    after a swap only what the two changed groups touch is searched again;
 //! 4. [`write_order`]: members sorted within each group, groups by their first member, as the
 //!    permutation the rest of the pre-pass reads.
 //!

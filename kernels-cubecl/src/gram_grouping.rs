@@ -145,6 +145,13 @@ pub fn column_distances<F: Float>(
     sync_cube();
 }
 
+/// Whether (`cost`, `index`) comes before (`best_cost`, `best_index`): lower cost, then the
+/// earlier candidate in scan order.
+#[cube]
+fn precedes(cost: f32, index: u32, best_cost: f32, best_index: u32) -> bool {
+    cost < best_cost || (cost == best_cost && index < best_index)
+}
+
 /// The arg-min of (`cost`, `index`) over the cube's units, lower index first among equal costs:
 /// a tree over `costs` / `indices` (one entry per unit). Returns the winning index (or
 /// `NONE_INDEX`), the same on every unit. Every unit must call it.
@@ -166,7 +173,7 @@ fn cube_arg_min(
         if unit < stride {
             let other_cost = costs[unit + stride];
             let other_index = indices[unit + stride];
-            if other_cost < costs[unit] || (other_cost == costs[unit] && other_index < indices[unit]) {
+            if precedes(other_cost, other_index, costs[unit], indices[unit]) {
                 costs[unit] = other_cost;
                 indices[unit] = other_index;
             }
@@ -296,7 +303,7 @@ pub fn matched_pairs(
                     if other != column && mate[other] == NONE_INDEX {
                         let cost = distance(distances, column, other, head_dim);
                         let key = (min(column, other) * head_dim + max(column, other)) as u32;
-                        if cost < best_cost || (cost == best_cost && key < best_key) {
+                        if precedes(cost, key, best_cost, best_key) {
                             best_cost = cost;
                             best_key = key;
                             best = other as u32;
@@ -337,7 +344,7 @@ pub fn matched_pairs(
                 let other_partner = mate[other] as usize;
                 if other < other_partner {
                     let other_cost = distance(distances, other, other_partner, head_dim);
-                    if other_cost < cost || (other_cost == cost && other < column) {
+                    if precedes(other_cost, other as u32, cost, column as u32) {
                         rank += 1;
                     }
                 }
@@ -399,13 +406,6 @@ fn swap_change(
             - joining(distances, members, second, b, head_dim, group_size);
         first_change + second_change
     }
-}
-
-/// Whether (`cost`, `index`) comes before (`best_cost`, `best_index`): lower cost, then the
-/// earlier candidate in scan order.
-#[cube]
-fn precedes(cost: f32, index: u32, best_cost: f32, best_index: u32) -> bool {
-    cost < best_cost || (cost == best_cost && index < best_index)
 }
 
 /// Folds the improving swaps between group `first` and the later group `second` into the best

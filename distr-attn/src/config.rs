@@ -304,14 +304,92 @@ pub enum AttentionKind {
     Exact,
     /// DistrAttention with the given parameters.
     Distr(DistrAttentionConfig),
+    /// One configuration per query head, in head order (`group_size` 1: that head exact).
+    /// A layer's heads tolerate approximation very differently, so per-head plans convert far
+    /// more of a model within an accuracy budget than per-layer ones; runs of heads with the
+    /// same configuration are one op call each ([`distr_attention_per_head`](crate::distr_attention_per_head)).
+    PerHead(Vec<DistrAttentionConfig>),
 }
 
 impl AttentionKind {
-    /// The op configuration this kind runs with; `Exact` is `group_size = 1`.
-    pub fn op_config(&self) -> DistrAttentionConfig {
+    /// The op configuration of each of a layer's `num_heads` query heads (for `PerHead`, its
+    /// own list, whose length [`Self::check`] compares with `num_heads`).
+    pub fn head_configs(&self, num_heads: usize) -> Vec<DistrAttentionConfig> {
         match self {
-            AttentionKind::Exact => DistrAttentionConfig::exact(),
-            AttentionKind::Distr(config) => config.clone(),
+            AttentionKind::Exact => vec![DistrAttentionConfig::exact(); num_heads],
+            AttentionKind::Distr(config) => vec![config.clone(); num_heads],
+            AttentionKind::PerHead(configs) => configs.clone(),
+        }
+    }
+
+    /// Whether every head computes exact attention.
+    pub fn is_exact(&self) -> bool {
+        match self {
+            AttentionKind::Exact => true,
+            AttentionKind::Distr(config) => config.is_exact(),
+            AttentionKind::PerHead(configs) => configs.iter().all(DistrAttentionConfig::is_exact),
+        }
+    }
+
+    /// Every configuration of this kind made causal or not (`Exact` becomes the exact
+    /// configuration, `group_size` 1, with that flag).
+    pub fn with_causal(self, causal: bool) -> Self {
+        match self {
+            AttentionKind::Exact => AttentionKind::Distr(DistrAttentionConfig::exact().with_causal(causal)),
+            AttentionKind::Distr(config) => AttentionKind::Distr(config.with_causal(causal)),
+            AttentionKind::PerHead(configs) => {
+                AttentionKind::PerHead(configs.into_iter().map(|config| config.with_causal(causal)).collect())
+            }
+        }
+    }
+
+    /// This kind with every DistrAttention seed moved by `offset` (exact heads unchanged).
+    pub fn reseeded(&self, offset: u64) -> Self {
+        let reseed = |config: &DistrAttentionConfig| {
+            if config.is_exact() {
+                config.clone()
+            } else {
+                config.clone().with_seed(config.seed.wrapping_add(offset))
+            }
+        };
+        match self {
+            AttentionKind::Exact => AttentionKind::Exact,
+            AttentionKind::Distr(config) => AttentionKind::Distr(reseed(config)),
+            AttentionKind::PerHead(configs) => AttentionKind::PerHead(configs.iter().map(reseed).collect()),
+        }
+    }
+
+    /// Every parameter in range ([`DistrAttentionConfig::validate`]); errors name the head.
+    pub fn validate(&self) -> Result<(), DistrAttentionError> {
+        self.each_config(DistrAttentionConfig::validate)
+    }
+
+    /// Whether a layer of `num_heads` query heads of `head_dim` can run this kind: a per-head
+    /// list has one entry per head, and every group size divides `head_dim`. Errors name the
+    /// head.
+    pub fn check(&self, num_heads: usize, head_dim: usize) -> Result<(), DistrAttentionError> {
+        if let AttentionKind::PerHead(configs) = self {
+            if configs.len() != num_heads {
+                return Err(DistrAttentionError::InvalidParameter {
+                    name: "PerHead",
+                    value: format!("{} entries", configs.len()),
+                    expected: format!("one entry per query head ({num_heads})"),
+                });
+            }
+        }
+        self.each_config(|config| config.check_head_dim(head_dim))
+    }
+
+    fn each_config(
+        &self,
+        check: impl Fn(&DistrAttentionConfig) -> Result<(), DistrAttentionError>,
+    ) -> Result<(), DistrAttentionError> {
+        match self {
+            AttentionKind::Exact => check(&DistrAttentionConfig::exact()),
+            AttentionKind::Distr(config) => check(config),
+            AttentionKind::PerHead(configs) => configs.iter().enumerate().try_for_each(|(head, config)| {
+                check(config).map_err(|source| DistrAttentionError::Head { head, source: Box::new(source) })
+            }),
         }
     }
 }

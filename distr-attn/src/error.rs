@@ -45,4 +45,10 @@ pub enum DistrAttentionError {
         layer: usize,
         source: Box<DistrAttentionError>,
     },
+    /// One query head's entry of a per-head plan does not fit that head.
+    #[error("attention of head {head}: {source}")]
+    Head {
+        head: usize,
+        source: Box<DistrAttentionError>,
+    },
 }

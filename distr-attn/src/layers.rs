@@ -92,13 +92,9 @@ impl ModelAttentionConfig {
     /// `offset` of the same plan, for results averaged over seeds (the hyperplanes alone can
     /// move an end-to-end metric by a wide margin).
     pub fn reseeded(&self, offset: u64) -> Self {
-        let reseed = |kind: &AttentionKind| match kind {
-            AttentionKind::Exact => AttentionKind::Exact,
-            AttentionKind::Distr(config) => AttentionKind::Distr(config.clone().with_seed(config.seed.wrapping_add(offset))),
-        };
         Self {
-            default: reseed(&self.default),
-            per_layer: self.per_layer.iter().map(reseed).collect(),
+            default: self.default.reseeded(offset),
+            per_layer: self.per_layer.iter().map(|kind| kind.reseeded(offset)).collect(),
             ..self.clone()
         }
     }
@@ -124,31 +120,27 @@ impl ModelAttentionConfig {
         })
     }
 
-    /// The op configuration for layer `layer`, for a call with `seq_q` query rows: decode
-    /// steps ([`is_decode_step`]) are exact unless `distr_decode` is set.
-    pub fn op_config_for(
+    /// The attention of layer `layer` for a call with `seq_q` query rows: decode steps
+    /// ([`is_decode_step`]) are exact unless `distr_decode` is set.
+    pub fn kind_for_call(
         &self,
         layer: usize,
         num_layers: usize,
         seq_q: usize,
-    ) -> Result<DistrAttentionConfig, DistrAttentionError> {
+    ) -> Result<AttentionKind, DistrAttentionError> {
         let kind = self.kind_for_layer(layer, num_layers)?;
-        Ok(if is_decode_step(seq_q) && !self.distr_decode {
-            AttentionKind::Exact.op_config()
-        } else {
-            kind.op_config()
-        })
+        Ok(if is_decode_step(seq_q) && !self.distr_decode { AttentionKind::Exact } else { kind })
     }
 
-    /// Checks the plan against a model of `num_layers` layers whose heads have `head_dim`
-    /// dimensions, without running it: the layer counts fit, and every DistrAttention layer's
-    /// parameters are in range with a group size dividing `head_dim`. Errors name the layer.
-    pub fn check(&self, num_layers: usize, head_dim: usize) -> Result<(), DistrAttentionError> {
+    /// Checks the plan against a model of `num_layers` layers of `num_heads` query heads of
+    /// `head_dim` dimensions, without running it: the layer counts fit, per-head entries have
+    /// one configuration per head, and every parameter is in range with group sizes dividing
+    /// `head_dim`. Errors name the layer (and the head).
+    pub fn check(&self, num_layers: usize, num_heads: usize, head_dim: usize) -> Result<(), DistrAttentionError> {
         self.check_layer_count(num_layers)?;
         for layer in 0..num_layers {
             self.kind_for_layer(layer, num_layers)?
-                .op_config()
-                .check_head_dim(head_dim)
+                .check(num_heads, head_dim)
                 .map_err(|source| DistrAttentionError::Layer { layer, source: Box::new(source) })?;
         }
         Ok(())
@@ -156,10 +148,9 @@ impl ModelAttentionConfig {
 
     /// Checks what can be checked without a model: every layer kind's parameters in range.
     pub fn validate(&self) -> Result<(), DistrAttentionError> {
-        self.default.op_config().validate()?;
+        self.default.validate()?;
         for (layer, kind) in self.per_layer.iter().enumerate() {
-            kind.op_config()
-                .validate()
+            kind.validate()
                 .map_err(|source| DistrAttentionError::Layer { layer, source: Box::new(source) })?;
         }
         Ok(())
@@ -211,10 +202,10 @@ mod tests {
         let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(4))
             .with_exact_first_layers(2);
         assert_eq!(plan.kind_for_layer(1, 4).unwrap(), AttentionKind::Exact);
-        assert_eq!(plan.op_config_for(3, 4, 16).unwrap().group_size, 4);
-        assert!(plan.op_config_for(3, 4, 1).unwrap().is_exact());
-        assert!(plan.op_config_for(3, 4, DECODE_QUERY_ROWS).unwrap().is_exact());
-        assert_eq!(plan.op_config_for(3, 4, DECODE_QUERY_ROWS + 1).unwrap().group_size, 4);
+        assert_eq!(plan.kind_for_call(3, 4, 16).unwrap(), AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(4)));
+        assert!(plan.kind_for_call(3, 4, 1).unwrap().is_exact());
+        assert!(plan.kind_for_call(3, 4, DECODE_QUERY_ROWS).unwrap().is_exact());
+        assert!(!plan.kind_for_call(3, 4, DECODE_QUERY_ROWS + 1).unwrap().is_exact());
         assert!(plan.kind_for_layer(4, 4).is_err());
     }
 
@@ -224,7 +215,7 @@ mod tests {
             AttentionKind::Distr(DistrAttentionConfig::new()),
             AttentionKind::Exact,
         ]);
-        assert_eq!(plan.op_config_for(0, 2, 16).unwrap().group_size, 2);
+        assert_eq!(plan.kind_for_call(0, 2, 16).unwrap(), AttentionKind::Distr(DistrAttentionConfig::new()));
         assert!(plan.kind_for_layer(0, 3).is_err());
     }
 
@@ -234,7 +225,7 @@ mod tests {
             .with_per_layer(vec![AttentionKind::Exact, AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(4))])
             .with_exact_first_layers(1);
         let moved = plan.reseeded(3);
-        assert_eq!(moved.default.op_config().seed, 10);
+        assert_eq!(moved.default, AttentionKind::Distr(DistrAttentionConfig::new().with_seed(10)));
         assert_eq!(moved.per_layer[0], AttentionKind::Exact);
         assert_eq!(moved.per_layer[1], AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(4).with_seed(3)));
         assert_eq!(moved.exact_first_layers, 1);
@@ -253,15 +244,31 @@ mod tests {
     #[test]
     fn check_names_the_layer_and_bounds_the_exact_layers() {
         let plan = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(3));
-        let error = plan.check(4, 64).unwrap_err().to_string();
+        let error = plan.check(4, 12, 64).unwrap_err().to_string();
         assert!(error.starts_with("attention of layer 0:") && error.contains("group_size 3"), "{error}");
-        let error = plan.with_exact_first_layers(4).check(4, 64);
+        let error = plan.with_exact_first_layers(4).check(4, 12, 64);
         assert!(error.is_ok(), "every layer exact: nothing to divide");
-        let error = ModelAttentionConfig::exact().with_exact_first_layers(99).check(12, 64).unwrap_err();
+        let error = ModelAttentionConfig::exact().with_exact_first_layers(99).check(12, 12, 64).unwrap_err();
         assert!(error.to_string().contains("`exact_first_layers` = 99"), "{error}");
         // A zero group size is a range error, not a division by zero.
         let zero = ModelAttentionConfig::distr(DistrAttentionConfig::new().with_group_size(0));
-        assert!(zero.check(2, 64).unwrap_err().to_string().contains("`group_size` = 0"));
+        assert!(zero.check(2, 12, 64).unwrap_err().to_string().contains("`group_size` = 0"));
+    }
+
+    #[test]
+    fn per_head_entries_are_checked_against_the_heads() {
+        let g4 = DistrAttentionConfig::new().with_group_size(4);
+        let per_head = AttentionKind::PerHead(vec![DistrAttentionConfig::exact(), g4.clone(), g4.with_group_size(3)]);
+        let plan = ModelAttentionConfig::exact().with_per_layer(vec![AttentionKind::Exact, per_head]);
+        let error = plan.check(2, 3, 64).unwrap_err().to_string();
+        assert!(error.starts_with("attention of layer 1: attention of head 2:") && error.contains("group_size 3"), "{error}");
+        let error = plan.check(2, 4, 64).unwrap_err().to_string();
+        assert!(error.contains("3 entries") && error.contains("one entry per query head (4)"), "{error}");
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<ModelAttentionConfig>(&json).unwrap(), plan);
+        let moved = plan.reseeded(5);
+        assert_eq!(moved.per_layer[1].head_configs(3)[0], DistrAttentionConfig::exact(), "exact heads keep their seed");
+        assert_eq!(moved.per_layer[1].head_configs(3)[1].seed, 5);
     }
 
     #[test]
@@ -283,14 +290,14 @@ mod tests {
     #[test]
     fn the_shipped_plans_load_and_fit_their_models() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        // (file, layers, head dimension) of DINOv2 ViT-S/14 and SmolLM2-135M.
-        for (file, num_layers, head_dim) in [
-            ("distr-vit/configs/calibrated-0.99.json", 12, 64),
-            ("distr-vit/configs/calibrated-0.95.json", 12, 64),
-            ("distr-llama/configs/smollm2-calibrated-1pct.json", 30, 64),
+        // (file, layers, query heads, head dimension) of DINOv2 ViT-S/14 and SmolLM2-135M.
+        for (file, num_layers, num_heads, head_dim) in [
+            ("distr-vit/configs/calibrated-0.99.json", 12, 6, 64),
+            ("distr-vit/configs/calibrated-0.95.json", 12, 6, 64),
+            ("distr-llama/configs/smollm2-calibrated-1pct.json", 30, 9, 64),
         ] {
             let plan = ModelAttentionConfig::load(root.join(file)).unwrap_or_else(|error| panic!("{error}"));
-            plan.check(num_layers, head_dim).unwrap_or_else(|error| panic!("{file}: {error}"));
+            plan.check(num_layers, num_heads, head_dim).unwrap_or_else(|error| panic!("{file}: {error}"));
             assert!(plan.per_layer.iter().any(|kind| *kind != AttentionKind::Exact), "{file}");
         }
     }

@@ -7,6 +7,7 @@
 //! every token, and `P V` stays exact.
 //!
 //! - [`distr_attention`]: the op, on every backend ([`DistrAttentionBackend`]).
+//! - [`distr_attention_per_head`]: the op with one configuration per query head.
 //! - [`DistrMultiHeadAttention`]: a drop-in for Burn's `MultiHeadAttention`.
 //! - [`ModelAttentionConfig`]: which attention each layer of a model uses.
 //! - [`reference`]: the op in plain tensor ops, step by step.
@@ -17,6 +18,7 @@ mod backend;
 pub mod backends;
 mod config;
 mod error;
+mod heads;
 #[cfg(feature = "experiment")]
 pub mod experiment;
 mod hyperplanes;
@@ -38,6 +40,7 @@ pub use layers::{is_decode_step, ModelAttentionConfig};
 pub use mha::{
     DistrMhaInput, DistrMhaOutput, DistrMultiHeadAttention, DistrMultiHeadAttentionConfig,
 };
+pub use heads::distr_attention_per_head;
 pub use op::distr_attention;
 pub use validate::AttentionProblem;
 

@@ -6,6 +6,7 @@ use burn::module::{Initializer, Module};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::{Bool, Tensor};
 
+use crate::heads::attend_heads;
 use crate::reference::attention_probabilities;
 use crate::{
     AttentionKind, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig,
@@ -100,7 +101,7 @@ impl DistrMultiHeadAttentionConfig {
             });
         }
         let d_k = self.d_model / self.n_heads;
-        self.attention.op_config().check_head_dim(d_k)?;
+        self.attention.check(self.n_heads, d_k)?;
         let linear = |d_output: usize| {
             LinearConfig::new(self.d_model, d_output)
                 .with_initializer(self.initializer.clone())
@@ -199,9 +200,9 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
     ) -> Result<DistrMhaOutput<B>, DistrAttentionError> {
         let [batch_size, seq_length_1, _] = input.query.dims();
         let heads = self.heads(input)?;
-        let problem = self.problem(&heads)?;
-        let context =
-            B::distr_attention_checked(heads.query, heads.key, heads.value, heads.mask, &problem);
+        let context = self.attend(heads, |query, key, value, mask, problem| {
+            B::distr_attention_checked(query, key, value, mask, problem)
+        })?;
         let context = context
             .swap_dims(1, 2)
             .reshape([batch_size, seq_length_1, self.d_model]);
@@ -218,13 +219,9 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         input: DistrMhaInput<B>,
     ) -> Result<Tensor<B, 4>, DistrAttentionError> {
         let heads = self.heads(input)?;
-        let problem = self.problem(&heads)?;
-        Ok(attention_probabilities(
-            heads.query,
-            heads.key,
-            heads.mask,
-            &problem,
-        ))
+        self.attend(heads, |query, key, _, mask, problem| {
+            attention_probabilities(query, key, mask, problem)
+        })
     }
 
     /// Self-attention's per-head queries, keys and values `[batch_size, heads, seq_length,
@@ -235,16 +232,15 @@ impl<B: DistrAttentionBackend> DistrMultiHeadAttention<B> {
         Ok([heads.query, heads.key, heads.value])
     }
 
-    /// The validated op call on `heads`, with this module's attention and softmax.
-    fn problem(&self, heads: &Heads<B>) -> Result<AttentionProblem, DistrAttentionError> {
-        let problem = AttentionProblem::check(
-            &heads.query,
-            &heads.key,
-            &heads.value,
-            heads.mask.as_ref(),
-            &self.attention.op_config(),
-        )?;
-        Ok(problem.with_quiet_softmax(self.quiet_softmax))
+    /// `attend` on `heads`, once per run of heads with one configuration (every head at once
+    /// unless the attention is per head), with this module's softmax.
+    fn attend(
+        &self,
+        heads: Heads<B>,
+        attend: impl FnMut(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, Option<Tensor<B, 4, Bool>>, &AttentionProblem) -> Tensor<B, 4>,
+    ) -> Result<Tensor<B, 4>, DistrAttentionError> {
+        let configs = self.attention.head_configs(self.n_heads);
+        attend_heads(heads.query, heads.key, heads.value, heads.mask, &configs, self.quiet_softmax, attend)
     }
 
     fn heads(&self, input: DistrMhaInput<B>) -> Result<Heads<B>, DistrAttentionError> {

@@ -1,6 +1,6 @@
-//! Per-layer calibration of a Llama: the shared greedy search
-//! ([`distr_attn::experiment::calibration`]) scored by perplexity on calibration text, within
-//! a relative increase over exact attention's.
+//! Calibration of a Llama: the shared searches ([`distr_attn::experiment::calibration`])
+//! scored by perplexity on calibration text, within a relative increase over exact attention's.
+//! Per layer ([`calibrate`]) or per query head ([`calibrate_heads`]).
 //!
 //! The order used here visits the **last layer first**: the early layers are the most sensitive
 //! to approximate attention (keeping the first layers exact recovers most of the loss,
@@ -8,12 +8,15 @@
 //! evaluation. Cost: at most `num_layers * group_sizes` perplexity evaluations (plus one per
 //! layer for `LeastSensitiveFirst`), and one exact evaluation for the budget.
 
-use distr_attn::experiment::calibration::{Budget, LayerSearch, SearchResult, Trial};
+use burn::tensor::{ElementConversion, FloatDType};
+use distr_attn::experiment::calibration::{
+    head_errors, Budget, HeadCandidate, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
 
 use crate::error::{LlamaError, Result};
-use crate::evaluation::perplexity;
+use crate::evaluation::{perplexity, windows};
 use crate::model::Llama;
 
 /// The budget and how calibration text is scored.
@@ -48,24 +51,121 @@ pub fn calibrate<B: DistrAttentionBackend>(
     device: &B::Device,
     on_trial: impl FnMut(&Trial),
 ) -> Result<Calibration> {
-    let increase = budget.max_increase;
-    if !(increase >= 0.0 && increase.is_finite()) {
-        return Err(LlamaError::Config(format!("max perplexity increase {increase} must be a finite number, at least 0")));
-    }
-    let context = budget.context.min(ids.len());
-    let stride = (context / 2).max(1);
     search.validate()?;
-    model.set_attention(&ModelAttentionConfig::exact())?;
-    let exact_perplexity = perplexity(model, ids, context, stride, device)?.perplexity;
-    let bound = exact_perplexity * (1.0 + increase);
-    let result = search.run(
-        Budget::AtMost(bound),
-        |plan| -> Result<f64> {
-            model.set_attention(plan)?;
-            Ok(perplexity(model, ids, context, stride, device)?.perplexity)
-        },
-        on_trial,
-    )?;
+    let exact = ExactScore::measure(model, ids, budget, device)?;
+    let result = search.run(Budget::AtMost(exact.bound), |plan| exact.score(model, ids, plan, device), on_trial)?;
     model.set_attention(&result.plan)?;
-    Ok(Calibration { exact_perplexity, perplexity: result.score.unwrap_or(exact_perplexity), budget: bound, search: result })
+    Ok(Calibration {
+        exact_perplexity: exact.perplexity,
+        perplexity: result.score.unwrap_or(exact.perplexity),
+        budget: exact.bound,
+        search: result,
+    })
+}
+
+/// What per-head calibration chose, and the measurements behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadCalibration {
+    pub exact_perplexity: f64,
+    /// Perplexity of the chosen plan on the calibration text.
+    pub perplexity: f64,
+    /// `exact_perplexity * (1 + max_perplexity_increase)`.
+    pub budget: f64,
+    /// The plan (`search.plan`), the ranking of the candidates and every trial.
+    pub search: HeadSearchResult,
+}
+
+/// Calibrates `model` per query head ([`HeadSearch`]): every candidate head and group size is
+/// ranked by [`rank_heads`] on the calibration windows, then the longest prefix of the ranking
+/// within the budget is found by bisection. `on_trial` sees every evaluation. The model's
+/// attention is left as the chosen plan.
+pub fn calibrate_heads<B: DistrAttentionBackend>(
+    model: &mut Llama<B>,
+    ids: &[u32],
+    search: &HeadSearch,
+    budget: PerplexityBudget,
+    device: &B::Device,
+    on_trial: impl FnMut(&HeadTrial),
+) -> Result<HeadCalibration> {
+    search.validate()?;
+    let exact = ExactScore::measure(model, ids, budget, device)?;
+    let ranking = rank_heads(model, ids, exact.context, exact.stride, search, device)?;
+    let result = search.run(Budget::AtMost(exact.bound), ranking, |plan| exact.score(model, ids, plan, device), on_trial)?;
+    model.set_attention(&result.plan)?;
+    Ok(HeadCalibration {
+        exact_perplexity: exact.perplexity,
+        perplexity: result.score.unwrap_or(exact.perplexity),
+        budget: exact.bound,
+        search: result,
+    })
+}
+
+/// Every candidate of `search` with its error on the calibration windows (those perplexity
+/// reads, `context` tokens advancing by `stride`): for each layer, head and group size, what
+/// the head's approximate output adds to the residual stream through the output projection
+/// ([`head_errors`]) with the rest of the model exact, summed over the windows, relative to
+/// the squared norm of the residual stream it is added to.
+pub fn rank_heads<B: DistrAttentionBackend>(
+    model: &Llama<B>,
+    ids: &[u32],
+    context: usize,
+    stride: usize,
+    search: &HeadSearch,
+    device: &B::Device,
+) -> Result<Vec<HeadCandidate>> {
+    let num_heads = model.num_heads();
+    let mut moved = vec![vec![vec![0.0; search.group_sizes.len()]; num_heads]; model.layers.len()];
+    let mut residual = vec![0.0; model.layers.len()];
+    for (begin, end, _) in windows(ids.len(), context, stride)? {
+        let activations = model.attention_activations(model.tokens(&ids[begin..end], device)?)?;
+        for (layer, inputs) in activations.into_iter().enumerate() {
+            residual[layer] += inputs.residual.cast(FloatDType::F32).powi_scalar(2).sum().into_scalar().elem::<f64>();
+            let output_weight = model.layers[layer].attention.output.weight.val();
+            for (index, &group_size) in search.group_sizes.iter().enumerate() {
+                let config = search.distr.clone().with_group_size(group_size).with_causal(true);
+                let errors = head_errors(inputs.query.clone(), inputs.key.clone(), inputs.value.clone(), output_weight.clone(), &config)?;
+                for (head, error) in errors.into_iter().enumerate() {
+                    moved[layer][head][index] += error;
+                }
+            }
+        }
+    }
+    let mut ranking = Vec::new();
+    for (layer, heads) in moved.iter().enumerate() {
+        for (head, sizes) in heads.iter().enumerate() {
+            for (&group_size, &error) in search.group_sizes.iter().zip(sizes) {
+                ranking.push(HeadCandidate { layer, head, group_size, error: (error / residual[layer]).sqrt() });
+            }
+        }
+    }
+    Ok(ranking)
+}
+
+/// Exact attention's perplexity on the calibration text, the budget above it, and how every
+/// plan is scored against it.
+struct ExactScore {
+    perplexity: f64,
+    bound: f64,
+    context: usize,
+    stride: usize,
+}
+
+impl ExactScore {
+    fn measure<B: DistrAttentionBackend>(model: &mut Llama<B>, ids: &[u32], budget: PerplexityBudget, device: &B::Device) -> Result<Self> {
+        let increase = budget.max_increase;
+        if !(increase >= 0.0 && increase.is_finite()) {
+            return Err(LlamaError::Config(format!("max perplexity increase {increase} must be a finite number, at least 0")));
+        }
+        let context = budget.context.min(ids.len());
+        let stride = (context / 2).max(1);
+        model.set_attention(&ModelAttentionConfig::exact())?;
+        let perplexity = perplexity(model, ids, context, stride, device)?.perplexity;
+        Ok(Self { perplexity, bound: perplexity * (1.0 + increase), context, stride })
+    }
+
+    /// The perplexity of `model` with `plan` on the calibration text.
+    fn score<B: DistrAttentionBackend>(&self, model: &mut Llama<B>, ids: &[u32], plan: &ModelAttentionConfig, device: &B::Device) -> Result<f64> {
+        model.set_attention(plan)?;
+        Ok(perplexity(model, ids, self.context, self.stride, device)?.perplexity)
+    }
 }

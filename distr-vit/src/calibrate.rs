@@ -1,14 +1,18 @@
-//! Per-layer calibration of the saliency model: the shared greedy search
+//! Calibration of the saliency model: the shared searches
 //! ([`distr_attn::experiment::calibration`]) scored by the saliency map's worst Pearson
 //! correlation with exact attention's over the calibration images.
 //!
-//! The order used here is least sensitive first: each layer alone runs DistrAttention with
-//! the smallest group size, then layers are assigned from the one that keeps the highest
-//! correlation alone. Cost: `layers + layers * group_sizes` forward passes per image at
-//! most, plus one exact pass per image for the reference maps.
+//! Per layer ([`calibrate`]) the order is least sensitive first: each layer alone runs
+//! DistrAttention with the smallest group size, then layers are assigned from the one that
+//! keeps the highest correlation alone. Cost: `layers + layers * group_sizes` forward passes
+//! per image at most, plus one exact pass per image for the reference maps. Per query head
+//! ([`calibrate_heads`]) the heads are ranked by [`rank_heads`] and a prefix of the ranking is
+//! found by bisection.
 
-use burn::tensor::Tensor;
-use distr_attn::experiment::calibration::{AttentionFlops, Budget, LayerSearch, SearchResult, Trial};
+use burn::tensor::{ElementConversion, FloatDType, Tensor};
+use distr_attn::experiment::calibration::{
+    head_errors, AttentionFlops, Budget, HeadCandidate, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
 
@@ -43,45 +47,140 @@ pub fn calibrate<B: DistrAttentionBackend>(
     min_correlation: f64,
     on_trial: impl FnMut(&Trial),
 ) -> Result<CalibrationReport, VitError> {
-    let Some(first) = inputs.first() else {
-        return Err(VitError::Config {
-            name: "calibration images",
-            value: "0".into(),
-            expected: "at least one image".into(),
-        });
-    };
-    if !(-1.0..=1.0).contains(&min_correlation) {
-        return Err(VitError::Config {
-            name: "min_correlation",
-            value: min_correlation.to_string(),
-            expected: "a Pearson correlation, in [-1, 1]".into(),
-        });
-    }
     search.validate()?;
+    let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
+    let result = search.run(Budget::AtLeast(min_correlation), |plan| exact.worst(model, inputs, plan), on_trial)?;
+    model.backbone.set_attention(&result.plan)?;
+    let flops = image_flops(model, inputs, &result.plan)?;
+    Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
+}
+
+/// The outcome of [`calibrate_heads`].
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadCalibrationReport {
+    /// The plan (`search.plan`), the ranking of the candidates and every trial.
+    pub search: HeadSearchResult,
+    /// Worst correlation of the chosen plan over the calibration images (1 when every head
+    /// stayed exact).
+    pub correlation: f64,
+    /// Attention FLOPs of one image, exact against the plan (grouping included).
+    pub flops: AttentionFlops,
+    /// Forward passes spent (the ranking's exact passes included).
+    pub forward_passes: usize,
+}
+
+/// Chooses per-head attention for `model` on `inputs` ([`HeadSearch`]): the candidates ranked
+/// by [`rank_heads`] on the same images, then the longest prefix of the ranking that keeps the
+/// saliency correlation at or above `min_correlation` on every image. The model's attention is
+/// left as the returned plan says.
+pub fn calibrate_heads<B: DistrAttentionBackend>(
+    model: &mut SaliencyModel<B>,
+    inputs: &[Tensor<B, 4>],
+    search: &HeadSearch,
+    min_correlation: f64,
+    on_trial: impl FnMut(&HeadTrial),
+) -> Result<HeadCalibrationReport, VitError> {
+    search.validate()?;
+    let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
+    let ranking = rank_heads(model, inputs, search)?;
+    exact.forward_passes += inputs.len();
+    let result = search.run(Budget::AtLeast(min_correlation), ranking, |plan| exact.worst(model, inputs, plan), on_trial)?;
+    model.backbone.set_attention(&result.plan)?;
+    let flops = image_flops(model, inputs, &result.plan)?;
+    Ok(HeadCalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
+}
+
+/// Every candidate of `search` with its error on `inputs`: for each block, head and group size,
+/// what the head's approximate output adds to the residual stream through the output projection
+/// and layer scale ([`head_errors`]), the blocks before it exact, summed over the images,
+/// relative to the squared norm of the residual stream it is added to. Leaves the model's
+/// attention exact.
+pub fn rank_heads<B: DistrAttentionBackend>(
+    model: &mut SaliencyModel<B>,
+    inputs: &[Tensor<B, 4>],
+    search: &HeadSearch,
+) -> Result<Vec<HeadCandidate>, VitError> {
     model.backbone.set_attention(&ModelAttentionConfig::exact())?;
-    let exact = inputs
-        .iter()
-        .map(|input| to_f32(model.forward(input.clone())?.saliency))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut forward_passes = inputs.len();
-    let worst = |plan: &ModelAttentionConfig| -> Result<f64, VitError> {
+    let backbone = &model.backbone;
+    let num_layers = backbone.blocks.len();
+    let mut moved = vec![vec![vec![0.0; search.group_sizes.len()]; backbone.num_heads()]; num_layers];
+    let mut residual = vec![0.0; num_layers];
+    for input in inputs {
+        let (mut x, _) = backbone.embed(input.clone())?;
+        for (layer, block) in backbone.blocks.iter().enumerate() {
+            residual[layer] += x.clone().cast(FloatDType::F32).powi_scalar(2).sum().into_scalar().elem::<f64>();
+            let ([query, key, value], weight) = block.attention_inputs(x.clone())?;
+            for (index, &group_size) in search.group_sizes.iter().enumerate() {
+                let config = search.distr.clone().with_group_size(group_size);
+                let errors = head_errors(query.clone(), key.clone(), value.clone(), weight.clone(), &config)?;
+                for (head, error) in errors.into_iter().enumerate() {
+                    moved[layer][head][index] += error;
+                }
+            }
+            x = block.forward(x)?;
+        }
+    }
+    let mut ranking = Vec::new();
+    for (layer, heads) in moved.iter().enumerate() {
+        for (head, sizes) in heads.iter().enumerate() {
+            for (&group_size, &error) in search.group_sizes.iter().zip(sizes) {
+                ranking.push(HeadCandidate { layer, head, group_size, error: (error / residual[layer]).sqrt() });
+            }
+        }
+    }
+    Ok(ranking)
+}
+
+/// The exact model's saliency maps of the calibration images, and how a plan is scored
+/// against them.
+struct ExactMaps {
+    maps: Vec<Vec<f32>>,
+    forward_passes: usize,
+}
+
+impl ExactMaps {
+    fn measure<B: DistrAttentionBackend>(model: &mut SaliencyModel<B>, inputs: &[Tensor<B, 4>], min_correlation: f64) -> Result<Self, VitError> {
+        if inputs.is_empty() {
+            return Err(VitError::Config {
+                name: "calibration images",
+                value: "0".into(),
+                expected: "at least one image".into(),
+            });
+        }
+        if !(-1.0..=1.0).contains(&min_correlation) {
+            return Err(VitError::Config {
+                name: "min_correlation",
+                value: min_correlation.to_string(),
+                expected: "a Pearson correlation, in [-1, 1]".into(),
+            });
+        }
+        model.backbone.set_attention(&ModelAttentionConfig::exact())?;
+        let maps = inputs
+            .iter()
+            .map(|input| to_f32(model.forward(input.clone())?.saliency))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { maps, forward_passes: inputs.len() })
+    }
+
+    /// The worst correlation with the exact maps over `inputs` of `model` with `plan`.
+    fn worst<B: DistrAttentionBackend>(&mut self, model: &mut SaliencyModel<B>, inputs: &[Tensor<B, 4>], plan: &ModelAttentionConfig) -> Result<f64, VitError> {
         model.backbone.set_attention(plan)?;
         let mut worst = f64::INFINITY;
-        for (input, exact) in inputs.iter().zip(&exact) {
+        for (input, exact) in inputs.iter().zip(&self.maps) {
             worst = worst.min(pearson(&to_f32(model.forward(input.clone())?.saliency)?, exact));
         }
-        forward_passes += inputs.len();
+        self.forward_passes += inputs.len();
         Ok(worst)
-    };
-    let result = search.run(Budget::AtLeast(min_correlation), worst, on_trial)?;
-    model.backbone.set_attention(&result.plan)?;
+    }
+}
 
-    let [_, _, height, width] = first.dims();
-    let patch = model.backbone.patch_size;
+/// Attention FLOPs of one of `inputs` through `model` with `plan`.
+fn image_flops<B: DistrAttentionBackend>(model: &SaliencyModel<B>, inputs: &[Tensor<B, 4>], plan: &ModelAttentionConfig) -> Result<AttentionFlops, VitError> {
+    let [_, _, height, width] = inputs[0].dims();
+    let backbone = &model.backbone;
+    let patch = backbone.patch_size;
     let tokens = 1 + (height / patch) * (width / patch);
-    let heads = model.backbone.blocks[0].attention.n_heads;
-    let flops = AttentionFlops::of(&result.plan, search.num_layers, heads, search.head_dim, tokens)?;
-    Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes })
+    Ok(AttentionFlops::of(plan, backbone.blocks.len(), backbone.num_heads(), backbone.head_dim(), tokens)?)
 }
 
 #[cfg(test)]
@@ -101,6 +200,7 @@ mod tests {
     fn search(group_sizes: Vec<usize>) -> LayerSearch {
         LayerSearch {
             num_layers: 3,
+            num_heads: 2,
             head_dim: 16,
             group_sizes,
             distr: DistrAttentionConfig::new(),
@@ -142,6 +242,34 @@ mod tests {
             let correlation = pearson(&approx, exact);
             assert!(correlation >= budget, "{correlation} below the budget {budget}");
         }
+    }
+
+    #[test]
+    fn per_head_calibration_keeps_its_budget_on_the_calibration_images() {
+        let device = Default::default();
+        B::seed(&device, 3);
+        let mut model = tiny_saliency_config().init::<B>(&device).unwrap();
+        let inputs: Vec<Tensor<B, 4>> = (0..2)
+            .map(|_| Tensor::random([1, 3, 28, 28], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let search = HeadSearch { num_layers: 3, num_heads: 2, head_dim: 16, group_sizes: vec![4, 2], distr: DistrAttentionConfig::new(), rounds: 2 };
+        let budget = 0.995;
+        let report = calibrate_heads(&mut model, &inputs, &search, budget, |_| {}).unwrap();
+        assert_eq!(report.search.ranking.len(), 3 * 2 * 2);
+        assert!(report.search.ranking.iter().all(|candidate| candidate.error.is_finite()));
+        assert!(report.correlation >= budget);
+        assert!(report.search.group_sizes.iter().flatten().any(|&group_size| group_size > 1), "{report:#?}");
+        let plan = report.search.plan.clone();
+        model.backbone.set_attention(&ModelAttentionConfig::exact()).unwrap();
+        let exact: Vec<Vec<f32>> = inputs.iter().map(|input| to_f32(model.forward(input.clone()).unwrap().saliency).unwrap()).collect();
+        model.backbone.set_attention(&plan).unwrap();
+        let worst = inputs
+            .iter()
+            .zip(&exact)
+            .map(|(input, exact)| pearson(&to_f32(model.forward(input.clone()).unwrap().saliency).unwrap(), exact))
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(worst, report.correlation, "the plan scores what the search measured");
+        assert!(calibrate_heads(&mut model, &[], &search, budget, |_| {}).is_err());
     }
 
     #[test]

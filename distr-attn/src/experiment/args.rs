@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::calibration::{LayerOrder, LayerSearch};
+use super::calibration::{HeadSearch, LayerOrder, LayerSearch};
 use super::{require, ExperimentError};
 use crate::backends::{BackendKind, BackendRunner, BackendUnavailable, Precision};
 use crate::{
@@ -204,15 +204,25 @@ impl AttentionArgs {
     }
 }
 
-/// The candidates of a per-layer calibration (`calibrate`).
+/// The candidates of a calibration (`calibrate`): per layer, or per query head with
+/// `--per-head`.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct SearchArgs {
-    /// Group sizes tried per layer, largest first.
+    /// Group sizes tried per layer (largest first), or that a head may take with --per-head.
     #[arg(long, value_delimiter = ',', default_value = "8,4,2")]
     pub group_sizes: Vec<usize>,
     /// The order in which layers are assigned [default: the model's, see --help of calibrate].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "per_head")]
     pub order: Option<LayerOrder>,
+    /// Choose per query head instead of per layer: heads ranked by the error each adds alone
+    /// on the calibration data, then the longest prefix of the ranking within the budget,
+    /// found by bisection.
+    #[arg(long)]
+    pub per_head: bool,
+    /// Rounds of the per-head bisection: each further round drops the candidate that ended
+    /// the last and searches the rest [default: 3].
+    #[arg(long, requires = "per_head")]
+    pub rounds: Option<usize>,
     #[command(flatten)]
     pub distr: DistrArgs,
 }
@@ -229,18 +239,36 @@ impl SearchArgs {
                 format!("expected 2 to {MAX_GROUP_SIZE}, dividing the model's head dimension"),
             )?;
         }
+        if let Some(rounds) = self.rounds {
+            require(rounds >= 1, "--rounds", rounds, "expected at least 1")?;
+        }
         self.distr.op_config(self.group_sizes[0])
     }
 
-    /// The search over a model of `num_layers` layers with heads of `head_dim`, checked
-    /// against it; `default_order` unless --order is given.
-    pub fn search(&self, num_layers: usize, head_dim: usize, default_order: LayerOrder) -> Result<LayerSearch, ExperimentError> {
+    /// The per-layer search over a model of `num_layers` layers of `num_heads` query heads of
+    /// `head_dim`, checked against it; `default_order` unless --order is given.
+    pub fn search(&self, num_layers: usize, num_heads: usize, head_dim: usize, default_order: LayerOrder) -> Result<LayerSearch, ExperimentError> {
         let search = LayerSearch {
             num_layers,
+            num_heads,
             head_dim,
             group_sizes: self.group_sizes.clone(),
             distr: self.validate()?,
             order: self.order.unwrap_or(default_order),
+        };
+        search.validate()?;
+        Ok(search)
+    }
+
+    /// The per-head search (`--per-head`) over the same model, checked against it.
+    pub fn head_search(&self, num_layers: usize, num_heads: usize, head_dim: usize) -> Result<HeadSearch, ExperimentError> {
+        let search = HeadSearch {
+            num_layers,
+            num_heads,
+            head_dim,
+            group_sizes: self.group_sizes.clone(),
+            distr: self.validate()?,
+            rounds: self.rounds.unwrap_or(3),
         };
         search.validate()?;
         Ok(search)
@@ -307,7 +335,7 @@ mod tests {
     #[test]
     fn comparisons_default_to_distr_and_refuse_exact() {
         let compared = parse(&["--group-size", "4"]).unwrap().compared_plan("eval").unwrap();
-        assert_eq!(compared.default.op_config().group_size, 4);
+        assert_eq!(compared.default.head_configs(1)[0].group_size, 4);
         let error = parse(&["--attention", "exact"]).unwrap().compared_plan("eval").unwrap_err();
         assert!(error.to_string().contains("`eval` compares"), "{error}");
     }

@@ -13,7 +13,7 @@ use distr_attn::experiment::{require, ExperimentError};
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde_json::json;
 
-use crate::calibrate::{calibrate, PerplexityBudget};
+use crate::calibrate::{calibrate, calibrate_heads, PerplexityBudget};
 use crate::cli::ModelArgs;
 use crate::finetune::corpus::{text_files, tokenize_files};
 
@@ -22,7 +22,8 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The candidates: group sizes, layer order (default last-first: early layers are the
-    /// most sensitive) and the DistrAttention parameters besides the group size.
+    /// most sensitive) or --per-head, and the DistrAttention parameters besides the group
+    /// size.
     #[command(flatten)]
     pub search: SearchArgs,
     /// Calibration text: files, or directories of .md / .txt files. Repeatable.
@@ -63,59 +64,111 @@ impl CalibrateArgs {
 pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) -> Result<(), Box<dyn Error>> {
     args.validate()?;
     let mut pretrained = args.model.load::<B>(&ModelAttentionConfig::exact(), device)?;
-    let search = args.search.search(pretrained.config.num_layers, pretrained.model.head_dim(), LayerOrder::LastFirst)?;
+    let config = pretrained.config.clone();
+    let (num_layers, num_heads, head_dim) = (config.num_layers, config.num_heads, pretrained.model.head_dim());
     let mut ids = tokenize_files(&pretrained.tokenizer, &text_files(&args.text)?)?;
     ids.truncate(args.max_tokens);
     // Windows hold min(context, tokens) tokens.
-    let max_seq_len = pretrained.config.max_seq_len;
+    let max_seq_len = config.max_seq_len;
     if ids.len() > max_seq_len {
         require(args.context <= max_seq_len, "--context", args.context, format!("expected at most the model's {max_seq_len}"))?;
     }
     let budget = PerplexityBudget { max_increase: args.max_perplexity_increase, context: args.context };
-    let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
-    let calibration = calibrate(&mut pretrained.model, &ids, &search, budget, device, |trial| {
-        let verdict = if trial.accepted { "kept" } else { "over budget" };
-        progress.step(format!("layer {} G={} perplexity {:.3} {verdict}", trial.layer, trial.group_size, trial.score));
-    })?;
-    progress.finish();
-    let plan = &calibration.search.plan;
+    let model = &mut pretrained.model;
+    let (summary, details) = if args.search.per_head {
+        let search = args.search.head_search(num_layers, num_heads, head_dim)?;
+        let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
+        let calibration = calibrate_heads(model, &ids, &search, budget, device, |trial| {
+            let verdict = if trial.accepted { "kept" } else { "over budget" };
+            progress.step(format!("round {} {} candidates perplexity {:.3} {verdict}", trial.round, trial.candidates, trial.score));
+        })?;
+        progress.finish();
+        let summary = Summary {
+            exact_perplexity: calibration.exact_perplexity,
+            perplexity: calibration.perplexity,
+            budget: calibration.budget,
+            plan: calibration.search.plan.clone(),
+        };
+        let converted: usize = calibration.search.group_sizes.iter().flatten().filter(|&&group_size| group_size > 1).count();
+        let details = json!({
+            "granularity": "head",
+            "rounds": search.rounds,
+            "converted_heads": converted,
+            "group_size_per_head": calibration.search.group_sizes,
+            "trials": calibration.search.trials,
+            "ranking": calibration.search.ranking,
+            "chosen": calibration.search.chosen,
+        });
+        (summary, details)
+    } else {
+        let search = args.search.search(num_layers, num_heads, head_dim, LayerOrder::LastFirst)?;
+        let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
+        let calibration = calibrate(model, &ids, &search, budget, device, |trial| {
+            let verdict = if trial.accepted { "kept" } else { "over budget" };
+            progress.step(format!("layer {} G={} perplexity {:.3} {verdict}", trial.layer, trial.group_size, trial.score));
+        })?;
+        progress.finish();
+        let summary = Summary {
+            exact_perplexity: calibration.exact_perplexity,
+            perplexity: calibration.perplexity,
+            budget: calibration.budget,
+            plan: calibration.search.plan.clone(),
+        };
+        let details = json!({
+            "granularity": "layer",
+            "order": search.order,
+            "group_size_per_layer": calibration.search.group_sizes,
+            "trials": calibration.search.trials,
+        });
+        (summary, details)
+    };
+    let plan = &summary.plan;
     plan.save(&args.out).map_err(|source| ExperimentError::Io { path: args.out.clone(), source })?;
-    let config = &pretrained.config;
     let tokens = args.context.min(ids.len());
-    let flops = AttentionFlops::of(plan, config.num_layers, config.num_heads, config.head_dim, tokens)?;
-    let group_sizes = &calibration.search.group_sizes;
+    let flops = AttentionFlops::of(plan, num_layers, num_heads, config.head_dim, tokens)?;
     if args.json {
-        println!(
-            "{}",
-            json!({
-                "model": args.model.model.display().to_string(),
-                "backend": args.model.device.backend.to_string(),
-                "dtype": args.model.device.dtype.to_string(),
-                "calibration_tokens": ids.len(),
-                "context": args.context,
-                "max_perplexity_increase": args.max_perplexity_increase,
-                "exact_perplexity": calibration.exact_perplexity,
-                "perplexity": calibration.perplexity,
-                "budget": calibration.budget,
-                "order": search.order,
-                "group_size_per_layer": group_sizes,
-                "flops": flops,
-                "trials": calibration.search.trials,
-                "config": args.out.display().to_string(),
-            })
-        );
+        let mut line = json!({
+            "model": args.model.model.display().to_string(),
+            "backend": args.model.device.backend.to_string(),
+            "dtype": args.model.device.dtype.to_string(),
+            "calibration_tokens": ids.len(),
+            "context": args.context,
+            "max_perplexity_increase": args.max_perplexity_increase,
+            "exact_perplexity": summary.exact_perplexity,
+            "perplexity": summary.perplexity,
+            "budget": summary.budget,
+            "flops": flops,
+            "config": args.out.display().to_string(),
+        });
+        if let (Some(line), Some(details)) = (line.as_object_mut(), details.as_object()) {
+            line.extend(details.clone());
+        }
+        println!("{line}");
     } else {
         println!("calibration tokens      {}", ids.len());
-        println!("perplexity              exact {:.4}, calibrated {:.4} (budget {:.4})", calibration.exact_perplexity, calibration.perplexity, calibration.budget);
-        println!("group size per layer    {group_sizes:?} (1 = exact)");
+        println!("perplexity              exact {:.4}, calibrated {:.4} (budget {:.4})", summary.exact_perplexity, summary.perplexity, summary.budget);
+        if let Some(converted) = details["converted_heads"].as_u64() {
+            println!("heads converted         {converted} of {}", num_layers * num_heads);
+        } else {
+            println!("group size per layer    {} (1 = exact)", details["group_size_per_layer"]);
+        }
         println!(
-            "attention FLOPs         {:.3} G of {:.3} G exact at {} tokens: {:.1}% saved",
+            "attention FLOPs         {:.3} G of {:.3} G exact at {} tokens: {:.1}% saved ({:.1}% of the score product)",
             flops.planned / 1e9,
             flops.exact / 1e9,
             flops.tokens,
-            100.0 * flops.saved_fraction
+            100.0 * flops.saved_fraction,
+            100.0 * flops.score_product_saved_fraction
         );
         println!("config                  {}", args.out.display());
     }
     Ok(())
+}
+
+/// What both searches report.
+struct Summary {
+    exact_perplexity: f64,
+    perplexity: f64,
+    budget: f64,
+    plan: ModelAttentionConfig,
 }

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use distr_attn::{distr_attention, DistrAttentionBackend, DistrAttentionConfig};
+use distr_attn::{AttentionKind, DistrAttentionBackend};
 
 use crate::cache::LayerCache;
 use crate::error::Result;
@@ -39,8 +39,21 @@ impl<B: DistrAttentionBackend> Attention<B> {
         rope: &RotaryEmbedding<B>,
         start: usize,
         cache: &mut LayerCache<B>,
-        attention: &DistrAttentionConfig,
+        attention: &AttentionKind,
     ) -> Result<Tensor<B, 3>> {
+        let [batch, seq, _] = x.dims();
+        let [query, key, value] = self.project_heads(x, rope, start);
+        let (key, value) = cache.append(key, value);
+
+        let context = attention.attend(query, key, value, None)?;
+        let context = context.swap_dims(1, 2).reshape([batch, seq, self.num_heads * self.head_dim]);
+        Ok(project(&self.output, self.adapters.as_ref().map(|a| &a.output), context))
+    }
+
+    /// The queries `[batch, num_heads, seq, head_dim]`, keys and values (`num_kv_heads`) of
+    /// `x` `[batch, seq, d_model]` at positions `start ..`, rotary embedding applied: what
+    /// `forward` hands the op (with the cached keys and values before these).
+    pub fn project_heads(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, start: usize) -> [Tensor<B, 4>; 3] {
         let [batch, seq, _] = x.dims();
         let adapters = self.adapters.as_ref();
         let heads = |projection: &Linear<B>, adapter: Option<&LoraAdapter<B>>, count: usize| {
@@ -51,11 +64,7 @@ impl<B: DistrAttentionBackend> Attention<B> {
         let query = rope.apply(heads(&self.query, adapters.map(|a| &a.query), self.num_heads), start);
         let key = rope.apply(heads(&self.key, adapters.map(|a| &a.key), self.num_kv_heads), start);
         let value = heads(&self.value, adapters.map(|a| &a.value), self.num_kv_heads);
-        let (key, value) = cache.append(key, value);
-
-        let context = distr_attention(query, key, value, None, attention)?;
-        let context = context.swap_dims(1, 2).reshape([batch, seq, self.num_heads * self.head_dim]);
-        Ok(project(&self.output, adapters.map(|a| &a.output), context))
+        [query, key, value]
     }
 }
 

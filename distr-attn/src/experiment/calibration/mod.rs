@@ -1,8 +1,9 @@
-//! Per-layer calibration: which layers of a model can run DistrAttention, and with which
-//! group size, while a score of the whole model stays within a budget. The model crate brings
-//! the score (perplexity, saliency correlation, ...); the search is the same for every model.
+//! Calibration: which layers (or query heads, [`HeadSearch`]) of a model can run
+//! DistrAttention, and with which group size, while a score of the whole model stays within a
+//! budget. The model crate brings the score (perplexity, saliency correlation, ...); the
+//! searches are the same for every model.
 //!
-//! Greedy: layers are visited in an [`LayerOrder`]; each gets the largest group size whose
+//! Per layer ([`LayerSearch`]), greedy: layers are visited in an [`LayerOrder`]; each gets the largest group size whose
 //! plan, together with every layer already assigned, keeps the score within the budget,
 //! otherwise it stays exact. Every accepted choice was measured with all earlier choices in
 //! place, so the final plan's score is the last accepted measurement: within budget by
@@ -12,6 +13,12 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::{AttentionKind, DistrAttentionConfig, DistrAttentionError, ModelAttentionConfig};
+
+mod flops;
+mod heads;
+
+pub use flops::AttentionFlops;
+pub use heads::{head_errors, HeadCandidate, HeadSearch, HeadSearchResult, HeadTrial};
 
 /// The order in which the search assigns layers.
 #[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +59,8 @@ impl Budget {
 pub struct LayerSearch {
     /// Layers of the model.
     pub num_layers: usize,
+    /// Query heads of every layer.
+    pub num_heads: usize,
     /// Head dimension of every layer: each group size must divide it.
     pub head_dim: usize,
     /// Group sizes to try per layer (tried largest first), each at least 2.
@@ -108,7 +117,7 @@ impl LayerSearch {
             return Err(invalid("group_sizes", format!("{:?}", self.group_sizes), "at least one group size, each at least 2"));
         }
         for &group_size in &self.group_sizes {
-            ModelAttentionConfig::distr(self.distr.clone().with_group_size(group_size)).check(self.num_layers, self.head_dim)?;
+            ModelAttentionConfig::distr(self.distr.clone().with_group_size(group_size)).check(self.num_layers, self.num_heads, self.head_dim)?;
         }
         Ok(())
     }
@@ -201,59 +210,23 @@ impl LayerSearch {
     }
 }
 
-/// Attention forward FLOPs of one sequence through a model (`../shared/DISTR_ATTENTION.md`,
-/// "Cost"), exact against a plan. Exact attention costs `4 N² d` per head (`Q Kᵀ` and `P V`);
-/// DistrAttention with group size G `2 N² d / G + 2 N² d`, plus forming the groups
-/// ([`crate::Grouping::flops`]: `2 N d P` for the LSH codes).
-#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
-pub struct AttentionFlops {
-    /// Tokens of the sequence.
-    pub tokens: usize,
-    /// Exact attention in every layer.
-    pub exact: f64,
-    /// With the plan (the prefill's, for models that decode: decode steps are not counted).
-    pub planned: f64,
-    /// `1 - planned / exact`; negative where hashing costs more than grouping saves.
-    pub saved_fraction: f64,
-}
-
-impl AttentionFlops {
-    /// The FLOPs of `plan` on a model of `num_layers` layers of `heads` query heads of
-    /// `head_dim`, for a sequence of `tokens`.
-    pub fn of(plan: &ModelAttentionConfig, num_layers: usize, heads: usize, head_dim: usize, tokens: usize) -> Result<Self, DistrAttentionError> {
-        let [n, d] = [tokens as f64, head_dim as f64];
-        let score_product = 2.0 * n * n * d * heads as f64;
-        let mut planned = 0.0;
-        for layer in 0..num_layers {
-            let op = plan.op_config_for(layer, num_layers, tokens)?;
-            planned += score_product / op.group_size as f64 + score_product;
-            if !op.is_exact() {
-                planned += op.grouping.flops(op.representative, tokens, head_dim, op.num_projections) * heads as f64;
-            }
-        }
-        let exact = 2.0 * score_product * num_layers as f64;
-        Ok(Self { tokens, exact, planned, saved_fraction: 1.0 - planned / exact })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Grouping, Representative};
 
     /// A model whose score is the sum over layers of `cost[layer] * (1 - 1/G)`: higher group
     /// sizes and more sensitive layers cost more.
     fn score(plan: &ModelAttentionConfig, costs: &[f64]) -> Result<f64, DistrAttentionError> {
         let mut total = 0.0;
         for (layer, cost) in costs.iter().enumerate() {
-            let group_size = plan.kind_for_layer(layer, costs.len())?.op_config().group_size as f64;
+            let group_size = plan.kind_for_layer(layer, costs.len())?.head_configs(1)[0].group_size as f64;
             total += cost * (1.0 - 1.0 / group_size);
         }
         Ok(total)
     }
 
     fn search(order: LayerOrder) -> LayerSearch {
-        LayerSearch { num_layers: 3, head_dim: 16, group_sizes: vec![2, 4], distr: DistrAttentionConfig::new(), order }
+        LayerSearch { num_layers: 3, num_heads: 2, head_dim: 16, group_sizes: vec![2, 4], distr: DistrAttentionConfig::new(), order }
     }
 
     #[test]
@@ -292,27 +265,5 @@ mod tests {
             bad.group_sizes = group_sizes;
             assert!(bad.run(Budget::AtMost(1.0), never, |_| {}).is_err());
         }
-    }
-
-    #[test]
-    fn flops_count_hashing_and_saved_score_products() {
-        let plan = ModelAttentionConfig::exact().with_per_layer(vec![
-            AttentionKind::Exact,
-            AttentionKind::Distr(DistrAttentionConfig::new().with_group_size(2).with_num_projections(8)),
-        ]);
-        let (n, d) = (100.0, 4.0);
-        let flops = AttentionFlops::of(&plan, 2, 1, 4, 100).unwrap();
-        assert_eq!(flops.exact, 2.0 * 4.0 * n * n * d);
-        let hashing = 2.0 * n * d * 8.0;
-        assert_eq!(flops.planned, 4.0 * n * n * d + (n * n * d + 2.0 * n * n * d + hashing));
-        assert!(flops.saved_fraction > 0.0 && flops.saved_fraction < 0.125);
-        // At a few tokens the hashing costs more than grouping saves.
-        assert!(AttentionFlops::of(&plan, 2, 1, 4, 10).unwrap().saved_fraction < 0.0);
-        // The Gram grouping with Mean: the query columns' pairwise distances.
-        let gram = ModelAttentionConfig::exact().with_per_layer(vec![AttentionKind::Distr(
-            DistrAttentionConfig::new().with_group_size(2).with_grouping(Grouping::Gram).with_representative(Representative::Mean),
-        )]);
-        let distances = 3.0 * n * (d * (d - 1.0) / 2.0);
-        assert_eq!(AttentionFlops::of(&gram, 1, 1, 4, 100).unwrap().planned, n * n * d + 2.0 * n * n * d + distances);
     }
 }

@@ -10,7 +10,7 @@
 
 use burn::tensor::{ElementConversion, FloatDType};
 use distr_attn::experiment::calibration::{
-    head_errors, Budget, HeadCandidate, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+    head_errors, Budget, HeadCandidate, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
 };
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
@@ -76,8 +76,8 @@ pub struct HeadCalibration {
 }
 
 /// Calibrates `model` per query head ([`HeadSearch`]): every candidate head and group size is
-/// ranked by [`rank_heads`] on the calibration windows, then the longest prefix of the ranking
-/// within the budget is found by bisection. `on_trial` sees every evaluation. The model's
+/// ranked (by [`rank_heads`] on the calibration windows, or by its perplexity alone), then the
+/// longest prefix of the ranking within the budget is found by bisection. `on_trial` sees every evaluation. The model's
 /// attention is left as the chosen plan.
 pub fn calibrate_heads<B: DistrAttentionBackend>(
     model: &mut Llama<B>,
@@ -89,8 +89,13 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
 ) -> Result<HeadCalibration> {
     search.validate()?;
     let exact = ExactScore::measure(model, ids, budget, device)?;
-    let ranking = rank_heads(model, ids, exact.context, exact.stride, search, device)?;
-    let result = search.run(Budget::AtMost(exact.bound), ranking, |plan| exact.score(model, ids, plan, device), on_trial)?;
+    let budget = Budget::AtMost(exact.bound);
+    let mut on_trial = on_trial;
+    let ranking = match search.ranking {
+        HeadRanking::Local => rank_heads(model, ids, exact.context, exact.stride, search, device)?,
+        HeadRanking::Alone => search.rank_alone(budget, |plan| exact.score(model, ids, plan, device), &mut on_trial)?,
+    };
+    let result = search.run(budget, ranking, |plan| exact.score(model, ids, plan, device), on_trial)?;
     model.set_attention(&result.plan)?;
     Ok(HeadCalibration {
         exact_perplexity: exact.perplexity,

@@ -11,7 +11,7 @@
 
 use burn::tensor::{ElementConversion, FloatDType, Tensor};
 use distr_attn::experiment::calibration::{
-    head_errors, AttentionFlops, Budget, HeadCandidate, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+    head_errors, AttentionFlops, Budget, HeadCandidate, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
 };
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
@@ -70,7 +70,7 @@ pub struct HeadCalibrationReport {
 }
 
 /// Chooses per-head attention for `model` on `inputs` ([`HeadSearch`]): the candidates ranked
-/// by [`rank_heads`] on the same images, then the longest prefix of the ranking that keeps the
+/// (by [`rank_heads`] on the same images, or by the correlation each keeps alone), then the longest prefix of the ranking that keeps the
 /// saliency correlation at or above `min_correlation` on every image. The model's attention is
 /// left as the returned plan says.
 pub fn calibrate_heads<B: DistrAttentionBackend>(
@@ -82,9 +82,16 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
 ) -> Result<HeadCalibrationReport, VitError> {
     search.validate()?;
     let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
-    let ranking = rank_heads(model, inputs, search)?;
-    exact.forward_passes += inputs.len();
-    let result = search.run(Budget::AtLeast(min_correlation), ranking, |plan| exact.worst(model, inputs, plan), on_trial)?;
+    let budget = Budget::AtLeast(min_correlation);
+    let mut on_trial = on_trial;
+    let ranking = match search.ranking {
+        HeadRanking::Local => {
+            exact.forward_passes += inputs.len();
+            rank_heads(model, inputs, search)?
+        }
+        HeadRanking::Alone => search.rank_alone(budget, |plan| exact.worst(model, inputs, plan), &mut on_trial)?,
+    };
+    let result = search.run(budget, ranking, |plan| exact.worst(model, inputs, plan), on_trial)?;
     model.backbone.set_attention(&result.plan)?;
     let flops = image_flops(model, inputs, &result.plan)?;
     Ok(HeadCalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
@@ -252,8 +259,21 @@ mod tests {
         let inputs: Vec<Tensor<B, 4>> = (0..2)
             .map(|_| Tensor::random([1, 3, 28, 28], Distribution::Normal(0.0, 1.0), &device))
             .collect();
-        let search = HeadSearch { num_layers: 3, num_heads: 2, head_dim: 16, group_sizes: vec![4, 2], distr: DistrAttentionConfig::new(), rounds: 2 };
+        let search = HeadSearch {
+            num_layers: 3,
+            num_heads: 2,
+            head_dim: 16,
+            group_sizes: vec![4, 2],
+            distr: DistrAttentionConfig::new(),
+            rounds: 2,
+            ranking: HeadRanking::Local,
+        };
         let budget = 0.995;
+        let alone = HeadSearch { ranking: HeadRanking::Alone, ..search.clone() };
+        let mut ranking_trials = 0;
+        let report = calibrate_heads(&mut model, &inputs, &alone, budget, |trial| ranking_trials += usize::from(trial.alone.is_some())).unwrap();
+        assert_eq!(ranking_trials, 3 * 2 * 2);
+        assert!(report.correlation >= budget);
         let report = calibrate_heads(&mut model, &inputs, &search, budget, |_| {}).unwrap();
         assert_eq!(report.search.ranking.len(), 3 * 2 * 2);
         assert!(report.search.ranking.iter().all(|candidate| candidate.error.is_finite()));

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::calibration::{HeadSearch, LayerOrder, LayerSearch};
+use super::calibration::{HeadRanking, HeadSearch, LayerOrder, LayerSearch};
 use super::{require, ExperimentError};
 use crate::backends::{BackendKind, BackendRunner, BackendUnavailable, Precision};
 use crate::{
@@ -119,8 +119,9 @@ pub struct AttentionArgs {
     /// Attention of the layers [default: exact].
     #[arg(long, value_enum)]
     pub attention: Option<AttentionChoice>,
-    /// A per-layer plan: ModelAttentionConfig JSON, as `calibrate` writes it (fields left out
-    /// take their defaults). Replaces --attention and the DistrAttention options.
+    /// A per-layer (or per-head) plan: ModelAttentionConfig JSON, as `calibrate` writes it
+    /// (fields left out take their defaults). Replaces --attention and the DistrAttention
+    /// options.
     #[arg(
         long,
         conflicts_with_all = [
@@ -223,6 +224,11 @@ pub struct SearchArgs {
     /// the last and searches the rest [default: 3].
     #[arg(long, requires = "per_head")]
     pub rounds: Option<usize>,
+    /// How --per-head ranks the candidates: local (the error each head adds to the residual
+    /// stream on the calibration data: one exact pass) or alone (the model's score with each
+    /// head alone approximate: one evaluation per head and group size) [default: local].
+    #[arg(long, value_enum, requires = "per_head")]
+    pub ranking: Option<HeadRanking>,
     #[command(flatten)]
     pub distr: DistrArgs,
 }
@@ -269,6 +275,7 @@ impl SearchArgs {
             group_sizes: self.group_sizes.clone(),
             distr: self.validate()?,
             rounds: self.rounds.unwrap_or(3),
+            ranking: self.ranking.unwrap_or(HeadRanking::Local),
         };
         search.validate()?;
         Ok(search)

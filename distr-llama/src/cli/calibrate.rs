@@ -80,7 +80,11 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
         let calibration = calibrate_heads(model, &ids, &search, budget, device, |trial| {
             let verdict = if trial.accepted { "kept" } else { "over budget" };
-            progress.step(format!("round {} {} candidates perplexity {:.3} {verdict}", trial.round, trial.candidates, trial.score));
+            let what = match (&trial.alone, trial.round) {
+                (Some(alone), _) => format!("layer {} head {} G={} alone", alone.layer, alone.head, alone.group_size),
+                (None, round) => format!("round {} {} candidates", round.unwrap_or(0), trial.candidates),
+            };
+            progress.step(format!("{what} perplexity {:.3} {verdict}", trial.score));
         })?;
         progress.finish();
         let summary = Summary {
@@ -93,6 +97,7 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         let details = json!({
             "granularity": "head",
             "rounds": search.rounds,
+            "ranking": search.ranking,
             "converted_heads": converted,
             "group_size_per_head": calibration.search.group_sizes,
             "trials": calibration.search.trials,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use distr_attn::backends::NdArrayBackend as B;
-use distr_attn::experiment::calibration::{AttentionFlops, HeadSearch, LayerOrder, LayerSearch};
+use distr_attn::experiment::calibration::{AttentionFlops, HeadRanking, HeadSearch, LayerOrder, LayerSearch};
 use distr_attn::experiment::checkpoint::{load_checkpoint, save_checkpoint};
 use distr_attn::{AttentionKind, DistrAttentionConfig, ModelAttentionConfig};
 use distr_llama::calibrate::{calibrate, calibrate_heads, PerplexityBudget};
@@ -228,7 +228,7 @@ fn per_head_calibration_keeps_the_budget_and_per_head_plans_run_in_the_model() {
     let device = Default::default();
     let ids = periodic_ids(96);
     let base = DistrAttentionConfig::new().with_block_rows(8);
-    let search = HeadSearch { num_layers: 2, num_heads: 4, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base.clone(), rounds: 2 };
+    let search = HeadSearch { num_layers: 2, num_heads: 4, head_dim: 8, group_sizes: vec![8, 4, 2], distr: base.clone(), rounds: 2, ranking: HeadRanking::Local };
     let budget = PerplexityBudget { max_increase: 0.01, context: 48 };
     let mut trials = 0;
     let calibration = calibrate_heads(&mut model, &ids, &search, budget, &device, |_| trials += 1).unwrap();

@@ -2,11 +2,12 @@
 //! group size, within a budget on the whole model's score.
 //!
 //! Per layer, each of SmolLM2's early layers alone at G = 2 costs 2-20% of perplexity, so a 1%
-//! budget admits one or two layers (`distr-llama/RESULTS.md`); but a layer's heads tolerate
-//! the approximation very differently. Evaluating the model once per head would take hundreds
-//! of evaluations, so the search ranks the candidates (layer, head, group size) by an error
-//! measured on the model's own activations with everything else exact ([`head_errors`]),
-//! least first. A prefix of that ranking is a plan: each head takes the largest group size
+//! budget admits one or two layers (`distr-llama/RESULTS.md`); but a layer's heads may tolerate
+//! the approximation very differently. The search ranks the candidates (layer, head, group
+//! size), least harmful first ([`HeadRanking`]): by an error measured on the model's own
+//! activations with everything else exact ([`head_errors`]), which costs one exact pass, or by
+//! the model's score with each candidate alone approximate, which costs one evaluation per
+//! candidate (hundreds) and measures what the budget is on. A prefix of that ranking is a plan: each head takes the largest group size
 //! among its candidates in the prefix. Bisection finds the longest prefix whose score is within
 //! the budget, assuming that a longer prefix scores no better (true up to noise); each further
 //! round drops the candidate that ended the last one (and that head's larger group sizes) and
@@ -15,6 +16,7 @@
 //! The plan's score is its last accepted measurement: within budget by construction.
 
 use burn::tensor::{FloatDType, Tensor};
+use clap::ValueEnum;
 use serde::Serialize;
 
 use super::Budget;
@@ -29,6 +31,18 @@ pub struct HeadCandidate {
     /// The ranking's key, least first (for instance [`head_errors`] relative to the layer's
     /// residual stream).
     pub error: f64,
+}
+
+/// How the candidates are ranked, least harmful first.
+#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRanking {
+    /// By the error each adds alone to the residual stream on the model's own activations
+    /// ([`head_errors`]): one exact pass over the calibration data, no score evaluated.
+    Local,
+    /// By the model's score with each alone approximate ([`HeadSearch::rank_alone`]): one
+    /// evaluation per candidate, of the score the budget is on. Candidates that fail the
+    /// budget alone are left out.
+    Alone,
 }
 
 /// What to search: the model's shape and the candidates' parameters.
@@ -46,15 +60,20 @@ pub struct HeadSearch {
     pub distr: DistrAttentionConfig,
     /// Rounds of bisection, at least 1.
     pub rounds: usize,
+    /// How the model crate ranks the candidates.
+    pub ranking: HeadRanking,
 }
 
-/// One evaluated prefix.
+/// One evaluated plan: a prefix of the ranking, or one candidate alone while ranking.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct HeadTrial {
-    /// The bisection round, from 0.
-    pub round: usize,
-    /// Candidates in the plan: those kept from earlier rounds and the prefix tried.
+    /// The bisection round, from 0; `None` for a ranking trial.
+    pub round: Option<usize>,
+    /// Candidates in the plan: those kept from earlier rounds and the prefix tried (1 for a
+    /// ranking trial).
     pub candidates: usize,
+    /// For a ranking trial ([`HeadRanking::Alone`]), the candidate alone approximate.
+    pub alone: Option<HeadCandidate>,
     /// The model's score with the plan.
     pub score: f64,
     /// Whether the score is within the budget.
@@ -112,10 +131,43 @@ impl HeadSearch {
         })
     }
 
-    /// The most evaluations the search may take, for progress bars.
+    /// The most evaluations the search may take (the ranking's included), for progress bars.
     pub fn max_trials(&self) -> usize {
         let candidates = self.num_layers * self.num_heads * self.group_sizes.len();
-        self.rounds * (usize::BITS - candidates.leading_zeros()) as usize
+        let ranking = match self.ranking {
+            HeadRanking::Local => 0,
+            HeadRanking::Alone => candidates,
+        };
+        ranking + self.rounds * (usize::BITS - candidates.leading_zeros()) as usize
+    }
+
+    /// Every candidate ranked by the model's score with it alone approximate, the rest exact
+    /// ([`HeadRanking::Alone`]); `error` is the score, negated where higher is better.
+    /// Candidates that fail `budget` alone are left out: with more approximate heads around
+    /// them they would fail by more. `on_trial` sees every evaluation.
+    pub fn rank_alone<E: From<DistrAttentionError>>(
+        &self,
+        budget: Budget,
+        mut score: impl FnMut(&ModelAttentionConfig) -> Result<f64, E>,
+        mut on_trial: impl FnMut(&HeadTrial),
+    ) -> Result<Vec<HeadCandidate>, E> {
+        self.validate()?;
+        let mut ranking = Vec::new();
+        for (layer, head, group_size) in self.candidates() {
+            let candidate = HeadCandidate { layer, head, group_size, error: 0.0 };
+            let measured = score(&self.plan_of([&candidate]).0)?;
+            let accepted = budget.admits(measured);
+            let error = match budget {
+                Budget::AtMost(_) => measured,
+                Budget::AtLeast(_) => -measured,
+            };
+            let candidate = HeadCandidate { error, ..candidate };
+            on_trial(&HeadTrial { round: None, candidates: 1, alone: Some(candidate.clone()), score: measured, accepted });
+            if accepted {
+                ranking.push(candidate);
+            }
+        }
+        Ok(ranking)
     }
 
     /// The plan in which each head takes the largest group size among `chosen` candidates
@@ -186,7 +238,7 @@ impl HeadSearch {
                 let chosen = kept.iter().chain(&rest[..mid]).map(|&index| &ranking[index]);
                 let measured = score(&self.plan_of(chosen).0)?;
                 let accepted = budget.admits(measured);
-                let trial = HeadTrial { round, candidates: kept.len() + mid, score: measured, accepted };
+                let trial = HeadTrial { round: Some(round), candidates: kept.len() + mid, alone: None, score: measured, accepted };
                 on_trial(&trial);
                 trials.push(trial);
                 if accepted {
@@ -259,7 +311,15 @@ mod tests {
     use crate::tests::TestBackend;
 
     fn search() -> HeadSearch {
-        HeadSearch { num_layers: 2, num_heads: 3, head_dim: 16, group_sizes: vec![2, 4], distr: DistrAttentionConfig::new(), rounds: 1 }
+        HeadSearch {
+            num_layers: 2,
+            num_heads: 3,
+            head_dim: 16,
+            group_sizes: vec![2, 4],
+            distr: DistrAttentionConfig::new(),
+            rounds: 1,
+            ranking: HeadRanking::Local,
+        }
     }
 
     /// Candidates with `error`, and a model whose score is the sum of the chosen heads' costs.
@@ -326,7 +386,27 @@ mod tests {
         // Round 2 drops head 1 at G=2 and G=4, then fits the other three.
         assert_eq!(result.group_sizes, vec![vec![2, 1, 2], vec![2, 1, 1]]);
         assert_eq!(result.score, Some(3.0));
-        assert!(result.trials.iter().any(|trial| trial.round == 1 && trial.accepted));
+        assert!(result.trials.iter().any(|trial| trial.round == Some(1) && trial.accepted));
+    }
+
+    #[test]
+    fn ranking_alone_scores_each_candidate_and_leaves_out_what_fails_alone() {
+        let search = HeadSearch { ranking: HeadRanking::Alone, ..search() };
+        // Higher is better here: a head's score alone is 1 - cost, and head (1, 2) fails alone.
+        let costs = |layer: usize, head: usize, group_size: usize| if (layer, head) == (1, 2) { 0.5 } else { 0.005 * (layer * 3 + head) as f64 * group_size as f64 };
+        let mut seen = Vec::new();
+        let ranking = search
+            .rank_alone(Budget::AtLeast(0.9), |plan| cost(plan, &costs).map(|cost| 1.0 - cost), |trial| seen.push(trial.clone()))
+            .unwrap();
+        assert_eq!(seen.len(), 12);
+        assert!(seen.iter().all(|trial| trial.round.is_none() && trial.alone.is_some()));
+        assert_eq!(ranking.len(), 10, "head (1, 2) fails alone at both group sizes");
+        let first = &ranking[0];
+        assert_eq!((first.layer, first.head, first.group_size, first.error), (0, 0, 2, -1.0));
+        let result = search.run(Budget::AtLeast(0.9), ranking, |plan| cost(plan, &costs).map(|cost| 1.0 - cost), |_| {}).unwrap();
+        assert!(result.score.unwrap() >= 0.9);
+        assert_eq!(result.group_sizes[1][2], 1);
+        assert!(search.max_trials() >= 12 + 4);
     }
 
     #[test]

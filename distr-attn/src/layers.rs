@@ -294,7 +294,12 @@ mod tests {
         for (file, num_layers, num_heads, head_dim) in [
             ("distr-vit/configs/calibrated-0.99.json", 12, 6, 64),
             ("distr-vit/configs/calibrated-0.95.json", 12, 6, 64),
+            ("distr-vit/configs/calibrated-gram-0.99.json", 12, 6, 64),
+            ("distr-vit/configs/calibrated-gram-0.95.json", 12, 6, 64),
+            ("distr-vit/configs/calibrated-heads-0.99.json", 12, 6, 64),
+            ("distr-vit/configs/calibrated-heads-0.95.json", 12, 6, 64),
             ("distr-llama/configs/smollm2-calibrated-1pct.json", 30, 9, 64),
+            ("distr-llama/configs/smollm2-calibrated-heads-1pct.json", 30, 9, 64),
         ] {
             let plan = ModelAttentionConfig::load(root.join(file)).unwrap_or_else(|error| panic!("{error}"));
             plan.check(num_layers, num_heads, head_dim).unwrap_or_else(|error| panic!("{file}: {error}"));

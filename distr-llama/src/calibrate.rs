@@ -8,9 +8,8 @@
 //! evaluation. Cost: at most `num_layers * group_sizes` perplexity evaluations (plus one per
 //! layer for `LeastSensitiveFirst`), and one exact evaluation for the budget.
 
-use burn::tensor::{ElementConversion, FloatDType};
 use distr_attn::experiment::calibration::{
-    head_errors, Budget, HeadCandidate, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+    Budget, HeadCandidate, HeadErrorSums, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
 };
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
@@ -28,16 +27,23 @@ pub struct PerplexityBudget {
     pub context: usize,
 }
 
-/// What calibration chose, and the measurements behind it.
+/// What calibration chose, and the measurements behind it; `S` is the search's outcome (per
+/// layer [`SearchResult`], per head [`HeadSearchResult`]: the plan and every trial).
 #[derive(Debug, Clone, Serialize)]
-pub struct Calibration {
+pub struct Calibration<S> {
     pub exact_perplexity: f64,
     /// Perplexity of the chosen plan on the calibration text.
     pub perplexity: f64,
     /// `exact_perplexity * (1 + max_perplexity_increase)`.
     pub budget: f64,
-    /// The plan (`search.plan`, one entry per layer) and every trial.
-    pub search: SearchResult,
+    pub search: S,
+}
+
+impl<S> Calibration<S> {
+    /// The same measurements with `search` replaced by what `keep` takes of it.
+    pub fn map<T>(self, keep: impl FnOnce(S) -> T) -> Calibration<T> {
+        Calibration { exact_perplexity: self.exact_perplexity, perplexity: self.perplexity, budget: self.budget, search: keep(self.search) }
+    }
 }
 
 /// Calibrates `model` on the calibration tokens `ids` with `search` (the layer order is
@@ -50,29 +56,12 @@ pub fn calibrate<B: DistrAttentionBackend>(
     budget: PerplexityBudget,
     device: &B::Device,
     on_trial: impl FnMut(&Trial),
-) -> Result<Calibration> {
+) -> Result<Calibration<SearchResult>> {
     search.validate()?;
     let exact = ExactScore::measure(model, ids, budget, device)?;
     let result = search.run(Budget::AtMost(exact.bound), |plan| exact.score(model, ids, plan, device), on_trial)?;
     model.set_attention(&result.plan)?;
-    Ok(Calibration {
-        exact_perplexity: exact.perplexity,
-        perplexity: result.score.unwrap_or(exact.perplexity),
-        budget: exact.bound,
-        search: result,
-    })
-}
-
-/// What per-head calibration chose, and the measurements behind it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HeadCalibration {
-    pub exact_perplexity: f64,
-    /// Perplexity of the chosen plan on the calibration text.
-    pub perplexity: f64,
-    /// `exact_perplexity * (1 + max_perplexity_increase)`.
-    pub budget: f64,
-    /// The plan (`search.plan`), the ranking of the candidates and every trial.
-    pub search: HeadSearchResult,
+    Ok(exact.calibration(result.score, result))
 }
 
 /// Calibrates `model` per query head ([`HeadSearch`]): every candidate head and group size is
@@ -86,7 +75,7 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
     budget: PerplexityBudget,
     device: &B::Device,
     on_trial: impl FnMut(&HeadTrial),
-) -> Result<HeadCalibration> {
+) -> Result<Calibration<HeadSearchResult>> {
     search.validate()?;
     let exact = ExactScore::measure(model, ids, budget, device)?;
     let budget = Budget::AtMost(exact.bound);
@@ -97,19 +86,14 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
     };
     let result = search.run(budget, ranking, |plan| exact.score(model, ids, plan, device), on_trial)?;
     model.set_attention(&result.plan)?;
-    Ok(HeadCalibration {
-        exact_perplexity: exact.perplexity,
-        perplexity: result.score.unwrap_or(exact.perplexity),
-        budget: exact.bound,
-        search: result,
-    })
+    Ok(exact.calibration(result.score, result))
 }
 
 /// Every candidate of `search` with its error on the calibration windows (those perplexity
 /// reads, `context` tokens advancing by `stride`): for each layer, head and group size, what
 /// the head's approximate output adds to the residual stream through the output projection
-/// ([`head_errors`]) with the rest of the model exact, summed over the windows, relative to
-/// the squared norm of the residual stream it is added to.
+/// with the rest of the model exact, summed over the windows, relative to the squared norm of
+/// the residual stream it is added to ([`HeadErrorSums`]).
 pub fn rank_heads<B: DistrAttentionBackend>(
     model: &Llama<B>,
     ids: &[u32],
@@ -118,32 +102,15 @@ pub fn rank_heads<B: DistrAttentionBackend>(
     search: &HeadSearch,
     device: &B::Device,
 ) -> Result<Vec<HeadCandidate>> {
-    let num_heads = model.num_heads();
-    let mut moved = vec![vec![vec![0.0; search.group_sizes.len()]; num_heads]; model.layers.len()];
-    let mut residual = vec![0.0; model.layers.len()];
+    let mut sums = HeadErrorSums::new(search);
     for (begin, end, _) in windows(ids.len(), context, stride)? {
         let activations = model.attention_activations(model.tokens(&ids[begin..end], device)?)?;
         for (layer, inputs) in activations.into_iter().enumerate() {
-            residual[layer] += inputs.residual.cast(FloatDType::F32).powi_scalar(2).sum().into_scalar().elem::<f64>();
             let output_weight = model.layers[layer].attention.output.weight.val();
-            for (index, &group_size) in search.group_sizes.iter().enumerate() {
-                let config = search.distr.clone().with_group_size(group_size).with_causal(true);
-                let errors = head_errors(inputs.query.clone(), inputs.key.clone(), inputs.value.clone(), output_weight.clone(), &config)?;
-                for (head, error) in errors.into_iter().enumerate() {
-                    moved[layer][head][index] += error;
-                }
-            }
+            sums.add(search, layer, [inputs.query, inputs.key, inputs.value], output_weight, inputs.residual, true)?;
         }
     }
-    let mut ranking = Vec::new();
-    for (layer, heads) in moved.iter().enumerate() {
-        for (head, sizes) in heads.iter().enumerate() {
-            for (&group_size, &error) in search.group_sizes.iter().zip(sizes) {
-                ranking.push(HeadCandidate { layer, head, group_size, error: (error / residual[layer]).sqrt() });
-            }
-        }
-    }
-    Ok(ranking)
+    Ok(sums.ranking(search))
 }
 
 /// Exact attention's perplexity on the calibration text, the budget above it, and how every
@@ -166,6 +133,11 @@ impl ExactScore {
         model.set_attention(&ModelAttentionConfig::exact())?;
         let perplexity = perplexity(model, ids, context, stride, device)?.perplexity;
         Ok(Self { perplexity, bound: perplexity * (1.0 + increase), context, stride })
+    }
+
+    /// A search's outcome, whose plan scored `score` (`None`: every layer exact).
+    fn calibration<S>(&self, score: Option<f64>, search: S) -> Calibration<S> {
+        Calibration { exact_perplexity: self.perplexity, perplexity: score.unwrap_or(self.perplexity), budget: self.bound, search }
     }
 
     /// The perplexity of `model` with `plan` on the calibration text.

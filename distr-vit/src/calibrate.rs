@@ -9,9 +9,9 @@
 //! ([`calibrate_heads`]) the heads are ranked by [`rank_heads`] and a prefix of the ranking is
 //! found by bisection.
 
-use burn::tensor::{ElementConversion, FloatDType, Tensor};
+use burn::tensor::Tensor;
 use distr_attn::experiment::calibration::{
-    head_errors, AttentionFlops, Budget, HeadCandidate, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
+    AttentionFlops, Budget, HeadCandidate, HeadErrorSums, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial, LayerSearch, SearchResult, Trial,
 };
 use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde::Serialize;
@@ -21,18 +21,19 @@ use crate::metrics::pearson;
 use crate::model::SaliencyModel;
 use crate::VitError;
 
-/// The outcome of [`calibrate`].
+/// The outcome of [`calibrate`] and [`calibrate_heads`]; `S` is the search's (per layer
+/// [`SearchResult`]: the plan, ready to save as the CLI's `--config` file, the layer order,
+/// each layer's correlation alone and every trial; per head [`HeadSearchResult`]: the plan, the
+/// ranking and every trial).
 #[derive(Debug, Clone, Serialize)]
-pub struct CalibrationReport {
-    /// The plan (`search.plan`, ready to save as the CLI's `--config` file), the layer order,
-    /// each layer's correlation alone and every trial.
-    pub search: SearchResult,
+pub struct CalibrationReport<S> {
+    pub search: S,
     /// Worst correlation of the chosen plan over the calibration images (1 when every layer
     /// stayed exact).
     pub correlation: f64,
-    /// Attention FLOPs of one image, exact against the plan (hashing included).
+    /// Attention FLOPs of one image, exact against the plan (grouping included).
     pub flops: AttentionFlops,
-    /// Forward passes spent.
+    /// Forward passes spent (a local ranking's exact passes included).
     pub forward_passes: usize,
 }
 
@@ -46,27 +47,13 @@ pub fn calibrate<B: DistrAttentionBackend>(
     search: &LayerSearch,
     min_correlation: f64,
     on_trial: impl FnMut(&Trial),
-) -> Result<CalibrationReport, VitError> {
+) -> Result<CalibrationReport<SearchResult>, VitError> {
     search.validate()?;
     let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
     let result = search.run(Budget::AtLeast(min_correlation), |plan| exact.worst(model, inputs, plan), on_trial)?;
     model.backbone.set_attention(&result.plan)?;
     let flops = image_flops(model, inputs, &result.plan)?;
     Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
-}
-
-/// The outcome of [`calibrate_heads`].
-#[derive(Debug, Clone, Serialize)]
-pub struct HeadCalibrationReport {
-    /// The plan (`search.plan`), the ranking of the candidates and every trial.
-    pub search: HeadSearchResult,
-    /// Worst correlation of the chosen plan over the calibration images (1 when every head
-    /// stayed exact).
-    pub correlation: f64,
-    /// Attention FLOPs of one image, exact against the plan (grouping included).
-    pub flops: AttentionFlops,
-    /// Forward passes spent (the ranking's exact passes included).
-    pub forward_passes: usize,
 }
 
 /// Chooses per-head attention for `model` on `inputs` ([`HeadSearch`]): the candidates ranked
@@ -79,7 +66,7 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
     search: &HeadSearch,
     min_correlation: f64,
     on_trial: impl FnMut(&HeadTrial),
-) -> Result<HeadCalibrationReport, VitError> {
+) -> Result<CalibrationReport<HeadSearchResult>, VitError> {
     search.validate()?;
     let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
     let budget = Budget::AtLeast(min_correlation);
@@ -94,14 +81,14 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
     let result = search.run(budget, ranking, |plan| exact.worst(model, inputs, plan), on_trial)?;
     model.backbone.set_attention(&result.plan)?;
     let flops = image_flops(model, inputs, &result.plan)?;
-    Ok(HeadCalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
+    Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
 }
 
 /// Every candidate of `search` with its error on `inputs`: for each block, head and group size,
 /// what the head's approximate output adds to the residual stream through the output projection
-/// and layer scale ([`head_errors`]), the blocks before it exact, summed over the images,
-/// relative to the squared norm of the residual stream it is added to. Leaves the model's
-/// attention exact.
+/// and layer scale, the blocks before it exact, summed over the images, relative to the squared
+/// norm of the residual stream it is added to ([`HeadErrorSums`]). Leaves the model's attention
+/// exact.
 pub fn rank_heads<B: DistrAttentionBackend>(
     model: &mut SaliencyModel<B>,
     inputs: &[Tensor<B, 4>],
@@ -109,33 +96,16 @@ pub fn rank_heads<B: DistrAttentionBackend>(
 ) -> Result<Vec<HeadCandidate>, VitError> {
     model.backbone.set_attention(&ModelAttentionConfig::exact())?;
     let backbone = &model.backbone;
-    let num_layers = backbone.blocks.len();
-    let mut moved = vec![vec![vec![0.0; search.group_sizes.len()]; backbone.num_heads()]; num_layers];
-    let mut residual = vec![0.0; num_layers];
+    let mut sums = HeadErrorSums::new(search);
     for input in inputs {
         let (mut x, _) = backbone.embed(input.clone())?;
         for (layer, block) in backbone.blocks.iter().enumerate() {
-            residual[layer] += x.clone().cast(FloatDType::F32).powi_scalar(2).sum().into_scalar().elem::<f64>();
-            let ([query, key, value], weight) = block.attention_inputs(x.clone())?;
-            for (index, &group_size) in search.group_sizes.iter().enumerate() {
-                let config = search.distr.clone().with_group_size(group_size);
-                let errors = head_errors(query.clone(), key.clone(), value.clone(), weight.clone(), &config)?;
-                for (head, error) in errors.into_iter().enumerate() {
-                    moved[layer][head][index] += error;
-                }
-            }
+            let (heads, weight) = block.attention_inputs(x.clone())?;
+            sums.add(search, layer, heads, weight, x.clone(), false)?;
             x = block.forward(x)?;
         }
     }
-    let mut ranking = Vec::new();
-    for (layer, heads) in moved.iter().enumerate() {
-        for (head, sizes) in heads.iter().enumerate() {
-            for (&group_size, &error) in search.group_sizes.iter().zip(sizes) {
-                ranking.push(HeadCandidate { layer, head, group_size, error: (error / residual[layer]).sqrt() });
-            }
-        }
-    }
-    Ok(ranking)
+    Ok(sums.ranking(search))
 }
 
 /// The exact model's saliency maps of the calibration images, and how a plan is scored

@@ -1,5 +1,5 @@
 //! Mutants of the JSON configurations the op and the models read (`parser_fuzz`): an attention
-//! configuration and per-layer plans as `calibrate` writes them. Each must load or be an error
+//! configuration and per-layer and per-head plans as `calibrate` writes them. Each must load or be an error
 //! naming the file, never a panic.
 
 use std::path::{Path, PathBuf};
@@ -27,7 +27,8 @@ fn attention_config() {
 }
 
 #[test]
-fn per_layer_plans() {
+fn model_plans() {
     fuzz_config("distr-llama/configs/smollm2-calibrated-1pct.json", |path| ModelAttentionConfig::load(path));
     fuzz_config("distr-vit/configs/calibrated-0.99.json", |path| ModelAttentionConfig::load(path));
+    fuzz_config("distr-vit/configs/calibrated-heads-0.99.json", |path| ModelAttentionConfig::load(path));
 }

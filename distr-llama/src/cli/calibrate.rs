@@ -87,12 +87,6 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
             progress.step(format!("{what} perplexity {:.3} {verdict}", trial.score));
         })?;
         progress.finish();
-        let summary = Summary {
-            exact_perplexity: calibration.exact_perplexity,
-            perplexity: calibration.perplexity,
-            budget: calibration.budget,
-            plan: calibration.search.plan.clone(),
-        };
         let converted: usize = calibration.search.group_sizes.iter().flatten().filter(|&&group_size| group_size > 1).count();
         let details = json!({
             "granularity": "head",
@@ -104,7 +98,7 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
             "ranking": calibration.search.ranking,
             "chosen": calibration.search.chosen,
         });
-        (summary, details)
+        (calibration.map(|search| search.plan), details)
     } else {
         let search = args.search.search(num_layers, num_heads, head_dim, LayerOrder::LastFirst)?;
         let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
@@ -113,21 +107,15 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
             progress.step(format!("layer {} G={} perplexity {:.3} {verdict}", trial.layer, trial.group_size, trial.score));
         })?;
         progress.finish();
-        let summary = Summary {
-            exact_perplexity: calibration.exact_perplexity,
-            perplexity: calibration.perplexity,
-            budget: calibration.budget,
-            plan: calibration.search.plan.clone(),
-        };
         let details = json!({
             "granularity": "layer",
             "order": search.order,
             "group_size_per_layer": calibration.search.group_sizes,
             "trials": calibration.search.trials,
         });
-        (summary, details)
+        (calibration.map(|search| search.plan), details)
     };
-    let plan = &summary.plan;
+    let plan = &summary.search;
     plan.save(&args.out).map_err(|source| ExperimentError::Io { path: args.out.clone(), source })?;
     let tokens = args.context.min(ids.len());
     let flops = AttentionFlops::of(plan, num_layers, num_heads, config.head_dim, tokens)?;
@@ -168,12 +156,4 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         println!("config                  {}", args.out.display());
     }
     Ok(())
-}
-
-/// What both searches report.
-struct Summary {
-    exact_perplexity: f64,
-    perplexity: f64,
-    budget: f64,
-    plan: ModelAttentionConfig,
 }

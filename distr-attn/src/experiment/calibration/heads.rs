@@ -296,11 +296,71 @@ pub fn head_errors<B: DistrAttentionBackend>(
         .reshape([heads, batch * seq, value_dim])
         .matmul(output_weight.cast(FloatDType::F32).reshape([heads, value_dim, d_model]));
     let per_head = moved.powi_scalar(2).sum_dim(2).sum_dim(1).reshape([heads]);
-    let per_head: Vec<f32> = per_head.into_data().to_vec().map_err(|error| DistrAttentionError::DType {
-        tensor: "head errors",
-        dtype: format!("{error:?}"),
-    })?;
+    let per_head: Vec<f32> = per_head.into_data().to_vec().map_err(read_back)?;
     Ok(per_head.into_iter().map(f64::from).collect())
+}
+
+/// The local ranking's sums ([`HeadRanking::Local`]): [`head_errors`] per layer, head and
+/// group size summed over a model's calibration inputs, and the squared norm of the residual
+/// stream each layer's attention adds to.
+#[derive(Debug, Clone)]
+pub struct HeadErrorSums {
+    /// `[layer][head][index in group_sizes]`
+    moved: Vec<Vec<Vec<f64>>>,
+    residual: Vec<f64>,
+}
+
+impl HeadErrorSums {
+    /// Zero sums for the candidates of `search`.
+    pub fn new(search: &HeadSearch) -> Self {
+        Self {
+            moved: vec![vec![vec![0.0; search.group_sizes.len()]; search.num_heads]; search.num_layers],
+            residual: vec![0.0; search.num_layers],
+        }
+    }
+
+    /// Adds one input's layer `layer`: its attention's queries, keys and values, the weight
+    /// that carries each head's output into the residual stream (see [`head_errors`]), and the
+    /// residual stream `[batch, seq, d_model]` it is added to; `causal` as the model attends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add<B: DistrAttentionBackend>(
+        &mut self,
+        search: &HeadSearch,
+        layer: usize,
+        [query, key, value]: [Tensor<B, 4>; 3],
+        output_weight: Tensor<B, 2>,
+        residual: Tensor<B, 3>,
+        causal: bool,
+    ) -> Result<(), DistrAttentionError> {
+        let norm: Vec<f32> = residual.cast(FloatDType::F32).powi_scalar(2).sum().into_data().to_vec().map_err(read_back)?;
+        self.residual[layer] += f64::from(norm[0]);
+        for (index, &group_size) in search.group_sizes.iter().enumerate() {
+            let config = search.distr.clone().with_group_size(group_size).with_causal(causal);
+            let errors = head_errors(query.clone(), key.clone(), value.clone(), output_weight.clone(), &config)?;
+            for (head, error) in errors.into_iter().enumerate() {
+                self.moved[layer][head][index] += error;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every candidate with its error: the root of its summed squared error over its layer's
+    /// summed squared residual norm.
+    pub fn ranking(&self, search: &HeadSearch) -> Vec<HeadCandidate> {
+        let mut ranking = Vec::new();
+        for (layer, heads) in self.moved.iter().enumerate() {
+            for (head, sizes) in heads.iter().enumerate() {
+                for (&group_size, &error) in search.group_sizes.iter().zip(sizes) {
+                    ranking.push(HeadCandidate { layer, head, group_size, error: (error / self.residual[layer]).sqrt() });
+                }
+            }
+        }
+        ranking
+    }
+}
+
+fn read_back(error: burn::tensor::DataError) -> DistrAttentionError {
+    DistrAttentionError::DType { tensor: "head errors", dtype: format!("{error:?}") }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod flops;
 mod heads;
 
 pub use flops::AttentionFlops;
-pub use heads::{head_errors, HeadCandidate, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial};
+pub use heads::{head_errors, HeadCandidate, HeadErrorSums, HeadRanking, HeadSearch, HeadSearchResult, HeadTrial};
 
 /// The order in which the search assigns layers.
 #[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -51,15 +51,14 @@ pub fn calibrate<B: DistrAttentionBackend>(
     search.validate()?;
     let mut exact = ExactMaps::measure(model, inputs, min_correlation)?;
     let result = search.run(Budget::AtLeast(min_correlation), |plan| exact.worst(model, inputs, plan), on_trial)?;
-    model.backbone.set_attention(&result.plan)?;
-    let flops = image_flops(model, inputs, &result.plan)?;
-    Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
+    let (plan, score) = (result.plan.clone(), result.score);
+    exact.report(model, inputs, &plan, score, result)
 }
 
 /// Chooses per-head attention for `model` on `inputs` ([`HeadSearch`]): the candidates ranked
-/// (by [`rank_heads`] on the same images, or by the correlation each keeps alone), then the longest prefix of the ranking that keeps the
-/// saliency correlation at or above `min_correlation` on every image. The model's attention is
-/// left as the returned plan says.
+/// (by [`rank_heads`] on the same images, or by the correlation each keeps alone), then the
+/// longest prefix of the ranking that keeps the saliency correlation at or above
+/// `min_correlation` on every image. The model's attention is left as the returned plan says.
 pub fn calibrate_heads<B: DistrAttentionBackend>(
     model: &mut SaliencyModel<B>,
     inputs: &[Tensor<B, 4>],
@@ -79,9 +78,8 @@ pub fn calibrate_heads<B: DistrAttentionBackend>(
         HeadRanking::Alone => search.rank_alone(budget, |plan| exact.worst(model, inputs, plan), &mut on_trial)?,
     };
     let result = search.run(budget, ranking, |plan| exact.worst(model, inputs, plan), on_trial)?;
-    model.backbone.set_attention(&result.plan)?;
-    let flops = image_flops(model, inputs, &result.plan)?;
-    Ok(CalibrationReport { correlation: result.score.unwrap_or(1.0), search: result, flops, forward_passes: exact.forward_passes })
+    let (plan, score) = (result.plan.clone(), result.score);
+    exact.report(model, inputs, &plan, score, result)
 }
 
 /// Every candidate of `search` with its error on `inputs`: for each block, head and group size,
@@ -149,15 +147,24 @@ impl ExactMaps {
         self.forward_passes += inputs.len();
         Ok(worst)
     }
-}
 
-/// Attention FLOPs of one of `inputs` through `model` with `plan`.
-fn image_flops<B: DistrAttentionBackend>(model: &SaliencyModel<B>, inputs: &[Tensor<B, 4>], plan: &ModelAttentionConfig) -> Result<AttentionFlops, VitError> {
-    let [_, _, height, width] = inputs[0].dims();
-    let backbone = &model.backbone;
-    let patch = backbone.patch_size;
-    let tokens = 1 + (height / patch) * (width / patch);
-    Ok(AttentionFlops::of(plan, backbone.blocks.len(), backbone.num_heads(), backbone.head_dim(), tokens)?)
+    /// Leaves `model` with the chosen `plan` and reports it: its worst correlation `score`
+    /// (`None`: every head exact), the attention FLOPs of one of `inputs`, the passes spent.
+    fn report<B: DistrAttentionBackend, S>(
+        &self,
+        model: &mut SaliencyModel<B>,
+        inputs: &[Tensor<B, 4>],
+        plan: &ModelAttentionConfig,
+        score: Option<f64>,
+        search: S,
+    ) -> Result<CalibrationReport<S>, VitError> {
+        let backbone = &mut model.backbone;
+        backbone.set_attention(plan)?;
+        let [_, _, height, width] = inputs[0].dims();
+        let tokens = 1 + (height / backbone.patch_size) * (width / backbone.patch_size);
+        let flops = AttentionFlops::of(plan, backbone.blocks.len(), backbone.num_heads(), backbone.head_dim(), tokens)?;
+        Ok(CalibrationReport { search, correlation: score.unwrap_or(1.0), flops, forward_passes: self.forward_passes })
+    }
 }
 
 #[cfg(test)]

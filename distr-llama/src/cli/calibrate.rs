@@ -75,23 +75,19 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
     }
     let budget = PerplexityBudget { max_increase: args.max_perplexity_increase, context: args.context };
     let model = &mut pretrained.model;
-    let (summary, details) = if args.search.per_head {
+    let (chosen, details) = if args.search.per_head {
         let search = args.search.head_search(num_layers, num_heads, head_dim)?;
         let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
         let calibration = calibrate_heads(model, &ids, &search, budget, device, |trial| {
             let verdict = if trial.accepted { "kept" } else { "over budget" };
-            let what = match (&trial.alone, trial.round) {
-                (Some(alone), _) => format!("layer {} head {} G={} alone", alone.layer, alone.head, alone.group_size),
-                (None, round) => format!("round {} {} candidates", round.unwrap_or(0), trial.candidates),
-            };
-            progress.step(format!("{what} perplexity {:.3} {verdict}", trial.score));
+            progress.step(format!("{trial} perplexity {:.3} {verdict}", trial.score));
         })?;
         progress.finish();
         let converted: usize = calibration.search.group_sizes.iter().flatten().filter(|&&group_size| group_size > 1).count();
         let details = json!({
             "granularity": "head",
             "rounds": search.rounds,
-            "ranking": search.ranking,
+            "ranked_by": search.ranking,
             "converted_heads": converted,
             "group_size_per_head": calibration.search.group_sizes,
             "trials": calibration.search.trials,
@@ -115,7 +111,7 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         });
         (calibration.map(|search| search.plan), details)
     };
-    let plan = &summary.search;
+    let plan = &chosen.search;
     plan.save(&args.out).map_err(|source| ExperimentError::Io { path: args.out.clone(), source })?;
     let tokens = args.context.min(ids.len());
     let flops = AttentionFlops::of(plan, num_layers, num_heads, config.head_dim, tokens)?;
@@ -127,9 +123,9 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
             "calibration_tokens": ids.len(),
             "context": args.context,
             "max_perplexity_increase": args.max_perplexity_increase,
-            "exact_perplexity": summary.exact_perplexity,
-            "perplexity": summary.perplexity,
-            "budget": summary.budget,
+            "exact_perplexity": chosen.exact_perplexity,
+            "perplexity": chosen.perplexity,
+            "budget": chosen.budget,
             "flops": flops,
             "config": args.out.display().to_string(),
         });
@@ -139,7 +135,7 @@ pub fn run<B: DistrAttentionBackend>(args: CalibrateArgs, device: &B::Device) ->
         println!("{line}");
     } else {
         println!("calibration tokens      {}", ids.len());
-        println!("perplexity              exact {:.4}, calibrated {:.4} (budget {:.4})", summary.exact_perplexity, summary.perplexity, summary.budget);
+        println!("perplexity              exact {:.4}, calibrated {:.4} (budget {:.4})", chosen.exact_perplexity, chosen.perplexity, chosen.budget);
         if let Some(converted) = details["converted_heads"].as_u64() {
             println!("heads converted         {converted} of {}", num_layers * num_heads);
         } else {

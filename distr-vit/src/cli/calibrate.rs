@@ -75,11 +75,7 @@ impl BackendRunner for CalibrateArgs {
             let search = args.search.head_search(num_layers, num_heads, head_dim)?;
             let progress = Progress::bar(search.max_trials(), "trials (at most)", args.json);
             let report = calibrate_heads(&mut model, &inputs, &search, args.min_correlation, |trial| {
-                let what = match (&trial.alone, trial.round) {
-                    (Some(alone), _) => format!("layer {} head {} G={} alone", alone.layer, alone.head, alone.group_size),
-                    (None, round) => format!("round {} {} candidates", round.unwrap_or(0), trial.candidates),
-                };
-                progress.step(format!("{what}: {:.4}", trial.score));
+                progress.step(format!("{trial}: {:.4}", trial.score));
             })?;
             progress.finish();
             save_plan(&report.search.plan, &args.out)?;

@@ -15,6 +15,8 @@
 //! evaluations: 10 a round for SmolLM2's 810 candidates (30 layers, 9 heads, 3 group sizes).
 //! The plan's score is its last accepted measurement: within budget by construction.
 
+use std::fmt;
+
 use burn::tensor::{FloatDType, Tensor};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -80,6 +82,17 @@ pub struct HeadTrial {
     pub accepted: bool,
 }
 
+impl fmt::Display for HeadTrial {
+    /// What was tried, for progress bars: "layer 3 head 1 G=2 alone" or "round 0, 17
+    /// candidates".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.alone {
+            Some(alone) => write!(f, "layer {} head {} G={} alone", alone.layer, alone.head, alone.group_size),
+            None => write!(f, "round {}, {} candidates", self.round.unwrap_or(0), self.candidates),
+        }
+    }
+}
+
 /// What the search chose, and the measurements behind it.
 #[derive(Serialize, Debug, Clone)]
 pub struct HeadSearchResult {
@@ -87,6 +100,8 @@ pub struct HeadSearchResult {
     pub plan: ModelAttentionConfig,
     /// Group size per layer and head, 1 for exact.
     pub group_sizes: Vec<Vec<usize>>,
+    /// How the candidates were ranked.
+    pub ranked_by: HeadRanking,
     /// Every candidate, in rank order.
     pub ranking: Vec<HeadCandidate>,
     /// Per candidate of `ranking`, whether the plan holds it.
@@ -262,7 +277,7 @@ impl HeadSearch {
             chosen[index] = true;
         }
         let (plan, group_sizes) = self.plan_of(kept.iter().map(|&index| &ranking[index]));
-        Ok(HeadSearchResult { plan, group_sizes, ranking, chosen, score: plan_score, trials })
+        Ok(HeadSearchResult { plan, group_sizes, ranked_by: self.ranking, ranking, chosen, score: plan_score, trials })
     }
 }
 

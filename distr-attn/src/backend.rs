@@ -78,9 +78,19 @@ where
 {
 }
 
-/// Flex runs the reference: Burn's own attention there (tiled, causal tiles skipped) turns a
-/// NaN in a query row into finite output, where the op's contract is NaN in that row.
-impl DistrAttentionBackend for Flex {}
+/// Flex runs Burn's own fused CPU attention on the expanded query where that computes what the
+/// reference does (finite inputs, no mask tensor), the reference elsewhere ([`crate::flex`]).
+impl DistrAttentionBackend for Flex {
+    fn distr_attention_checked(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        mask: Option<Tensor<Self, 4, Bool>>,
+        problem: &AttentionProblem,
+    ) -> Tensor<Self, 4> {
+        crate::flex::distr_attention_flex(query, key, value, mask, problem)
+    }
+}
 
 /// Where the inner backend has a fused backward for the call (no mask tensor), the op is one
 /// node of the graph: the forward runs on the inner backend, and the backward is the fused

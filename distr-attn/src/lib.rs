@@ -21,6 +21,7 @@ mod error;
 mod heads;
 #[cfg(feature = "experiment")]
 pub mod experiment;
+mod flex;
 mod hyperplanes;
 pub mod kernel;
 mod layers;

@@ -199,7 +199,7 @@ pub(super) fn fuse_keys<B: Backend>(
 /// Rows where `q_c * r` or `r * r` is not finite are left out of both sums: the weights are
 /// shared by the whole block, and a NaN or Inf in one query row must not reach the keys that
 /// the block's other rows use.
-fn projection_weights<B: Backend>(
+pub(super) fn projection_weights<B: Backend>(
     query_groups: Tensor<B, 6>,
     reduced_queries: Tensor<B, 5>,
 ) -> Tensor<B, 6> {

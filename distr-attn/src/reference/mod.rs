@@ -6,11 +6,13 @@
 //! of every query block (`[batch, heads, blocks, seq_k, head_dim]`) that it sums into the
 //! fused keys.
 
+mod expanded;
 pub mod gram;
 mod grouping;
 mod hashing;
 mod softmax;
 
+pub use expanded::expanded_query;
 pub use grouping::{block_permutations, split_blocks};
 pub use hashing::{inverse_gray, sign_codes};
 

@@ -1094,7 +1094,7 @@ fn flex_half_precision_matches_single() {
     half_precision_matches_single::<distr_attn::backends::FlexBackend>(&Default::default());
 }
 
-/// Flex has no kernel: every call takes the reference path, in f16 as in f32.
+/// A mask tensor sends Flex calls to the reference, in f16 as in f32.
 #[test]
 fn flex_half_precision_on_the_reference_path() {
     half_precision_on_the_reference_path::<distr_attn::backends::FlexBackend>(&Default::default());

@@ -16,7 +16,7 @@ use burn::backend::ndarray::{
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bool, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{Bool, DType, FloatDType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -94,9 +94,10 @@ impl DistrAttentionBackend for Flex {
 
 /// Where the inner backend has a fused backward for the call (no mask tensor), the op is one
 /// node of the graph: the forward runs on the inner backend, and the backward is the fused
-/// kernel ([`FusedAttentionBackward`]). Elsewhere the gradients flow through the tensor-op
-/// reference, which `Autodiff` differentiates. Either way the permutation is computed from
-/// detached queries and is a constant.
+/// kernel ([`FusedAttentionBackward`]). Where it has one only for exact attention (a grouping
+/// or representative the kernels lack), that node runs on the expanded query. Elsewhere the
+/// gradients flow through the tensor-op reference, which `Autodiff` differentiates. Either way
+/// the permutation is computed from detached queries and is a constant.
 impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for Autodiff<B, C> {
     fn distr_attention_checked(
         query: Tensor<Self, 4>,
@@ -105,7 +106,16 @@ impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for 
         mask: Option<Tensor<Self, 4, Bool>>,
         problem: &AttentionProblem,
     ) -> Tensor<Self, 4> {
-        if mask.is_some() || !B::has_fused_backward(problem, query.dtype(), &query.device()) {
+        if mask.is_some() {
+            return reference::distr_attention_reference(query, key, value, mask, problem);
+        }
+        if !B::has_fused_backward(problem, query.dtype(), &query.device()) {
+            if expandable(problem) && B::has_fused_backward(&problem.expanded(), query.dtype(), &query.device()) {
+                // The expanded query is formed in tracked tensor ops: its gradient reaches the
+                // query through them, and the attention on it is one fused node.
+                let expanded = expanded_query(query, key.clone(), problem);
+                return Self::distr_attention_checked(expanded, key, value, None, &problem.expanded());
+            }
             return reference::distr_attention_reference(query, key, value, mask, problem);
         }
         let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
@@ -168,6 +178,23 @@ impl<B: DistrAttentionBackend> Backward<B, 3> for FusedAttentionBackward {
 /// count as decode steps for [`crate::ModelAttentionConfig`].
 pub use kernels_cubecl::DECODE_QUERY_ROWS;
 
+/// Whether exact attention on the expanded query may stand in for `problem` where the
+/// kernels refuse it: a grouped call without quiet softmax (which no kernel runs).
+fn expandable(problem: &AttentionProblem) -> bool {
+    !problem.config.is_exact() && !problem.quiet_softmax
+}
+
+/// [`reference::expanded_query`] in the query's dtype, for the kernels.
+fn expanded_query<B: Backend>(query: Tensor<B, 4>, key: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
+    let dtype = query.dtype();
+    let expanded = reference::expanded_query(query, key, problem);
+    match dtype {
+        DType::F16 => expanded.cast(FloatDType::F16),
+        DType::BF16 => expanded.cast(FloatDType::BF16),
+        _ => expanded,
+    }
+}
+
 /// Why a call on a kernel backend goes to the reference before the kernel is asked, if it
 /// does: the kernels have no mask input (causal runs in-kernel).
 fn reference_first(masked: bool) -> Option<&'static str> {
@@ -191,9 +218,19 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAtten
             log::debug!("distr_attention: reference path: {reason}");
             return reference::distr_attention_reference(query, key, value, mask, problem);
         }
-        let primitives = [&query, &key, &value].map(|tensor| tensor.clone().into_primitive().tensor());
-        let [query_primitive, key_primitive, value_primitive] = primitives;
-        match kernel::fused_forward(query_primitive, key_primitive, value_primitive, problem) {
+        let primitive = |tensor: &Tensor<Self, 4>| tensor.clone().into_primitive().tensor();
+        let output = match kernel::fused_forward(primitive(&query), primitive(&key), primitive(&value), problem) {
+            Err(reason) if expandable(problem) => {
+                // The kernels do not form these groups (a grouping or representative they
+                // lack, a pre-pass beyond the device's shared memory): exact attention on the
+                // expanded query is the same attention.
+                let expanded = expanded_query(query.clone(), key.clone(), problem);
+                kernel::fused_forward(primitive(&expanded), primitive(&key), primitive(&value), &problem.expanded())
+                    .map_err(|_| reason)
+            }
+            result => result,
+        };
+        match output {
             Ok(output) => Tensor::from_primitive(TensorPrimitive::Float(output)),
             Err(reason) => {
                 log::info!("distr_attention: reference path: {reason}");

@@ -155,6 +155,15 @@ impl AttentionProblem {
         self
     }
 
+    /// Exact attention of the same shapes, scale and causal mask: the problem of the expanded
+    /// query ([`crate::reference::expanded_query`]), on which exact attention computes this
+    /// call's DistrAttention.
+    pub fn expanded(&self) -> Self {
+        let mut problem = self.clone();
+        problem.config.group_size = 1;
+        problem
+    }
+
     /// Number of query blocks (the last one zero-padded).
     pub fn num_blocks(&self) -> usize {
         self.seq_q.div_ceil(self.config.block_rows)

@@ -184,12 +184,12 @@ fn fused_gradients_match_finite_differences() {
     }
 }
 
-/// What the kernels do not cover keeps its gradients through the reference: the backend says
-/// so before the forward, and the gradients still arrive. Exact attention at d = 128 is one
-/// (its rows would not fit a unit's registers: `MAX_BACKWARD_FLOATS_PER_UNIT`); G = 2 there is
-/// not.
+/// The backend says before the forward what its kernels do not cover: quiet softmax, the
+/// `Projected` representative (which `Autodiff` then runs as exact attention on the expanded
+/// query, below) and exact attention at d = 128 (its rows would not fit a unit's registers:
+/// `MAX_BACKWARD_FLOATS_PER_UNIT`; G = 2 there is covered).
 #[test]
-fn projected_quiet_softmax_and_wide_exact_rows_take_the_reference_backward() {
+fn what_the_backward_kernels_lack_is_refused_before_the_forward() {
     let case = Case::new([1, 2, 2, 40, 40, 32], 2, false);
     let device = Default::default();
     let [query, key, value] = case.shapes().map(|shape| random::<Cube>(1, shape, &device));
@@ -198,6 +198,7 @@ fn projected_quiet_softmax_and_wide_exact_rows_take_the_reference_backward() {
     assert!(!Cube::has_fused_backward(&problem.clone().with_quiet_softmax(true), DType::F32, &device));
     let projected = AttentionProblem::check(&query, &key, &value, None, &case.config.clone().with_representative(Representative::Projected)).unwrap();
     assert!(!Cube::has_fused_backward(&projected, DType::F32, &device));
+    assert!(Cube::has_fused_backward(&projected.expanded(), DType::F32, &device));
     assert!(!Cpu::has_fused_backward(&problem, DType::F32, &Default::default()));
     let wide = Case::new([1, 2, 2, 40, 40, 128], 1, false);
     let [query, key, value] = wide.shapes().map(|shape| random::<Cube>(1, shape, &device));
@@ -205,15 +206,27 @@ fn projected_quiet_softmax_and_wide_exact_rows_take_the_reference_backward() {
     assert!(!Cube::has_fused_backward(&exact_wide, DType::F32, &device));
     let grouped_wide = AttentionProblem::check(&query, &key, &value, None, &wide.config.clone().with_group_size(2)).unwrap();
     assert!(Cube::has_fused_backward(&grouped_wide, DType::F32, &device));
+}
 
-    let mut projected_case = Case::new([1, 2, 2, 40, 40, 32], 2, false);
-    projected_case.config = projected_case.config.with_representative(Representative::Projected);
-    let inputs = projected_case.inputs();
-    let actual = gradients::<Autodiff<Cube>>(&projected_case, &inputs, DType::F32);
-    let expected = gradients::<Autodiff<Cpu>>(&projected_case, &inputs, DType::F32);
-    for (actual, expected) in actual.iter().zip(&expected) {
-        assert!(relative_error(actual, expected) < 1e-4);
+/// Groupings and representatives the kernels do not form run as the exact kernels on the
+/// expanded query, forward and backward (`assert_matches_reference` counts the launches), with
+/// the reference's gradients: the query's through the tracked ops that expand it.
+#[test]
+fn groupings_the_kernels_lack_run_the_exact_kernels_on_the_expanded_query() {
+    let cases = [
+        (Representative::Projected, Grouping::Lsh, 2, false),
+        (Representative::Mean, Grouping::LshNorms, 2, true),
+        (Representative::SampledKeys, Grouping::Gram, 4, true),
+        (Representative::Sample, Grouping::GramKeyWeighted, 2, false),
+    ];
+    for (representative, grouping, group_size, causal) in cases {
+        let mut case = Case::new([1, 4, 2, 50, 60, 32], group_size, causal);
+        case.config = case.config.with_representative(representative).with_grouping(grouping);
+        assert_matches_reference::<Autodiff<Cube>>(&case, DType::F32, 1e-4);
     }
+    let mut case = Case::new([1, 2, 1, 40, 40, 64], 2, true);
+    case.config = case.config.with_representative(Representative::Projected);
+    assert_matches_reference::<Autodiff<Fused>>(&case, DType::F16, 5e-3);
 }
 
 /// The Gram grouping at head dim 128 needs 34.5 KB of shared memory in the pre-pass: a device

@@ -11,8 +11,7 @@
 //!    it fills it, until every column has a group; each choice is an arg-min over the cube. For
 //!    pairs, [`matched_pairs`] reaches the same pairs in a few parallel rounds;
 //! 3. [`improve_groups`]: the swap of two columns between two groups that lowers the total the
-//!    most, while one does, at most [`MAX_SWAPS`] times; each group keeps its best swap, so
-//!    after a swap only what the two changed groups touch is searched again;
+//!    most, while one does, at most [`MAX_SWAPS`] times;
 //! 4. [`write_order`]: members sorted within each group, groups by their first member, as the
 //!    permutation the rest of the pre-pass reads.
 //!
@@ -408,70 +407,13 @@ fn swap_change(
     }
 }
 
-/// Folds the improving swaps between group `first` and the later group `second` into the best
-/// swap of row `first` (`row_costs[first]`, `row_indices[first]`, candidate indices in the
-/// reference's scan order: first group, second group, `i`, `j`).
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn fold_pair(
-    distances: &SharedMemory<f32>,
-    members: &SharedMemory<u32>,
-    row_costs: &mut SharedMemory<f32>,
-    row_indices: &mut SharedMemory<u32>,
-    first: usize,
-    second: usize,
-    #[comptime] head_dim: usize,
-    #[comptime] group_size: usize,
-) {
-    let groups = comptime!(head_dim / group_size);
-    let per_pair = comptime!(group_size * group_size);
-    // Not unrolled: three call sites of `group_size^2` inlined changes would swamp the shader
-    // compilers at G = 8.
-    for i in 0..group_size {
-        for j in 0..group_size {
-            let change = swap_change(distances, members, first, second, i, j, head_dim, group_size);
-            let index = ((first * groups + second) * per_pair + i * group_size + j) as u32;
-            if change < f32::new(-1.0e-12) && precedes(change, index, row_costs[first], row_indices[first]) {
-                row_costs[first] = change;
-                row_indices[first] = index;
-            }
-        }
-    }
-}
-
-/// The best improving swap of row `row`: with every later group.
-#[cube]
-fn fill_row(
-    distances: &SharedMemory<f32>,
-    members: &SharedMemory<u32>,
-    row_costs: &mut SharedMemory<f32>,
-    row_indices: &mut SharedMemory<u32>,
-    row: usize,
-    #[comptime] head_dim: usize,
-    #[comptime] group_size: usize,
-) {
-    row_costs[row] = f32::new(NONE_COST);
-    row_indices[row] = NONE_INDEX.runtime();
-    for second in row + 1..comptime!(head_dim / group_size) {
-        fold_pair(distances, members, row_costs, row_indices, row, second, head_dim, group_size);
-    }
-}
-
 /// Up to [`MAX_SWAPS`] times, the swap of member `i` of one group with member `j` of a later
 /// one that lowers the groups' total distance the most, candidates in the reference's scan order
-/// (first group, second group, `i`, `j`). Stops when no swap lowers it.
-///
-/// Each row (a first group) keeps its best swap (`row_costs`, `row_indices`, one entry per
-/// group); a swap changes two groups, so afterwards only their rows are searched again, with the
-/// rows whose best swap involved either; every other earlier row weighs its swaps with the two
-/// changed groups against the best it kept. Every unit must call it.
+/// (first group, second group, `i`, `j`). Stops when no swap lowers it. Every unit must call it.
 #[cube]
-#[allow(clippy::too_many_arguments)]
 pub fn improve_groups(
     distances: &SharedMemory<f32>,
     members: &mut SharedMemory<u32>,
-    row_costs: &mut SharedMemory<f32>,
-    row_indices: &mut SharedMemory<u32>,
     costs: &mut SharedMemory<f32>,
     indices: &mut SharedMemory<u32>,
     #[comptime] head_dim: usize,
@@ -480,55 +422,38 @@ pub fn improve_groups(
 ) {
     let groups = comptime!(head_dim / group_size);
     let per_pair = comptime!(group_size * group_size);
-    let mut row = UNIT_POS as usize;
-    while row < groups {
-        fill_row(distances, members, row_costs, row_indices, row, head_dim, group_size);
-        row += units;
-    }
-    sync_cube();
+    let candidates = comptime!(groups * groups * group_size * group_size);
     for _ in 0..MAX_SWAPS {
         let mut best_cost = f32::new(NONE_COST);
         let mut best_index = NONE_INDEX.runtime();
-        let mut row = UNIT_POS as usize;
-        while row < groups {
-            if precedes(row_costs[row], row_indices[row], best_cost, best_index) {
-                best_cost = row_costs[row];
-                best_index = row_indices[row];
+        let mut candidate = UNIT_POS as usize;
+        while candidate < candidates {
+            let first = candidate / (groups * per_pair);
+            let second = (candidate / per_pair) % groups;
+            if first < second {
+                let i = (candidate % per_pair) / group_size;
+                let j = candidate % group_size;
+                let change = swap_change(distances, members, first, second, i, j, head_dim, group_size);
+                if change < f32::new(-1.0e-12) && change < best_cost {
+                    best_cost = change;
+                    best_index = candidate as u32;
+                }
             }
-            row += units;
+            candidate += units;
         }
         let candidate = cube_arg_min(best_cost, best_index, costs, indices, units);
         if candidate == NONE_INDEX {
             break;
         }
-        let candidate = candidate as usize;
-        let first = candidate / (groups * per_pair);
-        let second = (candidate / per_pair) % groups;
         if UNIT_POS == 0 {
+            let candidate = candidate as usize;
+            let first = candidate / (groups * per_pair);
+            let second = (candidate / per_pair) % groups;
             let i = (candidate % per_pair) / group_size;
             let j = candidate % group_size;
             let a = members[first * group_size + i];
             members[first * group_size + i] = members[second * group_size + j];
             members[second * group_size + j] = a;
-        }
-        sync_cube();
-        // Rows after `second` pair only with later groups: untouched.
-        let mut row = UNIT_POS as usize;
-        while row < second {
-            let kept = row_indices[row];
-            let kept_second = (kept as usize / per_pair) % groups;
-            if row == first || (kept != NONE_INDEX && (kept_second == first || kept_second == second)) {
-                fill_row(distances, members, row_costs, row_indices, row, head_dim, group_size);
-            } else {
-                if first > row {
-                    fold_pair(distances, members, row_costs, row_indices, row, first, head_dim, group_size);
-                }
-                fold_pair(distances, members, row_costs, row_indices, row, second, head_dim, group_size);
-            }
-            row += units;
-        }
-        if UNIT_POS as usize == second % units {
-            fill_row(distances, members, row_costs, row_indices, second, head_dim, group_size);
         }
         sync_cube();
     }

@@ -342,10 +342,8 @@ fn check_gram_grouping<R: Runtime>(client: &ComputeClient<R>, config: &GroupingC
         });
     }
     // The distances (or staged rows); order, members, free columns (mates, for pairs) and
-    // nearest columns; the rounds' flag; each group's best swap (two entries); the arg-min's
-    // two entries per unit.
-    let groups = config.head_dim / config.group_size;
-    let bytes = 4 * (config.staged_floats() + 4 * config.head_dim + 1 + 2 * groups + 2 * config.units());
+    // nearest columns; the rounds' flag; the arg-min's two entries per unit.
+    let bytes = 4 * (config.staged_floats() + 4 * config.head_dim + 1 + 2 * config.units());
     let limit = client.properties().hardware.max_shared_memory_size;
     if bytes > limit {
         return Err(KernelError::Unsupported {

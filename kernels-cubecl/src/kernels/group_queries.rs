@@ -65,9 +65,7 @@ pub(crate) fn group_queries<F: Float, N4: Size>(
             } else {
                 greedy_groups(&staged, &mut members, &mut free, &mut costs, &mut indices, head_dim, group_size, units);
             }
-            let mut row_costs = SharedMemory::<f32>::new(groups);
-            let mut row_indices = SharedMemory::<u32>::new(groups);
-            improve_groups(&staged, &mut members, &mut row_costs, &mut row_indices, &mut costs, &mut indices, head_dim, group_size, units);
+            improve_groups(&staged, &mut members, &mut costs, &mut indices, head_dim, group_size, units);
             write_order(&mut members, &mut order, head_dim, group_size, units);
         }
         Permutation::Identity => {

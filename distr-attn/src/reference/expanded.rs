@@ -14,6 +14,10 @@
 //!
 //! The permutation comes from [`block_permutations`] on detached inputs, as in the reference,
 //! so `Q''` is a differentiable function of the query alone.
+//!
+//! One difference from the step-by-step reference on inputs that are not finite: under
+//! `SampledKeys` an unsampled key column still enters the product (times 0), so an Inf or NaN
+//! there reaches the block's scores as NaN where the reference leaves the column out.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -118,6 +122,42 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The gradients with respect to query, key and value through the expansion equal the
+    /// step-by-step reference's (the permutation a constant in both).
+    #[test]
+    fn gradients_through_the_expanded_query_are_the_references() {
+        type Tracked = burn::backend::Autodiff<TestBackend>;
+        let device = Default::default();
+        let [heads, kv_heads, head_dim, seq] = [4, 2, 16, 37];
+        let random = |heads| Tensor::<TestBackend, 4>::random([1, heads, seq, head_dim], Distribution::Normal(0.0, 1.0), &device);
+        let inputs = [random(heads), random(kv_heads), random(kv_heads)];
+        let weights = Tensor::<Tracked, 4>::from_inner(random(heads));
+        for representative in [Representative::Mean, Representative::Projected, Representative::SampledKeys] {
+            let config = DistrAttentionConfig::new()
+                .with_block_rows(16)
+                .with_representative(representative)
+                .with_grouping(Grouping::Gram)
+                .with_causal(true);
+            let gradients = |expand: bool| {
+                let [query, key, value] = inputs.clone().map(|tensor| Tensor::<Tracked, 4>::from_inner(tensor).require_grad());
+                let problem = AttentionProblem::check(&query, &key, &value, None, &config).unwrap();
+                let output = if expand {
+                    let expanded = expanded_query(query.clone(), key.clone(), &problem);
+                    distr_attention_reference(expanded, key.clone(), value.clone(), None, &problem.expanded())
+                } else {
+                    distr_attention_reference(query.clone(), key.clone(), value.clone(), None, &problem)
+                };
+                let gradients = (output * weights.clone()).sum().backward();
+                [query, key, value].map(|tensor| tensor.grad(&gradients).expect("a gradient for every input"))
+            };
+            let [expanded, reference] = [gradients(true), gradients(false)];
+            for (name, (actual, expected)) in ["query", "key", "value"].iter().zip(expanded.into_iter().zip(reference)) {
+                let difference: f32 = (actual - expected).abs().max().into_scalar();
+                assert!(difference < 1e-4, "{representative:?}: {name} gradients differ by {difference}");
             }
         }
     }

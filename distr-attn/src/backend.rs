@@ -16,7 +16,7 @@ use burn::backend::ndarray::{
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bool, DType, FloatDType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{Bool, DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
@@ -194,12 +194,7 @@ fn expandable(problem: &AttentionProblem) -> bool {
 /// [`reference::expanded_query`] in the query's dtype, for the kernels.
 fn expanded_query<B: Backend>(query: Tensor<B, 4>, key: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
     let dtype = query.dtype();
-    let expanded = reference::expanded_query(query, key, problem);
-    match dtype {
-        DType::F16 => expanded.cast(FloatDType::F16),
-        DType::BF16 => expanded.cast(FloatDType::BF16),
-        _ => expanded,
-    }
+    reference::from_accumulation(reference::expanded_query(query, key, problem), dtype)
 }
 
 /// Why a call on a kernel backend goes to the reference before the kernel is asked, if it

@@ -16,9 +16,9 @@
 use burn::backend::Flex;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, FloatDType, Tensor};
+use burn::tensor::{Bool, Tensor};
 
-use crate::reference::{distr_attention_reference, expanded_query};
+use crate::reference::{distr_attention_reference, expanded_query, from_accumulation, to_accumulation};
 use crate::{AttentionProblem, DECODE_QUERY_ROWS};
 
 /// The op on Flex: Burn's fused attention where it agrees with the reference (see the module
@@ -40,10 +40,7 @@ pub(crate) fn distr_attention_flex(
         return distr_attention_reference(query, key, value, None, problem);
     }
     // Half precision runs in f32, as in the reference (Burn's attention would cast it anyway).
-    let [expanded, key, value] = [expanded, key, value].map(|tensor| match dtype {
-        DType::F16 | DType::BF16 => tensor.cast(FloatDType::F32),
-        _ => tensor,
-    });
+    let [expanded, key, value] = [expanded, key, value].map(to_accumulation);
     let options = AttentionModuleOptions { scale: Some(problem.scale), softcap: None, is_causal: true };
     let heads = problem.heads;
     let repeats = heads / problem.kv_heads;
@@ -58,11 +55,7 @@ pub(crate) fn distr_attention_flex(
         };
         attention(expanded, repeat(key), repeat(value), None, None, options)
     };
-    match dtype {
-        DType::F16 => output.cast(FloatDType::F16),
-        DType::BF16 => output.cast(FloatDType::BF16),
-        _ => output,
-    }
+    from_accumulation(output, dtype)
 }
 
 /// Whether every element of every tensor is finite.
@@ -72,7 +65,7 @@ fn all_finite(tensors: &[&Tensor<Flex, 4>]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, FloatDType};
 
     use super::*;
     use crate::{DistrAttentionConfig, Representative};

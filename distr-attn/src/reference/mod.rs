@@ -150,14 +150,15 @@ fn repeat_kv_heads<B: Backend>(tensor: Tensor<B, 4>, problem: &AttentionProblem)
 }
 
 /// Half-precision inputs are computed in f32; f32 and f64 stay as they are.
-fn to_accumulation<B: Backend>(tensor: Tensor<B, 4>) -> Tensor<B, 4> {
+pub(crate) fn to_accumulation<B: Backend>(tensor: Tensor<B, 4>) -> Tensor<B, 4> {
     match tensor.dtype() {
         DType::F16 | DType::BF16 => tensor.cast(FloatDType::F32),
         _ => tensor,
     }
 }
 
-fn from_accumulation<B: Backend>(tensor: Tensor<B, 4>, dtype: DType) -> Tensor<B, 4> {
+/// Back to the inputs' `dtype` from [`to_accumulation`]'s.
+pub(crate) fn from_accumulation<B: Backend>(tensor: Tensor<B, 4>, dtype: DType) -> Tensor<B, 4> {
     match dtype {
         DType::F16 => tensor.cast(FloatDType::F16),
         DType::BF16 => tensor.cast(FloatDType::BF16),

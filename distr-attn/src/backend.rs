@@ -109,44 +109,56 @@ impl<B: DistrAttentionBackend, C: CheckpointStrategy> DistrAttentionBackend for 
     ) -> Tensor<Self, 4> {
         let (dtype, device) = (query.dtype(), query.device());
         let fused = |problem: &AttentionProblem| mask.is_none() && B::has_fused_backward(problem, dtype, &device);
-        if !fused(problem) {
-            if !expandable(problem) {
-                return reference::distr_attention_reference(query, key, value, mask, problem);
-            }
-            // The expanded query is formed in tracked tensor ops, so its gradient reaches the
-            // query through them; the exact attention on it is one fused node where the inner
-            // backend has a fused backward for exact attention, the differentiated reference
-            // elsewhere (which then forms no per-block fused keys: fwd+bwd at G = 2 on Flex,
-            // 9 / 3 heads, 512 and 1024 causal rows, 63 / 322 ms against 71 / 372).
-            let expanded_problem = problem.expanded();
-            let expanded = expanded_query(query, key.clone(), problem);
-            if fused(&expanded_problem) {
-                return Self::distr_attention_checked(expanded, key, value, None, &expanded_problem);
-            }
-            return reference::distr_attention_reference(expanded, key, value, mask, &expanded_problem);
+        if fused(problem) {
+            return fused_node::<B, C>(query, key, value, problem);
         }
-        let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
-        let inner = |tensor: &FloatTensor<Self>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(tensor.primitive.clone()));
-        let forward = || B::distr_attention_checked(inner(&query), inner(&key), inner(&value), None, problem);
-        let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
-        let output = match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let output = forward().into_primitive().tensor();
-                let state = FusedAttentionState {
-                    inputs: [query.primitive, key.primitive, value.primitive],
-                    output: output.clone(),
-                    problem: problem.clone(),
-                };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward().into_primitive().tensor()),
-        };
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+        if !expandable(problem) {
+            return reference::distr_attention_reference(query, key, value, mask, problem);
+        }
+        // The expanded query is formed in tracked tensor ops, so its gradient reaches the query
+        // through them; the exact attention on it is one fused node where the inner backend has
+        // a fused backward for exact attention, the differentiated reference elsewhere (which
+        // then forms no per-block fused keys: fwd+bwd at G = 2 on Flex, 9 / 3 heads, 512 and
+        // 1024 causal rows, 63 / 322 ms against 71 / 372).
+        let expanded_problem = problem.expanded();
+        let expanded = expanded_query(query, key.clone(), problem);
+        if fused(&expanded_problem) {
+            return fused_node::<B, C>(expanded, key, value, &expanded_problem);
+        }
+        reference::distr_attention_reference(expanded, key, value, mask, &expanded_problem)
     }
 
     fn has_fused_backward(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
         B::has_fused_backward(problem, dtype, device)
     }
+}
+
+/// The op as one node of an `Autodiff` graph: the forward on the inner backend, the backward
+/// its fused kernels ([`FusedAttentionBackward`]). For problems the inner backend said it has
+/// a fused backward for.
+fn fused_node<B: DistrAttentionBackend, C: CheckpointStrategy>(
+    query: Tensor<Autodiff<B, C>, 4>,
+    key: Tensor<Autodiff<B, C>, 4>,
+    value: Tensor<Autodiff<B, C>, 4>,
+    problem: &AttentionProblem,
+) -> Tensor<Autodiff<B, C>, 4> {
+    let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
+    let inner = |tensor: &FloatTensor<Autodiff<B, C>>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(tensor.primitive.clone()));
+    let forward = || B::distr_attention_checked(inner(&query), inner(&key), inner(&value), None, problem);
+    let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
+    let output = match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let output = forward().into_primitive().tensor();
+            let state = FusedAttentionState {
+                inputs: [query.primitive, key.primitive, value.primitive],
+                output: output.clone(),
+                problem: problem.clone(),
+            };
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward().into_primitive().tensor()),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(output))
 }
 
 /// The backward of one fused DistrAttention node of an `Autodiff` graph.

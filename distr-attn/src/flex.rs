@@ -18,7 +18,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};
 
-use crate::reference::{distr_attention_reference, expanded_query, from_accumulation, to_accumulation};
+use crate::reference::{distr_attention_reference, expanded_query, from_accumulation, repeat_kv_heads, to_accumulation};
 use crate::{AttentionProblem, DECODE_QUERY_ROWS};
 
 /// The op on Flex: Burn's fused attention where it agrees with the reference (see the module
@@ -42,19 +42,10 @@ pub(crate) fn distr_attention_flex(
     // Half precision runs in f32, as in the reference (Burn's attention would cast it anyway).
     let [expanded, key, value] = [expanded, key, value].map(to_accumulation);
     let options = AttentionModuleOptions { scale: Some(problem.scale), softcap: None, is_causal: true };
-    let heads = problem.heads;
-    let repeats = heads / problem.kv_heads;
     // Burn's causal mask reads a row's position in its own head: grouped-query heads get their
     // key head repeated.
-    let output = if repeats == 1 {
-        attention(expanded, key, value, None, None, options)
-    } else {
-        let repeat = |tensor: Tensor<Flex, 4>| {
-            let [batch, kv_heads, seq, dim] = tensor.dims();
-            tensor.unsqueeze_dim::<5>(2).expand([batch, kv_heads, repeats, seq, dim]).reshape([batch, heads, seq, dim])
-        };
-        attention(expanded, repeat(key), repeat(value), None, None, options)
-    };
+    let [key, value] = [key, value].map(|tensor| repeat_kv_heads(tensor, problem));
+    let output = attention(expanded, key, value, None, None, options);
     from_accumulation(output, dtype)
 }
 

@@ -23,7 +23,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::grouping::{block_permutations, group_columns, projection_weights, representative_queries, split_blocks};
-use super::{repeat_kv_heads, to_accumulation};
+use super::to_accumulation;
 use crate::{AttentionProblem, Representative};
 
 /// `Q''` `[batch, heads, seq_q, head_dim]` for `query` `[batch, heads, seq_q, head_dim]` and
@@ -43,7 +43,7 @@ pub fn expanded_query<B: Backend>(query: Tensor<B, 4>, key: Tensor<B, 4>, proble
     let block_rows = config.block_rows;
 
     let blocks = split_blocks(query, block_rows);
-    let permutation = block_permutations(blocks.clone().detach(), repeat_kv_heads(key.detach(), problem), problem);
+    let permutation = block_permutations(blocks.clone().detach(), key.detach(), problem);
     let query_groups = group_columns(blocks.swap_dims(3, 4), permutation.clone(), group_size);
     // `[batch, heads, blocks, block_rows, head_dim / group_size]`
     let representatives = representative_queries(query_groups.clone(), problem);

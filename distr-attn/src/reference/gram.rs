@@ -20,7 +20,8 @@ use crate::{Grouping, Representative};
 /// Per block, the permutation `[batch, heads, blocks, head_dim]` whose consecutive groups of
 /// `group_size` are the chosen groups (each group's columns in index order, groups by their
 /// first column). `blocks` `[batch, heads, blocks, block_rows, head_dim]`, `key` `[batch,
-/// heads, seq_k, head_dim]` (key/value heads already repeated to the query heads).
+/// kv_heads, seq_k, head_dim]` (query head `h` reads key head `h / (heads / kv_heads)`; keys
+/// repeated to the query heads are read the same way).
 pub fn gram_permutations<B: Backend>(
     blocks: Tensor<B, 5>,
     key: Tensor<B, 4>,
@@ -29,13 +30,16 @@ pub fn gram_permutations<B: Backend>(
     group_size: usize,
 ) -> Tensor<B, 4, Int> {
     let [batch, heads, num_blocks, _, head_dim] = blocks.dims();
+    let heads_per_kv = heads / key.dims()[1];
     let device = blocks.device();
     let query_gram = host(blocks.clone().swap_dims(3, 4).matmul(blocks));
     let key_gram = host(key.clone().swap_dims(2, 3).matmul(key));
     let square = head_dim * head_dim;
     let mut permutations = Vec::with_capacity(batch * heads * num_blocks * head_dim);
     for batch_head in 0..batch * heads {
-        let keys = &key_gram[batch_head * square..][..square];
+        // `batch * kv_heads + head / heads_per_kv`
+        let batch_kv_head = batch_head / heads_per_kv;
+        let keys = &key_gram[batch_kv_head * square..][..square];
         for block in 0..num_blocks {
             let queries = &query_gram[(batch_head * num_blocks + block) * square..][..square];
             let costs = pair_costs(queries, keys, head_dim, grouping, representative);

@@ -33,8 +33,9 @@ pub fn split_blocks<B: Backend>(query: Tensor<B, 4>, block_rows: usize) -> Tenso
 /// by the smaller column index. The key depends on `problem.config.grouping`; for
 /// [`Grouping::LshStrided`] the sorted order is then laid out with a stride ([`strided`]),
 /// so that the consecutive groups of step 4 take every `head_dim / G`-th sorted column. The
-/// `Gram` groupings choose groups from the blocks and `key` `[batch, heads, seq_k, head_dim]`
-/// (key heads repeated to the query heads) instead of sorting.
+/// `Gram` groupings choose groups from the blocks and `key` `[batch, kv_heads, seq_k, head_dim]`
+/// (grouped-query heads as the op takes them, or repeated to the query heads) instead of
+/// sorting.
 pub fn block_permutations<B: Backend>(
     blocks: Tensor<B, 5>,
     key: Tensor<B, 4>,

@@ -137,7 +137,7 @@ fn grouped_heads_matmul<B: Backend>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>) -> Ten
 }
 
 /// Grouped-query attention's key/value heads repeated for every query head that reads them.
-fn repeat_kv_heads<B: Backend>(tensor: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
+pub(crate) fn repeat_kv_heads<B: Backend>(tensor: Tensor<B, 4>, problem: &AttentionProblem) -> Tensor<B, 4> {
     let repeats = problem.heads / problem.kv_heads;
     if repeats == 1 {
         return tensor;

@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use burn::tensor::DType;
 use burn::tensor::{Shape, TensorMetadata};
+use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
@@ -104,13 +105,18 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
 /// gradient of the loss with respect to that output, from the fused backward kernels
 /// (`kernels_cubecl::launch_backward`): nothing `[seq_q, seq_k]` is stored.
 ///
-/// Errors (nothing launched) for the calls [`check_backward`] refuses.
+/// Errors (nothing launched) for the calls [`check_backward`] refuses. Inputs whose strides are
+/// not contiguous are copied first: [`check_backward`] answers for contiguous rows (the
+/// tensor-core backward copies whole 16-byte chunks of Q, K, V and dO), and the answer it gave
+/// before the forward must hold for whatever views the graph hands the backward.
 pub fn fused_backward<R: CubeRuntime>(
-    [query, key, value]: [CubeTensor<R>; 3],
+    inputs: [CubeTensor<R>; 3],
     output: CubeTensor<R>,
     grad_output: CubeTensor<R>,
     problem: &AttentionProblem,
 ) -> Result<[CubeTensor<R>; 3], KernelError> {
+    let [query, key, value] = inputs.map(into_contiguous);
+    let grad_output = into_contiguous(grad_output);
     refusal(problem, query.dtype)?;
     let planes = hyperplanes_for(&query.client, &query.device, problem, HyperplaneSource::Cached)?;
     let options = forward_options(&query.client, problem, planes.as_ref(), KernelTuning::default());

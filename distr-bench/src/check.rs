@@ -22,9 +22,9 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
 use burn::backend::Autodiff;
-use distr_attn::kernel::{fused_backward, fused_forward_on_path, KernelPath, KernelTuning};
+use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{AttentionProblem, DistrAttentionConfig, Grouping, Representative};
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative};
 
 use crate::{tiling_name, Args, Variant};
 
@@ -257,17 +257,18 @@ fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec
     tensor.into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32")
 }
 
-/// `--check --backward`: the fused backward's query, key and value gradients on the device
-/// against the host reference's autodiff gradients (NdArray, f32, on the same rounded values),
-/// for random output gradients: head dims 64, 96 and 128 (exact attention at 128 has no fused
-/// backward: see `MAX_BACKWARD_FLOATS_PER_UNIT`), G = 1, 2 and 4, causal or not, grouped-query
-/// heads and odd lengths, every representative, f16, bf16 and f32. `Err` lists the failures.
+/// `--check --backward`: the op's query, key and value gradients on the device (its fused node
+/// under `Autodiff`: the tensor-core backward for f16 / bf16 on devices that have it, grouped
+/// calls on their expanded query; the portable kernels elsewhere) against the host reference's
+/// autodiff gradients (NdArray, f32, on the same rounded values), for random output gradients:
+/// head dims 64, 96 and 128, G = 1, 2 and 4, causal or not, grouped-query heads and odd
+/// lengths, every representative, f16, bf16 and f32. `Err` lists the failures.
 pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
     let config = |group_size, causal| {
         DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(args.block_rows).with_causal(causal)
     };
     let mut cases = Vec::new();
-    for (head_dim, group_size) in [(64, 1), (64, 2), (64, 4), (128, 2), (128, 4)] {
+    for (head_dim, group_size) in [(64, 1), (64, 2), (64, 4), (128, 1), (128, 2), (128, 4)] {
         for causal in [false, true] {
             cases.push((head_dim, config(group_size, causal), FloatDType::F16));
         }
@@ -281,6 +282,8 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     ));
     cases.push((64, config(2, true).with_representative(Representative::Mean).with_grouping(Grouping::Gram), FloatDType::F16));
     cases.push((128, config(2, true), FloatDType::BF16));
+    cases.push((64, config(1, true), FloatDType::BF16));
+    cases.push((128, config(1, false), FloatDType::BF16));
     cases.push((64, config(1, true), FloatDType::F32));
     cases.push((64, config(2, false), FloatDType::F32));
     let mut failures = Vec::new();
@@ -327,8 +330,10 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     }
 }
 
-/// Relative errors of the fused dQ, dK and dV (in `dtype`) against the host reference's
-/// autodiff gradients of `sum(output * grad_output)`.
+/// Relative errors of dQ, dK and dV from the op differentiated by `Autodiff` on the device (in
+/// `dtype`: the fused node, on the call's own kernels or, where the backward takes only exact
+/// attention, on its expanded query) against the host reference's autodiff gradients of
+/// `sum(output * grad_output)`. `Err` if the forward and backward kernels did not both run.
 fn compare_gradients<R: CubeRuntime>(
     device: &R::Device,
     [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
@@ -344,13 +349,18 @@ fn compare_gradients<R: CubeRuntime>(
     let value = random([batch, kv_heads, seq_k, head_dim]);
     let grad_output = random([batch, heads, seq_q, head_dim]);
     let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
-    let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
-    let (output, _) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default())
-        .map_err(|e| e.to_string())?;
-    let inputs = [primitive(&query), primitive(&key), primitive(&value)];
-    let actual = fused_backward(inputs, output, primitive(&grad_output), &problem)
-        .map_err(|reason| format!("backward refused: {reason}"))?
-        .map(|gradient| host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(gradient))));
+    let launches = kernel_launches();
+    let tracked = [&query, &key, &value].map(|tensor| Tensor::<Autodiff<B<R>>, 4>::from_inner(tensor.clone()).require_grad());
+    let [q, k, v] = tracked.clone();
+    let output = distr_attention(q, k, v, None, config).map_err(|e| e.to_string())?;
+    let gradients = (output * Tensor::from_inner(grad_output.clone())).sum().backward();
+    if kernel_launches() < launches + 2 {
+        return Err("the fused forward and backward did not both run".into());
+    }
+    let actual = tracked
+        .iter()
+        .map(|tensor| tensor.grad(&gradients).map(host).ok_or("no device gradient"))
+        .collect::<Result<Vec<_>, _>>()?;
     let on_host = |tensor: &Tensor<B<R>, 4>| {
         let shape = tensor.dims();
         Tensor::<Host, 4>::from_data(TensorData::new(host(tensor.clone()), shape), &Default::default())

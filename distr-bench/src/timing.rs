@@ -18,7 +18,7 @@ use burn::backend::Autodiff;
 use distr_attn::kernel::{
     check_backward, fused_backward, fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
 };
-use distr_attn::reference::distr_attention_reference;
+use distr_attn::reference::{distr_attention_reference, expanded_query};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
 
 use crate::{tiling_name, Args, StorageDtype, Variant};
@@ -286,8 +286,10 @@ fn kernel_methods<R: CubeRuntime>(
 /// backward alone on a saved forward and a random output gradient (`:backward`, what
 /// PyTorch's FlashAttention-2 backward compares with), a forward and backward through
 /// `Autodiff` (`:train`, output gradient ones), and up to `--reference-max-len` the same
-/// through the tensor-op reference (`:reference-train`). Calls the fused backward refuses
-/// (see `kernels_cubecl::config::MAX_BACKWARD_FLOATS_PER_UNIT`) time the reference alone.
+/// through the tensor-op reference (`:reference-train`). Grouped calls whose backward runs on
+/// the expanded query (devices with the tensor-core backward) time that; calls no fused
+/// backward takes (see `kernels_cubecl::config::MAX_BACKWARD_FLOATS_PER_UNIT`) time the
+/// reference alone.
 fn backward_methods<R: CubeRuntime>(
     args: &Args,
     query: &Tensor<B<R>, 4>,
@@ -319,16 +321,27 @@ fn backward_methods<R: CubeRuntime>(
             drop(distr_attention_reference(query, key, value, None, &problem).backward());
         })));
     }
-    if let Err(reason) = check_backward::<R>(&problem, query.dtype(), &query.device()) {
-        eprintln!("skipping {base}:backward and {base}:train: {reason}");
-        return methods;
-    }
-    let (output, _) = fused_forward_on_path(primitive(query), primitive(key), primitive(value), &problem, KernelTuning::default())
-        .expect("validated shapes");
-    let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &query.device())
-        .cast(query.dtype());
-    let inputs = [primitive(query), primitive(key), primitive(value)];
-    let (grad_output, saved) = (primitive(&grad_output), problem.clone());
+    // Where the backward takes only exact attention (the tensor-core backward), a grouped
+    // call's node runs on its expanded query: `:backward` times that backward on a saved
+    // expanded query, `:train` the whole path (the expansion included).
+    let (dtype, device) = (query.dtype(), query.device());
+    let (backward_problem, backward_query) = match check_backward::<R>(&problem, dtype, &device) {
+        Ok(()) => (problem.clone(), query.clone()),
+        Err(reason) if group_size > 1 && check_backward::<R>(&problem.expanded(), dtype, &device).is_ok() => {
+            eprintln!("{base}: the backward runs on the expanded query ({reason})");
+            (problem.expanded(), expanded_query(query.clone(), key.clone(), &problem).cast(dtype))
+        }
+        Err(reason) => {
+            eprintln!("skipping {base}:backward and {base}:train: {reason}");
+            return methods;
+        }
+    };
+    let (output, _) =
+        fused_forward_on_path(primitive(&backward_query), primitive(key), primitive(value), &backward_problem, KernelTuning::default())
+            .expect("validated shapes");
+    let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &device).cast(dtype);
+    let inputs = [primitive(&backward_query), primitive(key), primitive(value)];
+    let (grad_output, saved) = (primitive(&grad_output), backward_problem);
     methods.push(method(format!("{base}:backward"), 2.5, Box::new(move || {
         let gradients = fused_backward(inputs.clone(), output.clone(), grad_output.clone(), &saved);
         drop(gradients.expect("the backward takes what the forward took"));

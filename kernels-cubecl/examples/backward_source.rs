@@ -1,20 +1,21 @@
-//! Writes the CUDA sources of the two backward kernels (f16, 128-row blocks, exact and G = 2,
-//! head dims 64 and 128, the tiles the launcher picks under 48 KiB) into DIR, for
-//! `scripts/ptxas-report.py DIR`: their registers and spills without a GPU.
+//! Writes the CUDA sources of the backward kernels into DIR, for `scripts/ptxas-report.py DIR`:
+//! their registers and spills without a GPU. The portable pair (f16, 128-row blocks, exact and
+//! G = 2, head dims 64 and 128, the tiles the launcher picks under 48 KiB) and the tensor-core
+//! pair (f16 and bf16, head dims 64 and 128, causal and not, the tiles the launcher picks).
 
 use std::path::PathBuf;
 
 use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::*;
-use kernels_cubecl::config::{reduced_width, BackwardConfig};
-use kernels_cubecl::launch::backward_sources;
+use kernels_cubecl::config::{reduced_width, BackwardConfig, TensorCoreBackwardConfig};
+use kernels_cubecl::launch::{backward_sources, tensor_core_backward_sources};
 use kernels_cubecl::Representative;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: backward_source DIR")?);
     std::fs::create_dir_all(&dir)?;
     let client = cubecl::wgpu::WgpuRuntime::client(&Default::default());
-    let dtype = StorageType::Scalar(ElemType::Float(FloatKind::F16));
+    let f16 = StorageType::Scalar(ElemType::Float(FloatKind::F16));
     for head_dim in [64, 128] {
         for group_size in [1, 2] {
             let mut config = BackwardConfig {
@@ -36,9 +37,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             while config.key_side_bytes() > 48 * 1024 {
                 config.query_tile /= 2;
             }
-            let [queries, keys] = backward_sources(&client, config, dtype)?;
+            let [queries, keys] = backward_sources(&client, config, f16)?;
             std::fs::write(dir.join(format!("backward_queries_d{head_dim}_g{group_size}.cu")), queries)?;
             std::fs::write(dir.join(format!("backward_keys_d{head_dim}_g{group_size}.cu")), keys)?;
+        }
+    }
+    let bf16 = StorageType::Scalar(ElemType::Float(FloatKind::BF16));
+    for (dtype, name) in [(f16, "f16"), (bf16, "bf16")] {
+        for head_dim in [64, 128] {
+            for causal in [false, true] {
+                let configs = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, causal);
+                let [queries, keys] = tensor_core_backward_sources(&client, configs, dtype)?;
+                let suffix = format!("d{head_dim}_{name}{}", if causal { "_causal" } else { "" });
+                std::fs::write(dir.join(format!("tensor_core_backward_queries_{suffix}.cu")), queries)?;
+                std::fs::write(dir.join(format!("tensor_core_backward_keys_{suffix}.cu")), keys)?;
+            }
         }
     }
     Ok(())

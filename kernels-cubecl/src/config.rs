@@ -311,6 +311,16 @@ pub enum FragmentLoads {
     Matrix,
 }
 
+/// How a tensor-core kernel moves tiles: what the shared device functions
+/// ([`crate::mma_tiles`]) need to know of its specialisation.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct TileAccess {
+    /// Units of the cube, which share every copy.
+    pub units: usize,
+    pub copy: CopyStrategy,
+    pub fragments: FragmentLoads,
+}
+
 /// How a tensor-core cube's work is cut up. Each distinct value is a compiled kernel.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct TensorCoreTiling {
@@ -394,6 +404,10 @@ impl TensorCoreConfig {
         reduced_width(self.head_dim, self.group_size)
     }
 
+    pub fn access(&self) -> TileAccess {
+        TileAccess { units: self.units(), copy: self.copy, fragments: self.fragments }
+    }
+
     /// Whether K' is a selection of K columns (`G > 1`, one key member per group): its
     /// columns are then copied straight from K^T into the K stage, and no K' tile is formed.
     pub fn selects_keys(&self) -> bool {
@@ -475,6 +489,78 @@ impl TensorCoreConfig {
     }
 }
 
+/// Comptime specialisation of the two tensor-core backward kernels
+/// ([`crate::kernels::tensor_core_backward_queries`], [`crate::kernels::tensor_core_backward_keys`]),
+/// exact attention. Each cube owns a block of rows of one operand (query rows on the query
+/// side, keys on the key side), 16 per warp, kept in shared memory; the other operand streams
+/// through in tiles of [`Self::tile`] rows.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct TensorCoreBackwardConfig {
+    pub head_dim: usize,
+    pub value_dim: usize,
+    /// Warps per cube, each owning 16 rows of the block.
+    pub warps: usize,
+    /// Rows per streamed tile: keys on the query side, query rows on the key side (32 or 64).
+    pub tile: usize,
+    pub causal: bool,
+    pub copy: CopyStrategy,
+}
+
+impl TensorCoreBackwardConfig {
+    /// Tiles the kernels are specialised for.
+    pub const TILES: [usize; 2] = [32, 64];
+
+    /// The two kernels' specialisations for a shape (query side, key side): four warps, tiles
+    /// of 64 keys on the query side; on the key side 64 query rows up to head (and value) dim
+    /// 64 and 32 above, because the key side holds dK, dV, `S^T` and `dP^T` in registers
+    /// (`(head_dim + value_dim + 2 tile) / 2` f32 per lane).
+    pub fn for_shape(head_dim: usize, value_dim: usize, causal: bool) -> [Self; 2] {
+        let config = |tile| Self { head_dim, value_dim, warps: 4, tile, causal, copy: CopyStrategy::DoubleBuffered };
+        let key_tile = if head_dim.max(value_dim) <= 64 { 64 } else { 32 };
+        [config(64), config(key_tile)]
+    }
+
+    /// Rows of the block a cube owns.
+    pub fn block_rows(&self) -> usize {
+        16 * self.warps
+    }
+
+    pub fn units(&self) -> usize {
+        self.warps * PLANE_SIZE
+    }
+
+    pub fn access(&self) -> TileAccess {
+        TileAccess { units: self.units(), copy: self.copy, fragments: FragmentLoads::Matrix }
+    }
+
+    /// Streamed tiles in flight.
+    pub fn stages(&self) -> usize {
+        match self.copy {
+            CopyStrategy::Synchronous => 1,
+            CopyStrategy::DoubleBuffered => 2,
+        }
+    }
+
+    /// Chunks of one streamed tile of the `head_dim`-wide operand (K, or Q), and of the
+    /// `value_dim`-wide one (V, or dO).
+    pub fn stage_chunks(&self) -> [usize; 2] {
+        [self.head_dim, self.value_dim].map(|width| self.tile * TensorCoreConfig::padded_chunks(width))
+    }
+
+    /// Shared memory either kernel declares, in bytes: the owned block and the streamed
+    /// stages of both operands, and two mbarriers.
+    pub fn shared_bytes(&self) -> usize {
+        let row = TensorCoreConfig::padded_chunks(self.head_dim) + TensorCoreConfig::padded_chunks(self.value_dim);
+        16 * (self.block_rows() + self.stages() * self.tile) * row + 16
+    }
+
+    /// Whether the kernels' index arithmetic holds: whole k16 steps and n16 pairs of every
+    /// operand.
+    pub fn is_consistent(&self) -> bool {
+        Self::TILES.contains(&self.tile) && self.head_dim % 16 == 0 && self.value_dim % 16 == 0 && self.warps > 0
+    }
+}
+
 /// Sizes of the tensor-core kernel's shared tiles, in 16-byte chunks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharedLayout {
@@ -523,6 +609,18 @@ mod tests {
                         assert!(config.reduced_width() % 16 == 0, "{config:?}");
                     }
                 }
+            }
+        }
+    }
+
+    /// The tensor-core backward's specialisations are consistent for every supported head
+    /// dim, and two cubes of them fit a Hopper SM's 227 KiB of shared memory.
+    #[test]
+    fn backward_tilings_are_consistent_and_fit_shared_memory() {
+        for head_dim in SUPPORTED_HEAD_DIMS {
+            for config in TensorCoreBackwardConfig::for_shape(head_dim, head_dim, false) {
+                assert!(config.is_consistent(), "{config:?}");
+                assert!(2 * config.shared_bytes() <= 227 * 1024, "{config:?}");
             }
         }
     }

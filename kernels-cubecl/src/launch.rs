@@ -13,7 +13,7 @@ use cubecl::zspace::{Shape, Strides};
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
     reduced_width, BackwardConfig, CopyStrategy, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
-    Representative, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
+    Representative, TensorCoreBackwardConfig, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 use crate::kernels::backward_keys::backward_keys;
@@ -22,8 +22,11 @@ use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
 use crate::kernels::split_keys_decode::split_keys_decode;
-use crate::kernels::tensor_core_forward::{tensor_core_forward, MAX_SCALE};
+use crate::kernels::tensor_core_backward_keys::tensor_core_backward_keys;
+use crate::kernels::tensor_core_backward_queries::tensor_core_backward_queries;
+use crate::kernels::tensor_core_forward::tensor_core_forward;
 use crate::kernels::transpose_keys::{transpose_keys, TRANSPOSE_KEYS, TRANSPOSE_UNITS};
+use crate::mma_tiles::MAX_SCALE;
 use crate::KernelError;
 
 /// Most keys per tile of the portable kernel: fewer barriers per key, within shared memory.
@@ -366,11 +369,16 @@ pub struct BackwardBindings<R: Runtime> {
     pub grad_value: TensorBinding<R>,
 }
 
-/// Gradients of the forward call `options` describes with respect to query, key and value
-/// ([`crate::kernels::backward_queries`], then [`crate::kernels::backward_keys`]), in f32
-/// arithmetic on every runtime; for `G > 1` the grouping pre-pass runs again first (the
-/// grouping depends on the queries alone and is a constant of the gradient). No
-/// `[seq_q, seq_k]` matrix: scratch is two f32 per query row.
+/// Gradients of the forward call `options` describes with respect to query, key and value,
+/// with no `[seq_q, seq_k]` matrix (scratch is two f32 per query row): on tensor cores
+/// ([`crate::kernels::tensor_core_backward_queries`], then
+/// [`crate::kernels::tensor_core_backward_keys`]) for exact attention where the device and the
+/// call allow it (as the forward's tensor-core path, with dO's rows in whole chunks too);
+/// elsewhere the portable kernels ([`crate::kernels::backward_queries`], then
+/// [`crate::kernels::backward_keys`]), f32 arithmetic on every runtime, which for `G > 1` run
+/// the grouping pre-pass again first (the grouping depends on the queries alone and is a
+/// constant of the gradient). Grouped calls on a device with the tensor-core backward are
+/// refused: their expanded query takes it (see [`check_backward`]).
 pub fn launch_backward<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: BackwardBindings<R>,
@@ -393,59 +401,107 @@ pub fn launch_backward<R: Runtime>(
             });
         }
     }
-    let config = backward_config(client, options, &problem)?;
-    let (query, columns, columns_len) = if options.group_size > 1 {
-        let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
-        (grouped.query, grouped.key_columns, grouped.key_columns_len)
-    } else {
-        (tensors.forward.query, client.empty(4), 1)
-    };
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
-    let row_stats = client.empty(stats_len * 4);
-    // SAFETY: `check` validated the forward's shapes and dtype, the loop above the gradients'
-    // shapes, `backward_config` shared memory and the grid; `columns` holds `columns_len` u32
-    // (the pre-pass's table, or one unread entry) and `row_stats` two f32 per query row, all
-    // written by the first kernel before the second reads them (same stream).
-    unsafe {
-        backward_queries::launch_unchecked::<R>(
-            client,
-            CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1),
-            CubeDim::new_1d(options.block_rows as u32),
-            query.clone().into_tensor_arg(),
-            tensors.forward.key.clone().into_tensor_arg(),
-            tensors.forward.value.clone().into_tensor_arg(),
-            tensors.forward.output.into_tensor_arg(),
-            tensors.grad_output.clone().into_tensor_arg(),
-            ArrayArg::from_raw_parts(columns.clone(), columns_len),
-            tensors.grad_query.into_tensor_arg(),
-            ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
-            options.scale,
-            config,
-            dtype,
-        );
-        backward_keys::launch_unchecked::<R>(
-            client,
-            CubeCount::Static(problem.seq_k.div_ceil(options.block_rows) as u32, (problem.batch * problem.kv_heads) as u32, 1),
-            CubeDim::new_1d(options.block_rows as u32),
-            query.into_tensor_arg(),
-            tensors.forward.key.into_tensor_arg(),
-            tensors.forward.value.into_tensor_arg(),
-            tensors.grad_output.into_tensor_arg(),
-            ArrayArg::from_raw_parts(columns, columns_len),
-            ArrayArg::from_raw_parts(row_stats, stats_len),
-            tensors.grad_key.into_tensor_arg(),
-            tensors.grad_value.into_tensor_arg(),
-            options.scale,
-            config,
-            dtype,
-        );
+    match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
+        BackwardPlan::TensorCore([queries, keys]) => {
+            let row_stats = client.empty(stats_len * 4);
+            let forward = tensors.forward;
+            // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
+            // gradients' shapes, `tensor_core_backward_configs` the chunked rows of every input
+            // the kernels copy, shared memory and the grid; `row_stats` holds two f32 per query
+            // row, all written by the first kernel before the second reads them (same stream).
+            unsafe {
+                tensor_core_backward_queries::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(problem.seq_q.div_ceil(queries.block_rows()) as u32, (problem.batch * problem.heads) as u32, 1),
+                    CubeDim::new_2d(PLANE_SIZE as u32, queries.warps as u32),
+                    CHUNK,
+                    forward.query.clone().into_tensor_arg(),
+                    forward.key.clone().into_tensor_arg(),
+                    forward.value.clone().into_tensor_arg(),
+                    forward.output.into_tensor_arg(),
+                    tensors.grad_output.clone().into_tensor_arg(),
+                    tensors.grad_query.into_tensor_arg(),
+                    ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+                    options.scale,
+                    queries,
+                    dtype,
+                );
+                tensor_core_backward_keys::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(problem.seq_k.div_ceil(keys.block_rows()) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+                    CubeDim::new_2d(PLANE_SIZE as u32, keys.warps as u32),
+                    CHUNK,
+                    forward.query.into_tensor_arg(),
+                    forward.key.into_tensor_arg(),
+                    forward.value.into_tensor_arg(),
+                    tensors.grad_output.into_tensor_arg(),
+                    ArrayArg::from_raw_parts(row_stats, stats_len),
+                    tensors.grad_key.into_tensor_arg(),
+                    tensors.grad_value.into_tensor_arg(),
+                    options.scale,
+                    keys,
+                    dtype,
+                );
+            }
+        }
+        BackwardPlan::Portable(config) => {
+            let (query, columns, columns_len) = if options.group_size > 1 {
+                let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
+                (grouped.query, grouped.key_columns, grouped.key_columns_len)
+            } else {
+                (tensors.forward.query, client.empty(4), 1)
+            };
+            let row_stats = client.empty(stats_len * 4);
+            // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
+            // gradients' shapes, `backward_config` shared memory and the grid; `columns` holds
+            // `columns_len` u32 (the pre-pass's table, or one unread entry) and `row_stats` two
+            // f32 per query row, all written by the first kernel before the second reads them.
+            unsafe {
+                backward_queries::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1),
+                    CubeDim::new_1d(options.block_rows as u32),
+                    query.clone().into_tensor_arg(),
+                    tensors.forward.key.clone().into_tensor_arg(),
+                    tensors.forward.value.clone().into_tensor_arg(),
+                    tensors.forward.output.into_tensor_arg(),
+                    tensors.grad_output.clone().into_tensor_arg(),
+                    ArrayArg::from_raw_parts(columns.clone(), columns_len),
+                    tensors.grad_query.into_tensor_arg(),
+                    ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+                    options.scale,
+                    config,
+                    dtype,
+                );
+                backward_keys::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(problem.seq_k.div_ceil(options.block_rows) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+                    CubeDim::new_1d(options.block_rows as u32),
+                    query.into_tensor_arg(),
+                    tensors.forward.key.into_tensor_arg(),
+                    tensors.forward.value.into_tensor_arg(),
+                    tensors.grad_output.into_tensor_arg(),
+                    ArrayArg::from_raw_parts(columns, columns_len),
+                    ArrayArg::from_raw_parts(row_stats, stats_len),
+                    tensors.grad_key.into_tensor_arg(),
+                    tensors.grad_value.into_tensor_arg(),
+                    options.scale,
+                    config,
+                    dtype,
+                );
+            }
+        }
     }
     Ok(())
 }
 
 /// Whether [`launch_backward`] takes a call of these query, key and value shapes (output and
-/// gradients shaped to match), checked before the forward runs, so that a training step knows
-/// which backward it will get.
+/// gradients shaped to match, rows in whole 16-byte chunks), checked before the forward runs,
+/// so that a training step knows which backward it will get. Grouped calls are refused where
+/// the device has the tensor-core backward for exact attention: exact attention on their
+/// expanded query (`S = Q' K'^T = Q'' K^T`) runs it, many times faster than the portable
+/// grouped kernels.
 pub fn check_backward<R: Runtime>(
     client: &ComputeClient<R>,
     shapes: [&[usize]; 3],
@@ -462,7 +518,88 @@ pub fn check_backward<R: Runtime>(
     }
     let output = [query[0], query[1], query[2], value[3]];
     let problem = check_shapes(client, [query, key, value, &output], dtype, options)?;
-    backward_config(client, options, &problem).map(drop)
+    backward_plan(client, None, dtype, options, &problem).map(drop)
+}
+
+/// The backward kernels a call runs, fully specialised.
+enum BackwardPlan {
+    Portable(BackwardConfig),
+    /// Query side, key side.
+    TensorCore([TensorCoreBackwardConfig; 2]),
+}
+
+/// The tensor-core backward for exact calls that it takes, the portable one for the rest;
+/// grouped calls that the tensor-core backward would take on their expanded query are refused
+/// (see [`check_backward`]). Without `tensors`, rows are assumed to be in whole chunks.
+fn backward_plan<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: Option<&BackwardBindings<R>>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<BackwardPlan, KernelError> {
+    match tensor_core_backward_configs(client, tensors, dtype, options, problem) {
+        Ok(configs) if options.group_size == 1 => Ok(BackwardPlan::TensorCore(configs)),
+        Ok(_) => Err(KernelError::Unsupported {
+            name: "group_size",
+            value: options.group_size.to_string(),
+            expected: "1 on the tensor-core backward: grouped calls take it on their expanded query".into(),
+        }),
+        Err(reason) => {
+            log::debug!("portable backward: {reason}");
+            backward_config(client, options, problem).map(BackwardPlan::Portable)
+        }
+    }
+}
+
+/// The tensor-core backward's two specialisations (query side, key side), or why it cannot run
+/// the call here: the device and dtype as the forward's tensor-core path, Q, K, V and dO rows
+/// in whole 16-byte chunks (where `tensors` is given), shared memory and the grid.
+fn tensor_core_backward_configs<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: Option<&BackwardBindings<R>>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<[TensorCoreBackwardConfig; 2], KernelError> {
+    tensor_core_device(client, dtype, options.scale)?;
+    if let Some(tensors) = tensors {
+        let forward = &tensors.forward;
+        for (name, binding) in [("query", &forward.query), ("key", &forward.key), ("value", &forward.value), ("grad_output", &tensors.grad_output)] {
+            whole_chunks(name, binding)?;
+        }
+    }
+    let configs = TensorCoreBackwardConfig::for_shape(problem.head_dim, problem.value_dim, options.causal);
+    let hardware = &client.properties().hardware;
+    for config in configs {
+        if !config.is_consistent() {
+            return Err(KernelError::Unsupported {
+                name: "head_dim",
+                value: format!("{} (value_dim {})", config.head_dim, config.value_dim),
+                expected: "multiples of 16 on the tensor-core backward".into(),
+            });
+        }
+        if config.shared_bytes() > hardware.max_shared_memory_size || config.units() > hardware.max_units_per_cube as usize {
+            return Err(KernelError::Unsupported {
+                name: "shared memory",
+                value: format!("{} bytes, {} units", config.shared_bytes(), config.units()),
+                expected: format!("at most {} bytes and {} units", hardware.max_shared_memory_size, hardware.max_units_per_cube),
+            });
+        }
+    }
+    let cubes = [
+        (problem.seq_q.div_ceil(configs[0].block_rows()), problem.batch * problem.heads),
+        (problem.seq_k.div_ceil(configs[1].block_rows()), problem.batch * problem.kv_heads),
+    ];
+    let max_count = hardware.max_cube_count;
+    if let Some(too_many) = cubes.iter().find(|(x, y)| *x > max_count.0 as usize || *y > max_count.1 as usize) {
+        return Err(KernelError::Unsupported {
+            name: "grid",
+            value: format!("{too_many:?} cubes"),
+            expected: format!("at most {} x {}", max_count.0, max_count.1),
+        });
+    }
+    Ok(configs)
 }
 
 /// The backward specialisation: the largest power-of-two tiles (keys for the query side, query
@@ -733,28 +870,8 @@ fn tensor_core_config<R: Runtime>(
     let refuse = |name: &'static str, value: String, expected: &str| {
         Err(KernelError::Unsupported { name, value, expected: expected.into() })
     };
-    if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16))) {
-        return refuse("dtype", format!("{dtype:?}"), "f16 or bf16 on the tensor-core path");
-    }
-    let properties = client.properties();
-    let wanted = MmaConfig {
-        a_type: dtype,
-        b_type: dtype,
-        cd_type: StorageType::Scalar(ElemType::Float(FloatKind::F32)),
-        m: 16,
-        n: 8,
-        k: 16,
-    };
-    if !properties.features.matmul.mma.contains(&wanted) {
-        return refuse("device", "no mma m16n8k16".into(), "mma m16n8k16 with f32 accumulation");
-    }
-    let hardware = &properties.hardware;
-    if hardware.plane_size_min != PLANE_SIZE as u32 || hardware.plane_size_max != PLANE_SIZE as u32 {
-        return refuse("plane size", format!("{}..={}", hardware.plane_size_min, hardware.plane_size_max), "32");
-    }
-    if !(options.scale > 0.0 && options.scale <= MAX_SCALE) {
-        return refuse("scale", options.scale.to_string(), &format!("a positive scale up to {MAX_SCALE:e} on the tensor-core path"));
-    }
+    tensor_core_device(client, dtype, options.scale)?;
+    let hardware = &client.properties().hardware;
     // Q and K are read as they are only for exact attention (Q' and K^T otherwise).
     let exact = options.group_size == 1;
     let chunked = [("value", &tensors.value)]
@@ -762,16 +879,7 @@ fn tensor_core_config<R: Runtime>(
         .chain(exact.then_some(("query", &tensors.query)))
         .chain(exact.then_some(("key", &tensors.key)));
     for (name, binding) in chunked {
-        let whole_chunks = binding.strides[3] == 1
-            && binding.strides[..3].iter().all(|stride| stride % CHUNK == 0)
-            && binding.handle.offset_start.unwrap_or(0) % 16 == 0;
-        if !whole_chunks {
-            return refuse(
-                name,
-                format!("strides {:?}, offset {:?}", binding.strides, binding.handle.offset_start),
-                "contiguous rows, other strides multiples of 8, a 16-byte aligned start",
-            );
-        }
+        whole_chunks(name, binding)?;
     }
     let config = TensorCoreConfig {
         head_dim: problem.head_dim,
@@ -803,6 +911,53 @@ fn tensor_core_config<R: Runtime>(
         );
     }
     Ok(config)
+}
+
+/// Whether the device runs the tensor-core kernels for `dtype` and `scale`: f16 or bf16, `mma`
+/// m16n8k16 with f32 accumulation, 32-lane planes, a positive scale up to [`MAX_SCALE`].
+fn tensor_core_device<R: Runtime>(client: &ComputeClient<R>, dtype: StorageType, scale: f32) -> Result<(), KernelError> {
+    let refuse = |name: &'static str, value: String, expected: &str| {
+        Err(KernelError::Unsupported { name, value, expected: expected.into() })
+    };
+    if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16))) {
+        return refuse("dtype", format!("{dtype:?}"), "f16 or bf16 on the tensor-core path");
+    }
+    let properties = client.properties();
+    let wanted = MmaConfig {
+        a_type: dtype,
+        b_type: dtype,
+        cd_type: StorageType::Scalar(ElemType::Float(FloatKind::F32)),
+        m: 16,
+        n: 8,
+        k: 16,
+    };
+    if !properties.features.matmul.mma.contains(&wanted) {
+        return refuse("device", "no mma m16n8k16".into(), "mma m16n8k16 with f32 accumulation");
+    }
+    let hardware = &properties.hardware;
+    if hardware.plane_size_min != PLANE_SIZE as u32 || hardware.plane_size_max != PLANE_SIZE as u32 {
+        return refuse("plane size", format!("{}..={}", hardware.plane_size_min, hardware.plane_size_max), "32");
+    }
+    if !(scale > 0.0 && scale <= MAX_SCALE) {
+        return refuse("scale", scale.to_string(), &format!("a positive scale up to {MAX_SCALE:e} on the tensor-core path"));
+    }
+    Ok(())
+}
+
+/// Whether the tensor-core kernels can copy `binding`'s rows in whole 16-byte chunks.
+fn whole_chunks<R: Runtime>(name: &'static str, binding: &TensorBinding<R>) -> Result<(), KernelError> {
+    let chunked = binding.strides[3] == 1
+        && binding.strides[..3].iter().all(|stride| stride % CHUNK == 0)
+        && binding.handle.offset_start.unwrap_or(0) % 16 == 0;
+    if chunked {
+        Ok(())
+    } else {
+        Err(KernelError::Unsupported {
+            name,
+            value: format!("strides {:?}, offset {:?}", binding.strides, binding.handle.offset_start),
+            expected: "contiguous rows, other strides multiples of 8, a 16-byte aligned start".into(),
+        })
+    }
 }
 
 /// The portable specialisation: the largest power-of-two key tile (at most
@@ -1062,6 +1217,56 @@ pub fn backward_sources<R: Runtime>(
     Ok([
         cuda_source(queries.define(), false, "backward, query side", format!("{config:?}"))?,
         cuda_source(keys.define(), false, "backward, key side", format!("{config:?}"))?,
+    ])
+}
+
+/// The CUDA sources of the two tensor-core backward kernels for `configs` (query side, key
+/// side) in `dtype` (f16 or bf16), without a device (static analysis of their registers and
+/// spills).
+#[cfg(feature = "cuda")]
+pub fn tensor_core_backward_sources<R: Runtime>(
+    client: &ComputeClient<R>,
+    [queries, keys]: [TensorCoreBackwardConfig; 2],
+    dtype: StorageType,
+) -> Result<[String; 2], KernelError> {
+    let settings = |config: TensorCoreBackwardConfig| {
+        KernelSettings::default().cube_dim(CubeDim::new_2d(PLANE_SIZE as u32, config.warps as u32))
+    };
+    let tensor = || TensorCompilationArg { inplace: None };
+    let array = || ArrayCompilationArg { inplace: None };
+    let query_side = tensor_core_backward_queries::TensorCoreBackwardQueries::<R>::new(
+        settings(queries),
+        client.clone(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        array(),
+        (),
+        CHUNK,
+        queries,
+        dtype,
+    );
+    let key_side = tensor_core_backward_keys::TensorCoreBackwardKeys::<R>::new(
+        settings(keys),
+        client.clone(),
+        tensor(),
+        tensor(),
+        tensor(),
+        tensor(),
+        array(),
+        tensor(),
+        tensor(),
+        (),
+        CHUNK,
+        keys,
+        dtype,
+    );
+    Ok([
+        cuda_source(query_side.define(), true, "tensor-core backward, query side", format!("{queries:?}"))?,
+        cuda_source(key_side.define(), true, "tensor-core backward, key side", format!("{keys:?}"))?,
     ])
 }
 

@@ -12,8 +12,15 @@
 //!    [`DECODE_QUERY_ROWS`] query rows) split the keys across cubes instead
 //!    ([`kernels::split_keys_decode`], then [`kernels::combine_splits`]).
 //!
-//! [`config`] holds the comptime types; [`launch`] validates once, picks a [`Strategy`] and
-//! launches. This crate knows nothing about Burn: it takes CubeCL tensor bindings.
+//! The backward ([`launch_backward`]) recomputes the scores tile by tile in two kernels, one
+//! for dQ (and each row's log-sum-exp) and one for dK and dV: on tensor cores for exact
+//! attention ([`kernels::tensor_core_backward_queries`], [`kernels::tensor_core_backward_keys`];
+//! grouped calls reach them through their expanded query, formed by the caller), in plain f32
+//! elsewhere ([`kernels::backward_queries`], [`kernels::backward_keys`]).
+//!
+//! [`config`] holds the comptime types, [`mma_tiles`] the tensor-core kernels' shared device
+//! functions; [`launch`] validates once, picks a [`Strategy`] and launches. This crate knows
+//! nothing about Burn: it takes CubeCL tensor bindings.
 
 pub mod block_permutation;
 pub mod config;
@@ -23,9 +30,10 @@ pub mod grouped_query;
 pub mod key_tiles;
 pub mod kernels;
 pub mod launch;
+mod mma_tiles;
 
 pub use config::{
-    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreConfig,
+    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreBackwardConfig, TensorCoreConfig,
     TensorCoreTiling, DECODE_QUERY_ROWS, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;

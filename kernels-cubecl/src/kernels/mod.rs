@@ -1,6 +1,6 @@
 //! The kernels, one file each; they share comptime types through [`crate::config`] and device
 //! functions through [`crate::block_permutation`], [`crate::grouped_query`] and
-//! [`crate::key_tiles`], never each other.
+//! [`crate::key_tiles`] and [`crate::mma_tiles`], never each other.
 
 pub(crate) mod backward_keys;
 pub(crate) mod backward_queries;
@@ -8,5 +8,7 @@ pub(crate) mod combine_splits;
 pub(crate) mod group_queries;
 pub(crate) mod portable_forward;
 pub(crate) mod split_keys_decode;
+pub(crate) mod tensor_core_backward_keys;
+pub(crate) mod tensor_core_backward_queries;
 pub(crate) mod tensor_core_forward;
 pub(crate) mod transpose_keys;

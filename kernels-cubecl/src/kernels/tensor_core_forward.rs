@@ -30,28 +30,19 @@
 //! Only launched where the device has the m16n8k16 `mma` for the storage type (CUDA, sm_80 and
 //! newer); see [`crate::launch`].
 
-use cubecl::cmma::{MatrixIdent, MmaDefinition};
-use cubecl::prelude::barrier::{copy_async_checked, Barrier};
+use cubecl::cmma::MmaDefinition;
+use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
-use crate::config::{CopyStrategy, FragmentLoads, KeyFusion, TensorCoreConfig, CHUNK};
-
-/// Scores of masked keys, and the running maximum before the first visible key: finite, and
-/// far enough from f32's limit that scaling it by up to [`MAX_SCALE`] (times log2(e)) forms no
-/// infinity; probabilities of masked keys are forced to zero. Scores of real inputs stay far
-/// above it.
-const SCORE_FLOOR: f32 = -1.0e30;
+use crate::config::{CopyStrategy, KeyFusion, TensorCoreConfig, CHUNK};
+use crate::mma_tiles::{
+    copy_chunk, copy_rows, exp2, key_fragments, multiply_accumulate, row_fragment, transposed_fragments, Pair, SCORE_FLOOR,
+};
 
 /// How far (in log2 units) a row's scaled scores may rise above its running maximum before the
 /// maximum moves and the accumulators are rescaled ([`online_softmax`]): probabilities stay
 /// below 2^8, far inside f16's and bf16's range, and the sums and accumulators inside f32's.
 const RESCALE_THRESHOLD: f32 = 8.0;
-
-/// The largest score scale the kernel takes (see [`SCORE_FLOOR`]); the launcher sends larger
-/// ones to the portable kernel.
-pub(crate) const MAX_SCALE: f32 = 1.0e8;
-
-type Pair<E> = Vector<E, Const<2>>;
 
 /// `N8`: the vector width of the three inputs, [`CHUNK`] (16 bytes). Fast math: `exp` becomes
 /// `__expf`; no value is ever infinite or NaN.
@@ -70,6 +61,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
     let warp_tiles = config.tiling.warp_tiles;
     let key_tile = config.tiling.key_tile;
     let units = comptime!(config.units());
+    let access = comptime!(config.access());
     let layout = comptime!(config.shared_chunks());
     let query_stride = comptime!(TensorCoreConfig::padded_chunks(config.reduced_width()));
     let key_stride = comptime!(config.key_stage_stride());
@@ -148,7 +140,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
         comptime!(config.reduced_width() / CHUNK),
         query_stride,
         true,
-        config,
+        access,
     );
     copy_key_value_tile::<F, N8>(
         key,
@@ -244,7 +236,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                     #[unroll]
                     for step in 0..score_steps {
                         let fragment =
-                            query_fragment(&mma, &query_tile, warp_first_in_block, row_tile, step, lane, config);
+                            row_fragment(&mma, &query_tile, query_stride, warp_first_in_block, row_tile, step, lane, access);
                         #[unroll]
                         for register in 0..4usize {
                             query_fragments[(row_tile * score_steps + step) * 4 + register] = fragment[register];
@@ -280,7 +272,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                         }
                     } else {
                         let fragment =
-                            query_fragment(&mma, &query_tile, warp_first_in_block, row_tile, step, lane, config);
+                            row_fragment(&mma, &query_tile, query_stride, warp_first_in_block, row_tile, step, lane, access);
                         #[unroll]
                         for register in 0..4usize {
                             a[row_tile * 4 + register] = fragment[register];
@@ -292,20 +284,20 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                     let mut b = Array::<Pair<F>>::new(4usize);
                     if comptime!(config.group_size == 1) {
                         let loaded =
-                            key_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, config);
+                            key_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, access);
                         #[unroll]
                         for register in 0..4usize {
                             b[register] = loaded[register];
                         }
                     } else if comptime!(config.selects_keys()) {
                         let loaded =
-                            transposed_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, config);
+                            transposed_fragments(&mma, &key_stages, stage * layout.key_stage, key_stride, block_pair, step, lane, access);
                         #[unroll]
                         for register in 0..4usize {
                             b[register] = loaded[register];
                         }
                     } else {
-                        let loaded = transposed_fragments(&mma, &fused_keys, 0usize, fused_stride, block_pair, step, lane, config);
+                        let loaded = transposed_fragments(&mma, &fused_keys, 0usize, fused_stride, block_pair, step, lane, access);
                         #[unroll]
                         for register in 0..4usize {
                             b[register] = loaded[register];
@@ -351,7 +343,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 }
                 #[unroll]
                 for block_pair in 0..comptime!(config.value_dim / 16) {
-                    let b = transposed_fragments(&mma, &value_stages, stage * layout.value_stage, value_stride, block_pair, step, lane, config);
+                    let b = transposed_fragments(&mma, &value_stages, stage * layout.value_stage, value_stride, block_pair, step, lane, access);
                     #[unroll]
                     for half in 0..2usize {
                         let mut b_half = Array::<Pair<F>>::new(2usize);
@@ -400,51 +392,6 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
     }
 }
 
-/// Copies `rows` rows of `chunks` 16-byte chunks, starting at element `source_base` of
-/// `source` with `row_stride` elements between rows, into `target` from chunk `target_base`
-/// with `target_stride` chunks per row. `checked`: rows from `rows_valid` on, and chunks from
-/// `chunks_valid` on, are zero-filled; otherwise all are copied, without the compares and
-/// selects (for tiles wholly inside the sequence).
-/// [`CopyStrategy::DoubleBuffered`]: asynchronous (`cp.async`), to be committed by the caller.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn copy_rows<F: Float, N8: Size>(
-    source: &Tensor<Vector<F, N8>>,
-    source_base: usize,
-    row_stride: usize,
-    rows_valid: usize,
-    chunks_valid: usize,
-    target: &mut SharedMemory<Vector<F, N8>>,
-    target_base: usize,
-    #[comptime] rows: usize,
-    #[comptime] chunks: usize,
-    #[comptime] target_stride: usize,
-    #[comptime] checked: bool,
-    #[comptime] config: TensorCoreConfig,
-) {
-    let units = comptime!(config.units());
-    let total = comptime!(rows * chunks);
-    #[unroll]
-    for pass in 0..comptime!(total.div_ceil(units)) {
-        let slot = UNIT_POS as usize + pass * units;
-        if comptime!(total % units == 0) || slot < total {
-            let row = slot / chunks;
-            let chunk = slot % chunks;
-            let to = target_base + row * target_stride + chunk;
-            if comptime!(checked) {
-                let valid = row < rows_valid && chunk < chunks_valid;
-                // Chunks past the end read the first (always present) for an in-bounds address.
-                let source_row = select(valid, row, 0usize);
-                let source_chunk = select(valid, chunk, 0usize);
-                let from = (source_base + source_row * row_stride) / CHUNK + source_chunk;
-                copy_chunk::<F, N8>(source, from, valid, target, to, config);
-            } else {
-                let from = source_base / CHUNK + row * (row_stride / CHUNK) + chunk;
-                copy_chunk::<F, N8>(source, from, true, target, to, config);
-            }
-        }
-    }
-}
 
 /// The rows of the K^T tile starting at element `source_base` that K' selects
 /// ([`TensorCoreConfig::selects_keys`]) into a K stage from chunk `target_base`: row `j` is
@@ -462,6 +409,7 @@ fn copy_selected_rows<F: Float, N8: Size>(
     #[comptime] config: TensorCoreConfig,
 ) {
     let units = comptime!(config.units());
+    let access = comptime!(config.access());
     let chunks = comptime!(config.tiling.key_tile / CHUNK);
     let total = comptime!(config.reduced_width() * config.tiling.key_tile / CHUNK);
     let target_stride = comptime!(config.key_stage_stride());
@@ -476,36 +424,11 @@ fn copy_selected_rows<F: Float, N8: Size>(
             let source_row = select(valid, column, 0usize);
             let source_chunk = select(valid, chunk, 0usize);
             let from = (source_base + source_row * key.stride(2)) / CHUNK + source_chunk;
-            copy_chunk::<F, N8>(key, from, valid, target, target_base + group * target_stride + chunk, config);
+            copy_chunk::<F, N8>(key, from, valid, target, target_base + group * target_stride + chunk, access);
         }
     }
 }
 
-/// One 16-byte chunk from `source[from]` into `target[to]`, zero if not `valid` (`from` must be
-/// in bounds all the same). [`CopyStrategy::DoubleBuffered`]: asynchronous (`cp.async`).
-#[cube]
-fn copy_chunk<F: Float, N8: Size>(
-    source: &Tensor<Vector<F, N8>>,
-    from: usize,
-    valid: bool,
-    target: &mut SharedMemory<Vector<F, N8>>,
-    to: usize,
-    #[comptime] config: TensorCoreConfig,
-) {
-    match comptime!(config.copy) {
-        CopyStrategy::DoubleBuffered => {
-            let length = select(valid, 1usize, 0usize);
-            copy_async_checked(&source.slice(from, from + length), &mut target.slice_mut(to, to + 1), CHUNK as u32);
-        }
-        CopyStrategy::Synchronous => {
-            let mut loaded = Vector::<F, N8>::new(F::cast_from(0.0f32));
-            if valid {
-                loaded = source[from];
-            }
-            target[to] = loaded;
-        }
-    }
-}
 
 /// The K (K^T, or the rows of it that K' selects, for `G > 1`) and V tile starting at key
 /// `tile_start` into `stage` (see [`copy_rows`]); unchecked where the tile lies wholly inside
@@ -554,6 +477,7 @@ fn copy_key_value_stage<F: Float, N8: Size>(
     #[comptime] config: TensorCoreConfig,
 ) {
     let layout = comptime!(config.shared_chunks());
+    let access = comptime!(config.access());
     let key_tile = config.tiling.key_tile;
     let rows_valid = seq_k - min(seq_k, tile_start);
     if comptime!(config.group_size == 1) {
@@ -569,7 +493,7 @@ fn copy_key_value_stage<F: Float, N8: Size>(
             comptime!(config.head_dim / CHUNK),
             comptime!(config.key_stage_stride()),
             checked,
-            config,
+            access,
         );
     } else {
         // K^T rows are the head dim's columns; its keys are padded to whole chunks.
@@ -590,7 +514,7 @@ fn copy_key_value_stage<F: Float, N8: Size>(
                 comptime!(config.tiling.key_tile / CHUNK),
                 comptime!(config.key_stage_stride()),
                 checked,
-                config,
+                access,
             );
         }
     }
@@ -606,7 +530,7 @@ fn copy_key_value_stage<F: Float, N8: Size>(
         comptime!(config.value_dim / CHUNK),
         comptime!(TensorCoreConfig::padded_chunks(config.value_dim)),
         checked,
-        config,
+        access,
     );
 }
 
@@ -648,147 +572,9 @@ fn fuse_keys<F: Float, N8: Size>(
     }
 }
 
-/// The A fragment (16 rows x k16) of the warp's row tile `row_tile` (the warp's rows start at
-/// `warp_first` in the block), `k16` step `step`.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn query_fragment<F: Float, N8: Size>(
-    mma: &MmaDefinition<F, F, f32>,
-    query_tile: &SharedMemory<Vector<F, N8>>,
-    warp_first: usize,
-    row_tile: usize,
-    step: usize,
-    lane: usize,
-    #[comptime] config: TensorCoreConfig,
-) -> Array<Pair<F>> {
-    let stride = comptime!(TensorCoreConfig::padded_chunks(config.reduced_width()));
-    let mut fragment = Array::<Pair<F>>::new(4usize);
-    if comptime!(config.fragments == FragmentLoads::Scalar) {
-        let pairs = query_tile.to_slice().with_vector_size::<Const<2>>();
-        #[unroll]
-        for register in 0..4usize {
-            let row = warp_first + row_tile * 16 + lane / 4 + (register % 2) * 8;
-            let column = step * 16 + (register / 2) * 8 + (lane % 4) * 2;
-            fragment[register] = pairs[(row * stride * CHUNK + column) / 2];
-        }
-    } else {
-        // Lane l addresses row l % 8 of matrix l / 8: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15)
-        // in the order of the A registers.
-        let matrix = lane / 8;
-        let lane_chunk = (warp_first + (matrix % 2) * 8 + lane % 8) * stride + matrix / 2;
-        let chunk = lane_chunk + row_tile * 16 * stride + step * 2;
-        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&query_tile.slice(chunk, chunk + 1), MatrixIdent::A, 4usize, false);
-        #[unroll]
-        for register in 0..4usize {
-            fragment[register] = loaded[register];
-        }
-    }
-    fragment
-}
 
-/// B fragments of the score product for key blocks `2 * block_pair` and `2 * block_pair + 1`
-/// at `k16` step `step`, from key-major rows (`stride` chunks each) starting at chunk `base`:
-/// registers 0-1 for the first block, 2-3 for the second.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn key_fragments<F: Float, N8: Size>(
-    mma: &MmaDefinition<F, F, f32>,
-    keys: &SharedMemory<Vector<F, N8>>,
-    base: usize,
-    stride: usize,
-    block_pair: usize,
-    step: usize,
-    lane: usize,
-    #[comptime] config: TensorCoreConfig,
-) -> Array<Pair<F>> {
-    let mut fragment = Array::<Pair<F>>::new(4usize);
-    if comptime!(config.fragments == FragmentLoads::Scalar) {
-        let pairs = keys.to_slice().with_vector_size::<Const<2>>();
-        #[unroll]
-        for register in 0..4usize {
-            let key_row = block_pair * 16 + (register / 2) * 8 + lane / 4;
-            let column = step * 16 + (register % 2) * 8 + (lane % 4) * 2;
-            fragment[register] = pairs[(base * CHUNK + key_row * stride * CHUNK + column) / 2];
-        }
-    } else {
-        // Matrices (keys 0-7 | 8-15) x (k 0-7 | 8-15), k fastest: b0, b1 of each key block.
-        let matrix = lane / 8;
-        let lane_chunk = base + ((matrix / 2) * 8 + lane % 8) * stride + matrix % 2;
-        let chunk = lane_chunk + block_pair * 16 * stride + step * 2;
-        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&keys.slice(chunk, chunk + 1), MatrixIdent::B, 4usize, false);
-        #[unroll]
-        for register in 0..4usize {
-            fragment[register] = loaded[register];
-        }
-    }
-    fragment
-}
 
-/// B fragments (k16 x n8) from a tile stored k-major (rows of `stride` chunks from chunk `base`,
-/// n contiguous: V for `P V`, K'^T for the grouped score product) for n blocks
-/// `2 * block_pair` and `2 * block_pair + 1` at `k16` step `step`: registers 0-1 for the first
-/// block, 2-3 for the second.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn transposed_fragments<F: Float, N8: Size>(
-    mma: &MmaDefinition<F, F, f32>,
-    tile: &SharedMemory<Vector<F, N8>>,
-    base: usize,
-    stride: usize,
-    block_pair: usize,
-    step: usize,
-    lane: usize,
-    #[comptime] config: TensorCoreConfig,
-) -> Array<Pair<F>> {
-    let mut fragment = Array::<Pair<F>>::new(4usize);
-    if comptime!(config.fragments == FragmentLoads::Matrix) {
-        // Transposed matrices (k 0-7 | 8-15) x (n 0-7 | 8-15), k fastest.
-        let matrix = lane / 8;
-        let lane_chunk = base + ((matrix % 2) * 8 + lane % 8) * stride + matrix / 2;
-        let chunk = lane_chunk + step * 16 * stride + block_pair * 2;
-        let loaded = mma.load_matrix::<Vector<F, N8>, Const<2>>(&tile.slice(chunk, chunk + 1), MatrixIdent::B, 4usize, true);
-        #[unroll]
-        for register in 0..4usize {
-            fragment[register] = loaded[register];
-        }
-    } else {
-        let elements = tile.to_slice().with_vector_size::<Const<1>>();
-        #[unroll]
-        for register in 0..4usize {
-            let k_row = step * 16 + (register % 2) * 8 + (lane % 4) * 2;
-            let column = block_pair * 16 + (register / 2) * 8 + lane / 4;
-            let first = base * CHUNK + k_row * stride * CHUNK + column;
-            let mut pair = Pair::<F>::empty();
-            pair[0] = elements[first][0];
-            pair[1] = elements[first + stride * CHUNK][0];
-            fragment[register] = pair;
-        }
-    }
-    fragment
-}
 
-/// `accumulators[index..index + 2] += A B` for the A fragment at `a[a_first..a_first + 4]`.
-#[cube]
-fn multiply_accumulate<F: Float>(
-    mma: &MmaDefinition<F, F, f32>,
-    a: &Array<Pair<F>>,
-    a_first: usize,
-    b: &Array<Pair<F>>,
-    accumulators: &mut Array<Pair<f32>>,
-    index: usize,
-) {
-    let mut a_tile = Array::<Pair<F>>::new(4usize);
-    #[unroll]
-    for register in 0..4usize {
-        a_tile[register] = a[a_first + register];
-    }
-    let mut accumulator = Array::<Pair<f32>>::new(2usize);
-    accumulator[0] = accumulators[index];
-    accumulator[1] = accumulators[index + 1];
-    mma.execute_inplace(&a_tile, b, &mut accumulator);
-    accumulators[index] = accumulator[0];
-    accumulators[index + 1] = accumulator[1];
-}
 
 /// Where this lane's score fragments sit in the attention matrix.
 #[derive(CubeType)]
@@ -913,10 +699,3 @@ fn online_softmax(
     }
 }
 
-/// `2^x`. CubeCL's CUDA backend compiles without `-ftz`, where `__expf(x)` is a multiply by
-/// log2(e) ahead of `ex2.approx` and its denormal guard; `__powf(2, x)` folds the constant
-/// logarithm away, one instruction fewer per score, so the softmax works in base 2.
-#[cube]
-fn exp2(x: f32) -> f32 {
-    Powf::powf(f32::new(2.0), x)
-}

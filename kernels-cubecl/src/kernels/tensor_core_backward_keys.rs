@@ -1,0 +1,320 @@
+//! The backward pass on tensor cores, key side: dK and dV, after
+//! [`crate::kernels::tensor_core_backward_queries`] has written each query row's log-sum-exp
+//! (base 2) and `delta = rowsum(dO * O)`. Exact attention.
+//!
+//! One cube per (block of 16 x [`TensorCoreBackwardConfig::warps`] keys, batch * kv head), each
+//! warp owning 16 keys, whose K and V rows stay in shared memory while the Q and dO rows of
+//! every query head that shares the key head stream through in tiles (grouped-query attention
+//! sums their contributions here, with no atomics; causal starts at the first tile that sees
+//! the block's first key). Per tile, for the warp's keys, all on `mma`:
+//!
+//! 1. `S^T = K Q^T`, `P^T = 2^(S^T s log2(e) - lse)` (zero where masked);
+//! 2. `dP^T = V dO^T`, then `dV += P^T dO` with `P^T` going from the accumulators straight
+//!    into A fragments;
+//! 3. `dS^T = P^T (dP^T - delta)`, `dK += dS^T Q`.
+//!
+//! Each warp writes `s dK` and `dV` for its keys.
+
+use cubecl::cmma::MmaDefinition;
+use cubecl::prelude::barrier::Barrier;
+use cubecl::prelude::*;
+
+use crate::config::{CopyStrategy, TensorCoreBackwardConfig, TensorCoreConfig};
+use crate::mma_tiles::{copy_row_pair, exp2, register_product, shared_product, zeroed, Pair};
+
+/// `N8`: the vector width of the chunked inputs, [`crate::config::CHUNK`] (16 bytes).
+#[cube(launch_unchecked, fast_math = FastMath::all())]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
+    query: &Tensor<Vector<F, N8>>,
+    key: &Tensor<Vector<F, N8>>,
+    value: &Tensor<Vector<F, N8>>,
+    grad_output: &Tensor<Vector<F, N8>>,
+    row_stats: &Array<f32>,
+    grad_key: &mut Tensor<F>,
+    grad_value: &mut Tensor<F>,
+    scale: f32,
+    #[comptime] config: TensorCoreBackwardConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let access = comptime!(config.access());
+    let units = comptime!(config.units());
+    let block_rows = comptime!(config.block_rows());
+    let query_tile = config.tile;
+    let query_blocks = comptime!(config.tile / 8);
+    let head_blocks = comptime!(config.head_dim / 8);
+    let value_blocks = comptime!(config.value_dim / 8);
+    let key_stride = comptime!(TensorCoreConfig::padded_chunks(config.head_dim));
+    let value_stride = comptime!(TensorCoreConfig::padded_chunks(config.value_dim));
+    let stage_chunks = comptime!(config.stage_chunks());
+    let query_stage = comptime!(stage_chunks[0]);
+    let grad_output_stage = comptime!(stage_chunks[1]);
+
+    let heads = grad_output.shape(1);
+    let seq_q = grad_output.shape(2);
+    let kv_heads = key.shape(1);
+    let seq_k = key.shape(2);
+    let heads_per_kv_head = heads / kv_heads;
+    let batch_kv_head = CUBE_POS_Y as usize;
+    let batch = batch_kv_head / kv_heads;
+    let kv_head = batch_kv_head % kv_heads;
+    let block_first_key = CUBE_POS_X as usize * block_rows;
+    let lane = UNIT_POS_X as usize;
+    let quad_row = lane / 4;
+    let quad_lane = lane % 4;
+    let warp_first_in_block = UNIT_POS_Y as usize * 16;
+    let warp_first_key = block_first_key + warp_first_in_block;
+
+    // Causal: query row `i` sees key `j` when `j <= i + seq_k - seq_q`.
+    let offset = seq_k - seq_q;
+    let mut first_tile = 0usize;
+    if comptime!(config.causal) {
+        if block_first_key > offset {
+            first_tile = (block_first_key - offset) / query_tile;
+        }
+    }
+    let tiles_per_head = seq_q.div_ceil(query_tile) - first_tile;
+    let steps = heads_per_kv_head * tiles_per_head;
+
+    let mut key_tile = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(block_rows * key_stride), 16usize);
+    let mut value_tile = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(block_rows * value_stride), 16usize);
+    let mut query_stages = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(config.stages() * query_stage), 16usize);
+    let mut grad_output_stages =
+        SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(config.stages() * grad_output_stage), 16usize);
+
+    let barrier_even = Barrier::shared(units as u32, UNIT_POS == 0);
+    let barrier_odd = Barrier::shared(units as u32, UNIT_POS == 0);
+    copy_row_pair::<F, N8>(
+        key,
+        value,
+        batch,
+        kv_head,
+        block_first_key,
+        seq_k,
+        &mut key_tile,
+        0usize,
+        &mut value_tile,
+        0usize,
+        block_rows,
+        config.head_dim,
+        config.value_dim,
+        access,
+    );
+    copy_row_pair::<F, N8>(
+        query,
+        grad_output,
+        batch,
+        kv_head * heads_per_kv_head,
+        first_tile * query_tile,
+        seq_q,
+        &mut query_stages,
+        0usize,
+        &mut grad_output_stages,
+        0usize,
+        query_tile,
+        config.head_dim,
+        config.value_dim,
+        access,
+    );
+    if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
+        barrier_even.commit_copy_async();
+    }
+
+    let scale_log2 = scale * f32::new(core::f32::consts::LOG2_E);
+    let mma = MmaDefinition::<F, F, f32>::new(16usize, 8usize, 16usize);
+    let mut grad_key_fragments = zeroed(comptime!(head_blocks * 2));
+    let mut grad_value_fragments = zeroed(comptime!(value_blocks * 2));
+
+    for step in 0..steps {
+        let head = kv_head * heads_per_kv_head + step / tiles_per_head;
+        let tile_start = (first_tile + step % tiles_per_head) * query_tile;
+        let mut stage = 0usize;
+        if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
+            stage = step % 2;
+            if stage == 0 {
+                barrier_even.arrive_and_wait();
+            } else {
+                barrier_odd.arrive_and_wait();
+            }
+            if step + 1 < steps {
+                let next = step + 1;
+                copy_row_pair::<F, N8>(
+                    query,
+                    grad_output,
+                    batch,
+                    kv_head * heads_per_kv_head + next / tiles_per_head,
+                    (first_tile + next % tiles_per_head) * query_tile,
+                    seq_q,
+                    &mut query_stages,
+                    (1 - stage) * query_stage,
+                    &mut grad_output_stages,
+                    (1 - stage) * grad_output_stage,
+                    query_tile,
+                    config.head_dim,
+                    config.value_dim,
+                    access,
+                );
+                if stage == 0 {
+                    barrier_odd.commit_copy_async();
+                } else {
+                    barrier_even.commit_copy_async();
+                }
+            }
+        } else {
+            if step > 0 {
+                sync_cube();
+                copy_row_pair::<F, N8>(
+                    query,
+                    grad_output,
+                    batch,
+                    head,
+                    tile_start,
+                    seq_q,
+                    &mut query_stages,
+                    0usize,
+                    &mut grad_output_stages,
+                    0usize,
+                    query_tile,
+                    config.head_dim,
+                    config.value_dim,
+                    access,
+                );
+            }
+            sync_cube();
+        }
+
+        // A warp whose keys all come after the tile's last query position has nothing to do.
+        if !comptime!(config.causal) || tile_start + query_tile - 1 + offset >= warp_first_key {
+            let stats_base = (batch * heads + head) * seq_q;
+            // S^T = K Q^T for the warp's 16 keys, turned into P^T.
+            let mut probabilities = zeroed(comptime!(query_blocks * 2));
+            shared_product::<F, N8>(
+                &mma,
+                &key_tile,
+                key_stride,
+                warp_first_in_block,
+                &query_stages,
+                stage * query_stage,
+                key_stride,
+                &mut probabilities,
+                lane,
+                comptime!(config.head_dim / 16),
+                query_blocks,
+                access,
+            );
+            let masked = tile_start + query_tile > seq_q || (comptime!(config.causal) && tile_start + offset < warp_first_key + 15);
+            #[unroll]
+            for query_block in 0..query_blocks {
+                #[unroll]
+                for element in 0..2usize {
+                    let row = tile_start + query_block * 8 + quad_lane * 2 + element;
+                    let mut log_sum = 0.0f32;
+                    if row < seq_q {
+                        log_sum = row_stats[(stats_base + row) * 2];
+                    }
+                    #[unroll]
+                    for half in 0..2usize {
+                        let index = query_block * 2 + half;
+                        let mut pair = probabilities[index];
+                        let mut probability = exp2(pair[element] * scale_log2 - log_sum);
+                        if masked {
+                            let key_position = warp_first_key + quad_row + half * 8;
+                            let visible = row < seq_q && (!comptime!(config.causal) || key_position <= row + offset);
+                            probability = select(visible, probability, 0.0f32);
+                        }
+                        pair[element] = probability;
+                        probabilities[index] = pair;
+                    }
+                }
+            }
+
+            // dV += P^T dO: dO's tile is k-major for this product (query rows are its k).
+            register_product::<F, N8>(
+                &mma,
+                &probabilities,
+                &grad_output_stages,
+                stage * grad_output_stage,
+                value_stride,
+                &mut grad_value_fragments,
+                lane,
+                comptime!(config.tile / 16),
+                value_blocks,
+                access,
+            );
+
+            // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) in its place.
+            let mut grad_scores = zeroed(comptime!(query_blocks * 2));
+            shared_product::<F, N8>(
+                &mma,
+                &value_tile,
+                value_stride,
+                warp_first_in_block,
+                &grad_output_stages,
+                stage * grad_output_stage,
+                value_stride,
+                &mut grad_scores,
+                lane,
+                comptime!(config.value_dim / 16),
+                query_blocks,
+                access,
+            );
+            #[unroll]
+            for query_block in 0..query_blocks {
+                let mut deltas = Pair::<f32>::new(0.0);
+                #[unroll]
+                for element in 0..2usize {
+                    let row = tile_start + query_block * 8 + quad_lane * 2 + element;
+                    if row < seq_q {
+                        deltas[element] = row_stats[(stats_base + row) * 2 + 1];
+                    }
+                }
+                #[unroll]
+                for half in 0..2usize {
+                    let index = query_block * 2 + half;
+                    grad_scores[index] = probabilities[index] * (grad_scores[index] - deltas);
+                }
+            }
+
+            // dK += dS^T Q.
+            register_product::<F, N8>(
+                &mma,
+                &grad_scores,
+                &query_stages,
+                stage * query_stage,
+                key_stride,
+                &mut grad_key_fragments,
+                lane,
+                comptime!(config.tile / 16),
+                head_blocks,
+                access,
+            );
+        }
+    }
+
+    #[unroll]
+    for half in 0..2usize {
+        let key_row = warp_first_key + quad_row + half * 8;
+        if key_row < seq_k {
+            let grad_key_row = batch * grad_key.stride(0) + kv_head * grad_key.stride(1) + key_row * grad_key.stride(2);
+            #[unroll]
+            for head_block in 0..head_blocks {
+                let fragment = grad_key_fragments[head_block * 2 + half];
+                #[unroll]
+                for element in 0..2usize {
+                    let column = head_block * 8 + quad_lane * 2 + element;
+                    grad_key[grad_key_row + column * grad_key.stride(3)] = F::cast_from(fragment[element] * scale);
+                }
+            }
+            let grad_value_row = batch * grad_value.stride(0) + kv_head * grad_value.stride(1) + key_row * grad_value.stride(2);
+            #[unroll]
+            for value_block in 0..value_blocks {
+                let fragment = grad_value_fragments[value_block * 2 + half];
+                #[unroll]
+                for element in 0..2usize {
+                    let column = value_block * 8 + quad_lane * 2 + element;
+                    grad_value[grad_value_row + column * grad_value.stride(3)] = F::cast_from(fragment[element]);
+                }
+            }
+        }
+    }
+}

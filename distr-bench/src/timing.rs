@@ -287,9 +287,8 @@ fn kernel_methods<R: CubeRuntime>(
 /// PyTorch's FlashAttention-2 backward compares with), a forward and backward through
 /// `Autodiff` (`:train`, output gradient ones), and up to `--reference-max-len` the same
 /// through the tensor-op reference (`:reference-train`). Grouped calls whose backward runs on
-/// the expanded query (devices with the tensor-core backward) time that; calls no fused
-/// backward takes (see `kernels_cubecl::config::MAX_BACKWARD_FLOATS_PER_UNIT`) time the
-/// reference alone.
+/// the expanded query time that; calls no fused backward takes (see
+/// `kernels_cubecl::config::MAX_BACKWARD_FLOATS_PER_UNIT`) time the reference alone.
 fn backward_methods<R: CubeRuntime>(
     args: &Args,
     query: &Tensor<B<R>, 4>,
@@ -321,9 +320,9 @@ fn backward_methods<R: CubeRuntime>(
             drop(distr_attention_reference(query, key, value, None, &problem).backward());
         })));
     }
-    // Where the backward takes only exact attention (the tensor-core backward), a grouped
-    // call's node runs on its expanded query: `:backward` times that backward on a saved
-    // expanded query, `:train` the whole path (the expansion included).
+    // Where the backward kernels do not group as the call does (a grouping the pre-pass does
+    // not form), the node runs on the expanded query: `:backward` times that exact backward
+    // on a saved expanded query, `:train` the whole path (the expansion included).
     let (dtype, device) = (query.dtype(), query.device());
     let (backward_problem, backward_query) = match check_backward::<R>(&problem, dtype, &device) {
         Ok(()) => (problem.clone(), query.clone()),

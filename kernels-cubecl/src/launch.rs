@@ -374,11 +374,10 @@ pub struct BackwardBindings<R: Runtime> {
 /// ([`crate::kernels::tensor_core_backward_queries`], then
 /// [`crate::kernels::tensor_core_backward_keys`]) for exact attention where the device and the
 /// call allow it (as the forward's tensor-core path, with dO's rows in whole chunks too);
-/// elsewhere the portable kernels ([`crate::kernels::backward_queries`], then
-/// [`crate::kernels::backward_keys`]), f32 arithmetic on every runtime, which for `G > 1` run
-/// the grouping pre-pass again first (the grouping depends on the queries alone and is a
-/// constant of the gradient). Grouped calls on a device with the tensor-core backward are
-/// refused: their expanded query takes it (see [`check_backward`]).
+/// elsewhere, and for every grouped call, the portable kernels
+/// ([`crate::kernels::backward_queries`], then [`crate::kernels::backward_keys`]), f32
+/// arithmetic on every runtime, which for `G > 1` run the grouping pre-pass again first (the
+/// grouping depends on the queries alone and is a constant of the gradient).
 pub fn launch_backward<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: BackwardBindings<R>,
@@ -497,11 +496,8 @@ pub fn launch_backward<R: Runtime>(
 }
 
 /// Whether [`launch_backward`] takes a call of these query, key and value shapes (output and
-/// gradients shaped to match, rows in whole 16-byte chunks), checked before the forward runs,
-/// so that a training step knows which backward it will get. Grouped calls are refused where
-/// the device has the tensor-core backward for exact attention: exact attention on their
-/// expanded query (`S = Q' K'^T = Q'' K^T`) runs it, many times faster than the portable
-/// grouped kernels.
+/// gradients shaped to match), checked before the forward runs, so that a training step knows
+/// which backward it will get.
 pub fn check_backward<R: Runtime>(
     client: &ComputeClient<R>,
     shapes: [&[usize]; 3],
@@ -528,9 +524,9 @@ enum BackwardPlan {
     TensorCore([TensorCoreBackwardConfig; 2]),
 }
 
-/// The tensor-core backward for exact calls that it takes, the portable one for the rest;
-/// grouped calls that the tensor-core backward would take on their expanded query are refused
-/// (see [`check_backward`]). Without `tensors`, rows are assumed to be in whole chunks.
+/// The tensor-core backward for the exact calls it takes, the portable one for the rest (grouped
+/// calls included: their backward must group as the forward's pre-pass did). Without
+/// `tensors`, rows are assumed to be in whole chunks.
 fn backward_plan<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: Option<&BackwardBindings<R>>,
@@ -538,18 +534,13 @@ fn backward_plan<R: Runtime>(
     options: &ForwardOptions<'_, R>,
     problem: &Problem,
 ) -> Result<BackwardPlan, KernelError> {
-    match tensor_core_backward_configs(client, tensors, dtype, options, problem) {
-        Ok(configs) if options.group_size == 1 => Ok(BackwardPlan::TensorCore(configs)),
-        Ok(_) => Err(KernelError::Unsupported {
-            name: "group_size",
-            value: options.group_size.to_string(),
-            expected: "1 on the tensor-core backward: grouped calls take it on their expanded query".into(),
-        }),
-        Err(reason) => {
-            log::debug!("portable backward: {reason}");
-            backward_config(client, options, problem).map(BackwardPlan::Portable)
+    if options.group_size == 1 {
+        match tensor_core_backward_configs(client, tensors, dtype, options, problem) {
+            Ok(configs) => return Ok(BackwardPlan::TensorCore(configs)),
+            Err(reason) => log::debug!("portable backward: {reason}"),
         }
     }
+    backward_config(client, options, problem).map(BackwardPlan::Portable)
 }
 
 /// The tensor-core backward's two specialisations (query side, key side), or why it cannot run

@@ -15,8 +15,9 @@
 //! The backward ([`launch_backward`]) recomputes the scores tile by tile in two kernels, one
 //! for dQ (and each row's log-sum-exp) and one for dK and dV: on tensor cores for exact
 //! attention ([`kernels::tensor_core_backward_queries`], [`kernels::tensor_core_backward_keys`];
-//! grouped calls reach them through their expanded query, formed by the caller), in plain f32
-//! elsewhere ([`kernels::backward_queries`], [`kernels::backward_keys`]).
+//! groupings the kernels do not form reach them through their expanded query, formed by the
+//! caller), in plain f32 elsewhere and for grouped calls ([`kernels::backward_queries`],
+//! [`kernels::backward_keys`]).
 //!
 //! [`config`] holds the comptime types, [`mma_tiles`] the tensor-core kernels' shared device
 //! functions; [`launch`] validates once, picks a [`Strategy`] and launches. This crate knows

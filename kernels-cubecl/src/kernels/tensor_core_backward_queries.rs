@@ -1,6 +1,6 @@
 //! The backward pass on tensor cores, query side: dQ, and the two per-row statistics the key
-//! side needs ([`crate::kernels::tensor_core_backward_keys`]). Exact attention; grouped calls
-//! reach it on their expanded query (`S = Q' K'^T = Q'' K^T`).
+//! side needs ([`crate::kernels::tensor_core_backward_keys`]). Exact attention (groupings the
+//! kernels do not form reach it through their expanded query, `S = Q' K'^T = Q'' K^T`).
 //!
 //! One cube per (block of 16 x [`TensorCoreBackwardConfig::warps`] query rows, batch * head),
 //! each warp owning 16 rows; the block's Q and dO rows stay in shared memory while K and V

@@ -222,6 +222,35 @@ pub(crate) fn transposed_fragments<F: Float, N8: Size>(
     fragment
 }
 
+/// `accumulators += A B` for the two n8 blocks of one B fragment pair (`b`, from
+/// [`key_fragments`] or [`transposed_fragments`]: n blocks `2 * block_pair` and
+/// `2 * block_pair + 1`) and each of `row_tiles` A fragments (`a[4 t..4 t + 4]` for row tile
+/// `t`): every B register pair read from shared memory feeds `row_tiles` `mma`. Accumulators
+/// of row tile `t`, n block `n`: `(t * n_blocks + n) * 2`, two pairs.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn multiply_block_pair<F: Float>(
+    mma: &MmaDefinition<F, F, f32>,
+    a: &Array<Pair<F>>,
+    b: &Array<Pair<F>>,
+    accumulators: &mut Array<Pair<f32>>,
+    block_pair: usize,
+    #[comptime] row_tiles: usize,
+    #[comptime] n_blocks: usize,
+) {
+    #[unroll]
+    for half in 0..2usize {
+        let mut b_half = Array::<Pair<F>>::new(2usize);
+        b_half[0] = b[half * 2];
+        b_half[1] = b[half * 2 + 1];
+        #[unroll]
+        for row_tile in 0..row_tiles {
+            let index = (row_tile * n_blocks + block_pair * 2 + half) * 2;
+            multiply_accumulate(mma, a, row_tile * 4, &b_half, accumulators, index);
+        }
+    }
+}
+
 /// `accumulators[index..index + 2] += A B` for the A fragment at `a[a_first..a_first + 4]`.
 #[cube]
 pub(crate) fn multiply_accumulate<F: Float>(
@@ -330,13 +359,7 @@ pub(crate) fn shared_product<F: Float, N8: Size>(
         #[unroll]
         for block_pair in 0..comptime!(n_blocks / 2) {
             let b = key_fragments(mma, b_tile, b_base, b_stride, block_pair, step, lane, access);
-            #[unroll]
-            for half in 0..2usize {
-                let mut b_half = Array::<Pair<F>>::new(2usize);
-                b_half[0] = b[half * 2];
-                b_half[1] = b[half * 2 + 1];
-                multiply_accumulate(mma, &a, 0usize, &b_half, accumulators, (block_pair * 2 + half) * 2);
-            }
+            multiply_block_pair(mma, &a, &b, accumulators, block_pair, 1usize, n_blocks);
         }
     }
 }
@@ -374,13 +397,7 @@ pub(crate) fn register_product<F: Float, N8: Size>(
         #[unroll]
         for block_pair in 0..comptime!(n_blocks / 2) {
             let b = transposed_fragments(mma, b_tile, b_base, b_stride, block_pair, step, lane, access);
-            #[unroll]
-            for half in 0..2usize {
-                let mut b_half = Array::<Pair<F>>::new(2usize);
-                b_half[0] = b[half * 2];
-                b_half[1] = b[half * 2 + 1];
-                multiply_accumulate(mma, &a, 0usize, &b_half, accumulators, (block_pair * 2 + half) * 2);
-            }
+            multiply_block_pair(mma, &a, &b, accumulators, block_pair, 1usize, n_blocks);
         }
     }
 }

@@ -36,7 +36,7 @@ use cubecl::prelude::*;
 
 use crate::config::{CopyStrategy, KeyFusion, TensorCoreConfig, CHUNK};
 use crate::mma_tiles::{
-    copy_chunk, copy_rows, exp2, key_fragments, multiply_accumulate, row_fragment, transposed_fragments, Pair, SCORE_FLOOR,
+    copy_chunk, copy_rows, exp2, key_fragments, multiply_block_pair, row_fragment, transposed_fragments, Pair, SCORE_FLOOR,
 };
 
 /// How far (in log2 units) a row's scaled scores may rise above its running maximum before the
@@ -303,17 +303,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                             b[register] = loaded[register];
                         }
                     }
-                    #[unroll]
-                    for half in 0..2usize {
-                        let mut b_half = Array::<Pair<F>>::new(2usize);
-                        b_half[0] = b[half * 2];
-                        b_half[1] = b[half * 2 + 1];
-                        #[unroll]
-                        for row_tile in 0..warp_tiles {
-                            let index = (row_tile * key_blocks + block_pair * 2 + half) * 2;
-                            multiply_accumulate(&mma, &a, row_tile * 4, &b_half, &mut scores, index);
-                        }
-                    }
+                    multiply_block_pair(&mma, &a, &b, &mut scores, block_pair, warp_tiles, key_blocks);
                 }
             }
 
@@ -344,17 +334,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 #[unroll]
                 for block_pair in 0..comptime!(config.value_dim / 16) {
                     let b = transposed_fragments(&mma, &value_stages, stage * layout.value_stage, value_stride, block_pair, step, lane, access);
-                    #[unroll]
-                    for half in 0..2usize {
-                        let mut b_half = Array::<Pair<F>>::new(2usize);
-                        b_half[0] = b[half * 2];
-                        b_half[1] = b[half * 2 + 1];
-                        #[unroll]
-                        for row_tile in 0..warp_tiles {
-                            let index = (row_tile * value_blocks + block_pair * 2 + half) * 2;
-                            multiply_accumulate(&mma, &a, row_tile * 4, &b_half, &mut output_fragments, index);
-                        }
-                    }
+                    multiply_block_pair(&mma, &a, &b, &mut output_fragments, block_pair, warp_tiles, value_blocks);
                 }
             }
         }

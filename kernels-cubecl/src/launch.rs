@@ -400,10 +400,12 @@ pub fn launch_backward<R: Runtime>(
             });
         }
     }
+    let plan = backward_plan(client, Some(&tensors), dtype, options, &problem)?;
+    // Each row's log-sum-exp and `rowsum(dO * O)`, from the query side for the key side.
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
-    match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
+    let row_stats = client.empty(stats_len * 4);
+    match plan {
         BackwardPlan::TensorCore([queries, keys]) => {
-            let row_stats = client.empty(stats_len * 4);
             let forward = tensors.forward;
             // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
             // gradients' shapes, `tensor_core_backward_configs` the chunked rows of every input
@@ -451,7 +453,6 @@ pub fn launch_backward<R: Runtime>(
             } else {
                 (tensors.forward.query, client.empty(4), 1)
             };
-            let row_stats = client.empty(stats_len * 4);
             // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
             // gradients' shapes, `backward_config` shared memory and the grid; `columns` holds
             // `columns_len` u32 (the pre-pass's table, or one unread entry) and `row_stats` two

@@ -258,8 +258,8 @@ fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec
 }
 
 /// `--check --backward`: the op's query, key and value gradients on the device (its fused node
-/// under `Autodiff`: the tensor-core backward for exact attention in f16 / bf16 on devices
-/// that have it, the portable kernels elsewhere) against the host reference's
+/// under `Autodiff`: the tensor-core backward in f16 / bf16 on devices that have it, grouped
+/// calls on their expanded query, the portable kernels elsewhere) against the host reference's
 /// autodiff gradients (NdArray, f32, on the same rounded values), for random output gradients:
 /// head dims 64, 96 and 128, G = 1, 2 and 4, causal or not, grouped-query heads and odd
 /// lengths, every representative, f16, bf16 and f32. `Err` lists the failures.

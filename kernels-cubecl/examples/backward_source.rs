@@ -1,14 +1,15 @@
 //! Writes the CUDA sources of the backward kernels into DIR, for `scripts/ptxas-report.py DIR`:
 //! their registers and spills without a GPU. The portable pair (f16, 128-row blocks, exact and
 //! G = 2, head dims 64 and 128, the tiles the launcher picks under 48 KiB) and the tensor-core
-//! pair (f16 and bf16, head dims 64 and 128, causal and not, the tiles the launcher picks).
+//! pair (f16 and bf16, head dims 64 and 128, causal and not, the tiles the launcher picks), and
+//! the expanded query's pair that puts grouped calls on it (f16, every representative).
 
 use std::path::PathBuf;
 
 use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::*;
-use kernels_cubecl::config::{reduced_width, BackwardConfig, TensorCoreBackwardConfig};
-use kernels_cubecl::launch::{backward_sources, tensor_core_backward_sources};
+use kernels_cubecl::config::{reduced_width, BackwardConfig, ExpansionConfig, TensorCoreBackwardConfig};
+use kernels_cubecl::launch::{backward_sources, expanded_query_sources, tensor_core_backward_sources};
 use kernels_cubecl::Representative;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,6 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 std::fs::write(dir.join(format!("tensor_core_backward_keys_{suffix}.cu")), keys)?;
             }
         }
+    }
+    for representative in [Representative::Sample, Representative::Mean, Representative::SampledKeys] {
+        let config = ExpansionConfig { head_dim: 128, group_size: 2, block_rows: 128, representative };
+        let [expand, fold] = expanded_query_sources(&client, config, f16)?;
+        std::fs::write(dir.join(format!("expand_query_{representative:?}.cu")), expand)?;
+        std::fs::write(dir.join(format!("fold_query_gradient_{representative:?}.cu")), fold)?;
     }
     Ok(())
 }

@@ -93,6 +93,16 @@ impl GroupingConfig {
         reduced_width(self.head_dim, self.group_size)
     }
 
+    /// What the expanded query's kernels need of this grouping.
+    pub fn expansion(&self) -> ExpansionConfig {
+        ExpansionConfig {
+            head_dim: self.head_dim,
+            group_size: self.group_size,
+            block_rows: self.block_rows,
+            representative: self.representative,
+        }
+    }
+
     /// f32 of the shared buffer that stages query rows, and for [`Permutation::Gram`] holds
     /// the column distances between two stagings.
     pub fn staged_floats(&self) -> usize {
@@ -101,6 +111,23 @@ impl GroupingConfig {
             Permutation::Gram => staged.max(crate::gram_grouping::scratch_floats(self.head_dim)),
             _ => staged,
         }
+    }
+}
+
+/// Comptime specialisation of the expanded query's kernels
+/// ([`crate::kernels::expanded_query`]): the grouping's shape, not how its groups were chosen.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct ExpansionConfig {
+    pub head_dim: usize,
+    pub group_size: usize,
+    pub block_rows: usize,
+    pub representative: Representative,
+}
+
+impl ExpansionConfig {
+    /// Entries of one block's column table: `reduced_width * group_size`.
+    pub fn table_entries(&self) -> usize {
+        reduced_width(self.head_dim, self.group_size) * self.group_size
     }
 }
 

@@ -12,13 +12,14 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
-    reduced_width, BackwardConfig, CopyStrategy, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
+    reduced_width, BackwardConfig, CopyStrategy, ExpansionConfig, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
     Representative, TensorCoreBackwardConfig, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 use crate::kernels::backward_keys::backward_keys;
 use crate::kernels::backward_queries::backward_queries;
 use crate::kernels::combine_splits::combine_splits;
+use crate::kernels::expanded_query::{expand_query, fold_query_gradient, EXPANSION_UNITS};
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::portable_forward::portable_forward;
 use crate::kernels::split_keys_decode::split_keys_decode;
@@ -372,11 +373,12 @@ pub struct BackwardBindings<R: Runtime> {
 /// Gradients of the forward call `options` describes with respect to query, key and value,
 /// with no `[seq_q, seq_k]` matrix (scratch is two f32 per query row): on tensor cores
 /// ([`crate::kernels::tensor_core_backward_queries`], then
-/// [`crate::kernels::tensor_core_backward_keys`]) for exact attention where the device and the
-/// call allow it (as the forward's tensor-core path, with dO's rows in whole chunks too);
-/// elsewhere, and for every grouped call, the portable kernels
-/// ([`crate::kernels::backward_queries`], then [`crate::kernels::backward_keys`]), f32
-/// arithmetic on every runtime, which for `G > 1` run the grouping pre-pass again first (the
+/// [`crate::kernels::tensor_core_backward_keys`]) where the device and the call allow it (as
+/// the forward's tensor-core path, with dO's rows in whole chunks too), grouped calls as exact
+/// attention on their expanded query ([`crate::kernels::expanded_query`]); elsewhere the
+/// portable kernels ([`crate::kernels::backward_queries`], then
+/// [`crate::kernels::backward_keys`]), f32 arithmetic on every runtime, which score grouped
+/// calls at their reduced width. Grouped calls run the grouping pre-pass again first (the
 /// grouping depends on the queries alone and is a constant of the gradient).
 pub fn launch_backward<R: Runtime>(
     client: &ComputeClient<R>,
@@ -400,98 +402,189 @@ pub fn launch_backward<R: Runtime>(
             });
         }
     }
-    let plan = backward_plan(client, Some(&tensors), dtype, options, &problem)?;
+    match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
+        BackwardPlan::TensorCore(configs) if options.group_size > 1 => launch_expanded_backward(client, tensors, dtype, options, |tensors| {
+            launch_tensor_core_backward(client, tensors, dtype, options.scale, &problem, configs);
+            Ok(())
+        }),
+        BackwardPlan::TensorCore(configs) => {
+            launch_tensor_core_backward(client, tensors, dtype, options.scale, &problem, configs);
+            Ok(())
+        }
+        BackwardPlan::Portable(config) => launch_portable_backward(client, tensors, dtype, options, &problem, config),
+    }
+}
+
+/// The tensor-core backward of exact attention on `tensors` (validated by
+/// [`tensor_core_backward_configs`]).
+fn launch_tensor_core_backward<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: BackwardBindings<R>,
+    dtype: StorageType,
+    scale: f32,
+    problem: &Problem,
+    [queries, keys]: [TensorCoreBackwardConfig; 2],
+) {
     // Each row's log-sum-exp and `rowsum(dO * O)`, from the query side for the key side.
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
     let row_stats = client.empty(stats_len * 4);
-    match plan {
-        BackwardPlan::TensorCore([queries, keys]) => {
-            let forward = tensors.forward;
-            // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
-            // gradients' shapes, `tensor_core_backward_configs` the chunked rows of every input
-            // the kernels copy, shared memory and the grid; `row_stats` holds two f32 per query
-            // row, all written by the first kernel before the second reads them (same stream).
-            unsafe {
-                tensor_core_backward_queries::launch_unchecked::<R>(
-                    client,
-                    CubeCount::Static(problem.seq_q.div_ceil(queries.block_rows()) as u32, (problem.batch * problem.heads) as u32, 1),
-                    CubeDim::new_2d(PLANE_SIZE as u32, queries.warps as u32),
-                    CHUNK,
-                    forward.query.clone().into_tensor_arg(),
-                    forward.key.clone().into_tensor_arg(),
-                    forward.value.clone().into_tensor_arg(),
-                    forward.output.into_tensor_arg(),
-                    tensors.grad_output.clone().into_tensor_arg(),
-                    tensors.grad_query.into_tensor_arg(),
-                    ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
-                    options.scale,
-                    queries,
-                    dtype,
-                );
-                tensor_core_backward_keys::launch_unchecked::<R>(
-                    client,
-                    CubeCount::Static(problem.seq_k.div_ceil(keys.block_rows()) as u32, (problem.batch * problem.kv_heads) as u32, 1),
-                    CubeDim::new_2d(PLANE_SIZE as u32, keys.warps as u32),
-                    CHUNK,
-                    forward.query.into_tensor_arg(),
-                    forward.key.into_tensor_arg(),
-                    forward.value.into_tensor_arg(),
-                    tensors.grad_output.into_tensor_arg(),
-                    ArrayArg::from_raw_parts(row_stats, stats_len),
-                    tensors.grad_key.into_tensor_arg(),
-                    tensors.grad_value.into_tensor_arg(),
-                    options.scale,
-                    keys,
-                    dtype,
-                );
-            }
-        }
-        BackwardPlan::Portable(config) => {
-            let (query, columns, columns_len) = if options.group_size > 1 {
-                let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
-                (grouped.query, grouped.key_columns, grouped.key_columns_len)
-            } else {
-                (tensors.forward.query, client.empty(4), 1)
-            };
-            // SAFETY: `check` validated the forward's shapes and dtype, the loop above the
-            // gradients' shapes, `backward_config` shared memory and the grid; `columns` holds
-            // `columns_len` u32 (the pre-pass's table, or one unread entry) and `row_stats` two
-            // f32 per query row, all written by the first kernel before the second reads them.
-            unsafe {
-                backward_queries::launch_unchecked::<R>(
-                    client,
-                    CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1),
-                    CubeDim::new_1d(options.block_rows as u32),
-                    query.clone().into_tensor_arg(),
-                    tensors.forward.key.clone().into_tensor_arg(),
-                    tensors.forward.value.clone().into_tensor_arg(),
-                    tensors.forward.output.into_tensor_arg(),
-                    tensors.grad_output.clone().into_tensor_arg(),
-                    ArrayArg::from_raw_parts(columns.clone(), columns_len),
-                    tensors.grad_query.into_tensor_arg(),
-                    ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
-                    options.scale,
-                    config,
-                    dtype,
-                );
-                backward_keys::launch_unchecked::<R>(
-                    client,
-                    CubeCount::Static(problem.seq_k.div_ceil(options.block_rows) as u32, (problem.batch * problem.kv_heads) as u32, 1),
-                    CubeDim::new_1d(options.block_rows as u32),
-                    query.into_tensor_arg(),
-                    tensors.forward.key.into_tensor_arg(),
-                    tensors.forward.value.into_tensor_arg(),
-                    tensors.grad_output.into_tensor_arg(),
-                    ArrayArg::from_raw_parts(columns, columns_len),
-                    ArrayArg::from_raw_parts(row_stats, stats_len),
-                    tensors.grad_key.into_tensor_arg(),
-                    tensors.grad_value.into_tensor_arg(),
-                    options.scale,
-                    config,
-                    dtype,
-                );
-            }
-        }
+    let forward = tensors.forward;
+    // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
+    // gradients' shapes, `tensor_core_backward_configs` the chunked rows of every input the
+    // kernels copy, shared memory and the grid; `row_stats` holds two f32 per query row, all
+    // written by the first kernel before the second reads them (same stream).
+    unsafe {
+        tensor_core_backward_queries::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.seq_q.div_ceil(queries.block_rows()) as u32, (problem.batch * problem.heads) as u32, 1),
+            CubeDim::new_2d(PLANE_SIZE as u32, queries.warps as u32),
+            CHUNK,
+            forward.query.clone().into_tensor_arg(),
+            forward.key.clone().into_tensor_arg(),
+            forward.value.clone().into_tensor_arg(),
+            forward.output.into_tensor_arg(),
+            tensors.grad_output.clone().into_tensor_arg(),
+            tensors.grad_query.into_tensor_arg(),
+            ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+            scale,
+            queries,
+            dtype,
+        );
+        tensor_core_backward_keys::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.seq_k.div_ceil(keys.block_rows()) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+            CubeDim::new_2d(PLANE_SIZE as u32, keys.warps as u32),
+            CHUNK,
+            forward.query.into_tensor_arg(),
+            forward.key.into_tensor_arg(),
+            forward.value.into_tensor_arg(),
+            tensors.grad_output.into_tensor_arg(),
+            ArrayArg::from_raw_parts(row_stats, stats_len),
+            tensors.grad_key.into_tensor_arg(),
+            tensors.grad_value.into_tensor_arg(),
+            scale,
+            keys,
+            dtype,
+        );
+    }
+}
+
+/// The portable backward (`config` from [`backward_config`]); grouped calls score at their
+/// reduced width after the pre-pass.
+fn launch_portable_backward<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: BackwardBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+    config: BackwardConfig,
+) -> Result<(), KernelError> {
+    let (query, columns, columns_len) = if options.group_size > 1 {
+        let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
+        (grouped.query, grouped.key_columns, grouped.key_columns_len)
+    } else {
+        (tensors.forward.query, client.empty(4), 1)
+    };
+    let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
+    let row_stats = client.empty(stats_len * 4);
+    // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
+    // gradients' shapes, `backward_config` shared memory and the grid; `columns` holds
+    // `columns_len` u32 (the pre-pass's table, or one unread entry) and `row_stats` two f32 per
+    // query row, all written by the first kernel before the second reads them.
+    unsafe {
+        backward_queries::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1),
+            CubeDim::new_1d(options.block_rows as u32),
+            query.clone().into_tensor_arg(),
+            tensors.forward.key.clone().into_tensor_arg(),
+            tensors.forward.value.clone().into_tensor_arg(),
+            tensors.forward.output.into_tensor_arg(),
+            tensors.grad_output.clone().into_tensor_arg(),
+            ArrayArg::from_raw_parts(columns.clone(), columns_len),
+            tensors.grad_query.into_tensor_arg(),
+            ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+            options.scale,
+            config,
+            dtype,
+        );
+        backward_keys::launch_unchecked::<R>(
+            client,
+            CubeCount::Static(problem.seq_k.div_ceil(options.block_rows) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+            CubeDim::new_1d(options.block_rows as u32),
+            query.into_tensor_arg(),
+            tensors.forward.key.into_tensor_arg(),
+            tensors.forward.value.into_tensor_arg(),
+            tensors.grad_output.into_tensor_arg(),
+            ArrayArg::from_raw_parts(columns, columns_len),
+            ArrayArg::from_raw_parts(row_stats, stats_len),
+            tensors.grad_key.into_tensor_arg(),
+            tensors.grad_value.into_tensor_arg(),
+            options.scale,
+            config,
+            dtype,
+        );
+    }
+    Ok(())
+}
+
+/// A grouped call's gradients as exact attention's on its expanded query
+/// ([`crate::kernels::expanded_query`]): the pre-pass again, `Q''` from its Q' and column
+/// table, `exact` on `(Q'', K, V)` writing dK, dV and dQ'', then dQ folded from dQ''.
+fn launch_expanded_backward<R: Runtime>(
+    client: &ComputeClient<R>,
+    tensors: BackwardBindings<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    exact: impl FnOnce(BackwardBindings<R>) -> Result<(), KernelError>,
+) -> Result<(), KernelError> {
+    let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
+    let shape = tensors.forward.query.shape.clone();
+    let [batch, heads, seq_q, head_dim] = [0, 1, 2, 3].map(|axis| shape[axis]);
+    let config = ExpansionConfig { head_dim, group_size: options.group_size, block_rows: options.block_rows, representative: options.representative };
+    let strides = Strides::new(&[heads * seq_q * head_dim, seq_q * head_dim, head_dim, 1]);
+    let scratch = || {
+        let handle = client.empty(batch * heads * seq_q * head_dim * dtype.size());
+        TensorBinding { handle: handle.binding(), strides: strides.clone(), shape: shape.clone(), runtime: PhantomData }
+    };
+    let (expanded, grad_expanded) = (scratch(), scratch());
+    let cube_count = CubeCount::Static(seq_q.div_ceil(options.block_rows) as u32, (batch * heads) as u32, 1);
+    let key_columns = || unsafe { ArrayArg::from_raw_parts(grouped.key_columns.clone(), grouped.key_columns_len) };
+    // SAFETY: `expanded` holds exactly `shape` contiguous elements, each written by the cube of
+    // its block; Q' and the column table are the pre-pass's for the same grid of blocks.
+    unsafe {
+        expand_query::launch_unchecked::<R>(
+            client,
+            cube_count.clone(),
+            CubeDim::new_1d(EXPANSION_UNITS as u32),
+            grouped.query.into_tensor_arg(),
+            key_columns(),
+            expanded.clone().into_tensor_arg(),
+            config,
+            dtype,
+        );
+    }
+    let grad_query = tensors.grad_query;
+    exact(BackwardBindings {
+        forward: AttentionBindings { query: expanded, ..tensors.forward },
+        grad_output: tensors.grad_output,
+        grad_query: grad_expanded.clone(),
+        grad_key: tensors.grad_key,
+        grad_value: tensors.grad_value,
+    })?;
+    // SAFETY: `grad_expanded` was written whole by `exact` (same stream); `grad_query` has the
+    // query's shape (`launch_backward` checked it), each element written by its block's cube.
+    unsafe {
+        fold_query_gradient::launch_unchecked::<R>(
+            client,
+            cube_count,
+            CubeDim::new_1d(EXPANSION_UNITS as u32),
+            grad_expanded.into_tensor_arg(),
+            key_columns(),
+            grad_query.into_tensor_arg(),
+            config,
+            dtype,
+        );
     }
     Ok(())
 }
@@ -521,13 +614,12 @@ pub fn check_backward<R: Runtime>(
 /// The backward kernels a call runs, fully specialised.
 enum BackwardPlan {
     Portable(BackwardConfig),
-    /// Query side, key side.
+    /// Query side, key side of exact attention; a grouped call runs them on its expanded query.
     TensorCore([TensorCoreBackwardConfig; 2]),
 }
 
-/// The tensor-core backward for the exact calls it takes, the portable one for the rest (grouped
-/// calls included: their backward must group as the forward's pre-pass did). Without
-/// `tensors`, rows are assumed to be in whole chunks.
+/// The tensor-core backward for the calls it takes (grouped ones on their expanded query), the
+/// portable one for the rest. Without `tensors`, rows are assumed to be in whole chunks.
 fn backward_plan<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: Option<&BackwardBindings<R>>,
@@ -535,11 +627,9 @@ fn backward_plan<R: Runtime>(
     options: &ForwardOptions<'_, R>,
     problem: &Problem,
 ) -> Result<BackwardPlan, KernelError> {
-    if options.group_size == 1 {
-        match tensor_core_backward_configs(client, tensors, dtype, options, problem) {
-            Ok(configs) => return Ok(BackwardPlan::TensorCore(configs)),
-            Err(reason) => log::debug!("portable backward: {reason}"),
-        }
+    match tensor_core_backward_configs(client, tensors, dtype, options, problem) {
+        Ok(configs) => return Ok(BackwardPlan::TensorCore(configs)),
+        Err(reason) => log::debug!("portable backward: {reason}"),
     }
     backward_config(client, options, problem).map(BackwardPlan::Portable)
 }
@@ -1262,6 +1352,25 @@ pub fn tensor_core_backward_sources<R: Runtime>(
     ])
 }
 
+/// The CUDA sources of the expanded query's two kernels for `config` (`Q''`, then dQ folded
+/// from dQ''), without a device.
+#[cfg(feature = "cuda")]
+pub fn expanded_query_sources<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: ExpansionConfig,
+    dtype: StorageType,
+) -> Result<[String; 2], KernelError> {
+    let settings = KernelSettings::default().cube_dim(CubeDim::new_1d(EXPANSION_UNITS as u32));
+    let tensor = || TensorCompilationArg { inplace: None };
+    let array = || ArrayCompilationArg { inplace: None };
+    let expand = expand_query::ExpandQuery::<R>::new(settings.clone(), client.clone(), tensor(), array(), tensor(), config, dtype);
+    let fold = fold_query_gradient::FoldQueryGradient::<R>::new(settings, client.clone(), tensor(), array(), tensor(), config, dtype);
+    Ok([
+        cuda_source(expand.define(), false, "expanded query", format!("{config:?}"))?,
+        cuda_source(fold.define(), false, "expanded query's gradient", format!("{config:?}"))?,
+    ])
+}
+
 /// Lowers a kernel's definition with CubeCL's CUDA compiler, with 32-bit addressing: the source
 /// NVRTC would be given.
 #[cfg(feature = "cuda")]
@@ -1284,7 +1393,90 @@ fn cuda_source(definition: KernelDefinition, fast_math: bool, name: &'static str
 
 #[cfg(test)]
 mod tests {
+    use cubecl::wgpu::WgpuRuntime;
+
     use super::*;
+
+    /// A grouped call's gradients through its expanded query (with the portable exact backward
+    /// behind it, as lavapipe has no tensor cores) equal the portable grouped backward's, which
+    /// scores at the reduced width: every representative, both layouts, G = 2 and 4, causal
+    /// and not, grouped-query heads, a padded last block.
+    #[test]
+    fn expanded_query_backward_matches_the_grouped_backward() {
+        let client = WgpuRuntime::client(&Default::default());
+        let [batch, heads, kv_heads, seq_q, seq_k, head_dim, block_rows] = [2, 4, 2, 90, 100, 32, 64];
+        let dtype = f32::as_type_native_unchecked().storage_type();
+        let upload = |shape: [usize; 4], seed: u32| {
+            let values: Vec<f32> = (0..shape.iter().product::<usize>() as u32)
+                .map(|index| ((index.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let handle = client.create_from_slice(f32::as_bytes(&values));
+            let strides = Strides::new(&[shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1]);
+            (handle.clone(), TensorBinding { handle: handle.binding(), strides, shape: Shape::new(shape), runtime: PhantomData })
+        };
+        let read = |handle: &Handle| f32::from_bytes(&client.read_one(handle.clone()).unwrap()).to_vec();
+        let planes: Vec<f32> = (0..16 * block_rows).map(|index| ((index * 7919 % 997) as f32 / 498.5) - 1.0).collect();
+        let hyperplanes = Hyperplanes::upload(&client, &planes, 16, block_rows).unwrap();
+        let query_shape = [batch, heads, seq_q, head_dim];
+        let key_shape = [batch, kv_heads, seq_k, head_dim];
+        let cases = [
+            (Representative::Sample, GroupLayout::Consecutive, 2, false),
+            (Representative::Mean, GroupLayout::Consecutive, 4, true),
+            (Representative::SampledKeys, GroupLayout::Strided, 2, true),
+        ];
+        for (representative, layout, group_size, causal) in cases {
+            let options = ForwardOptions {
+                group_size,
+                block_rows,
+                hyperplanes: Some(&hyperplanes),
+                representative,
+                causal,
+                scale: 0.5,
+                unroll: false,
+                strategy: Strategy::Portable,
+                permutation: Permutation::Lsh,
+                layout,
+            };
+            let exact_options = ForwardOptions { group_size: 1, hyperplanes: None, ..options.clone() };
+            let inputs = [upload(query_shape, 1), upload(key_shape, 2), upload(key_shape, 3)];
+            let (_, output) = upload(query_shape, 4);
+            let (_, grad_output) = upload(query_shape, 5);
+            let forward = || AttentionBindings {
+                query: inputs[0].1.clone(),
+                key: inputs[1].1.clone(),
+                value: inputs[2].1.clone(),
+                output: output.clone(),
+            };
+            launch_forward(&client, forward(), dtype, &options).unwrap();
+            let run = |expanded: bool| {
+                let gradients = [upload(query_shape, 0), upload(key_shape, 0), upload(key_shape, 0)];
+                let tensors = BackwardBindings {
+                    forward: forward(),
+                    grad_output: grad_output.clone(),
+                    grad_query: gradients[0].1.clone(),
+                    grad_key: gradients[1].1.clone(),
+                    grad_value: gradients[2].1.clone(),
+                };
+                if expanded {
+                    launch_expanded_backward(&client, tensors, dtype, &options, |tensors| {
+                        let problem = check(&client, &tensors.forward, dtype, &exact_options)?;
+                        let config = backward_config(&client, &exact_options, &problem)?;
+                        launch_portable_backward(&client, tensors, dtype, &exact_options, &problem, config)
+                    })
+                    .unwrap();
+                } else {
+                    launch_backward(&client, tensors, dtype, &options).unwrap();
+                }
+                gradients.map(|(handle, _)| read(&handle))
+            };
+            let [grouped, expanded] = [run(false), run(true)];
+            for (name, (expected, actual)) in ["dQ", "dK", "dV"].iter().zip(grouped.iter().zip(&expanded)) {
+                let scale = expected.iter().fold(0.0f32, |max, value| max.max(value.abs()));
+                let worst = expected.iter().zip(actual).fold(0.0f32, |max, (e, a)| max.max((e - a).abs()));
+                assert!(scale > 0.0 && worst <= 1e-4 * scale, "{representative:?} {layout:?} G={group_size} causal={causal}: {name} off by {worst} (largest {scale})");
+            }
+        }
+    }
 
     /// The splits cover every key once in whole tiles, never leave a split empty, and ask for
     /// no more cubes than the device wants: SmolLM2's three key heads at 8192 keys on 132 SMs get 86 splits of 96 keys.

@@ -14,10 +14,11 @@
 //!
 //! The backward ([`launch_backward`]) recomputes the scores tile by tile in two kernels, one
 //! for dQ (and each row's log-sum-exp) and one for dK and dV: on tensor cores for exact
-//! attention ([`kernels::tensor_core_backward_queries`], [`kernels::tensor_core_backward_keys`];
-//! groupings the kernels do not form reach them through their expanded query, formed by the
-//! caller), in plain f32 elsewhere and for grouped calls ([`kernels::backward_queries`],
-//! [`kernels::backward_keys`]).
+//! attention ([`kernels::tensor_core_backward_queries`], [`kernels::tensor_core_backward_keys`]),
+//! which grouped calls reach through their expanded query (the pre-pass again, then
+//! [`kernels::expanded_query`]; groupings the pre-pass does not form, through one the caller
+//! forms); in plain f32 elsewhere ([`kernels::backward_queries`], [`kernels::backward_keys`],
+//! grouped calls at their reduced width).
 //!
 //! [`config`] holds the comptime types, [`mma_tiles`] the tensor-core kernels' shared device
 //! functions; [`launch`] validates once, picks a [`Strategy`] and launches. This crate knows

@@ -164,7 +164,7 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
             config.grouping,
             if case.rising_keys { " rising keys" } else { "" }
         );
-        if args.check_only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+        if !args.selects(&name) {
             continue;
         }
         checked += 1;
@@ -299,7 +299,7 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
             "backward d={head_dim} G={} l={} causal={} {dtype:?} {:?} {:?}",
             config.group_size, config.block_rows, config.causal, config.representative, config.grouping
         );
-        if args.check_only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+        if !args.selects(&name) {
             continue;
         }
         match compare_gradients::<R>(device, [2, 4, 2, 157, 203], *head_dim, *dtype, &config) {

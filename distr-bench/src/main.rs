@@ -98,16 +98,21 @@ pub struct Args {
     /// Run the kernel-vs-reference suite on the device first; exit non-zero on a mismatch.
     #[arg(long)]
     pub check: bool,
-    /// With --check: only the cases whose description contains this text (e.g. `Gram`,
-    /// `d=128`, `BF16`), each with the seed it has in the whole suite.
-    #[arg(long)]
-    pub check_only: Option<String>,
+    /// With --check: only the cases whose description contains one of these texts (e.g.
+    /// `Gram`, `d=128`, `G=2,BF16`), each with the seed it has in the whole suite.
+    #[arg(long, value_delimiter = ',')]
+    pub check_only: Vec<String>,
     /// Print one JSON object per measurement on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 impl Args {
+    /// Whether `--check-only` selects the check case described by `name` (all without it).
+    fn selects(&self, name: &str) -> bool {
+        self.check_only.is_empty() || self.check_only.iter().any(|only| name.contains(only.as_str()))
+    }
+
     /// Refuses values the kernels have no specialisation for, before any work.
     fn validate(&self) -> Result<(), String> {
         let positive = [("--batch", self.batch), ("--heads", self.heads)];

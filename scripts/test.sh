@@ -11,4 +11,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # measurement tools) are left to `cargo run --example`: each links its own copy of the
 # backends, about four of the 2-core CI's minutes for code that tests nothing.
 cargo test --workspace --locked --lib --bins --tests
+# The kernels again with CubeCL's SPIR-V compiler (feature `vulkan`), which lavapipe runs too:
+# the op's, the fused backward's and the backend tests (about ten more minutes of build).
+cargo test -p distr-attn --locked --features vulkan --lib --test suite -- backends kernel_parity fused_backward
 cargo test --workspace --locked --doc

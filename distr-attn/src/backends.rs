@@ -17,7 +17,8 @@ use crate::DistrAttentionBackend;
 pub type NdArrayBackend = burn::backend::NdArray<f32>;
 /// Burn's Flex CPU backend (gemm, SIMD, f16/bf16): always available.
 pub type FlexBackend = burn::backend::Flex;
-/// WGPU (Vulkan, Metal, WebGPU), with Burn's fusion: feature `wgpu`.
+/// WGPU (Vulkan, Metal, WebGPU), with Burn's fusion: feature `wgpu`. Kernels are compiled to
+/// WGSL, or with the feature `vulkan` to SPIR-V on Vulkan adapters ([`wgpu_compiler`]).
 #[cfg(feature = "wgpu")]
 pub type WgpuBackend = burn::backend::Wgpu;
 /// CUDA, with Burn's fusion: feature `cuda`.
@@ -102,6 +103,16 @@ impl BackendKind {
             unavailable => Err(BackendUnavailable::NotCompiled(unavailable)),
         }
     }
+}
+
+/// What the wgpu backend compiles kernels to on the default adapter: `wgpu<spirv>` on Vulkan in
+/// builds with the feature `vulkan`, `wgpu<msl>` on Metal where CubeCL's MSL compiler is built
+/// in, `wgpu<wgsl>` otherwise. A build-time choice: CubeCL picks the compiler per adapter.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_compiler() -> &'static str {
+    use burn::backend::wgpu::WgpuRuntime;
+    use burn_cubecl::cubecl::Runtime;
+    WgpuRuntime::name(&WgpuRuntime::client(&Default::default()))
 }
 
 fn run_on<B: DistrAttentionBackend, R: BackendRunner>(
@@ -205,6 +216,15 @@ mod tests {
         }
         assert_eq!("bfloat16".parse::<Precision>(), Ok(Precision::Bf16));
         assert!("f8".parse::<Precision>().unwrap_err().contains("expected f32, f16 or bf16"));
+    }
+
+    /// The feature `vulkan` is what switches the wgpu backend to SPIR-V (the test machines'
+    /// adapter, lavapipe, is a Vulkan one).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn the_vulkan_feature_compiles_wgpu_kernels_to_spirv() {
+        let expected = if cfg!(feature = "vulkan") { "wgpu<spirv>" } else { "wgpu<wgsl>" };
+        assert_eq!(wgpu_compiler(), expected);
     }
 
     #[cfg(not(feature = "ndarray"))]

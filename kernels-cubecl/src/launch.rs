@@ -549,6 +549,7 @@ fn launch_expanded_backward<R: Runtime>(
     };
     let (expanded, grad_expanded) = (scratch(), scratch());
     let cube_count = CubeCount::Static(seq_q.div_ceil(options.block_rows) as u32, (batch * heads) as u32, 1);
+    // SAFETY: the table holds `key_columns_len` u32, as the pre-pass allocated it.
     let key_columns = || unsafe { ArrayArg::from_raw_parts(grouped.key_columns.clone(), grouped.key_columns_len) };
     // SAFETY: `expanded` holds exactly `shape` contiguous elements, each written by the cube of
     // its block; Q' and the column table are the pre-pass's for the same grid of blocks.

@@ -275,6 +275,7 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     }
     cases.push((96, config(1, true), FloatDType::F16));
     cases.push((64, config(2, true).with_representative(Representative::Mean), FloatDType::F16));
+    cases.push((64, config(2, false).with_representative(Representative::Sample), FloatDType::F16));
     cases.push((
         128,
         config(2, false).with_representative(Representative::SampledKeys).with_grouping(Grouping::LshStrided),

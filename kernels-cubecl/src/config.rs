@@ -93,16 +93,6 @@ impl GroupingConfig {
         reduced_width(self.head_dim, self.group_size)
     }
 
-    /// What the expanded query's kernels need of this grouping.
-    pub fn expansion(&self) -> ExpansionConfig {
-        ExpansionConfig {
-            head_dim: self.head_dim,
-            group_size: self.group_size,
-            block_rows: self.block_rows,
-            representative: self.representative,
-        }
-    }
-
     /// f32 of the shared buffer that stages query rows, and for [`Permutation::Gram`] holds
     /// the column distances between two stagings.
     pub fn staged_floats(&self) -> usize {

@@ -192,13 +192,7 @@ pub fn launch_forward<R: Runtime>(
 ) -> Result<KernelPath, KernelError> {
     let problem = check(client, &tensors, dtype, options)?;
     let plan = plan(client, &tensors, dtype, options, &problem)?;
-    let (query, columns, columns_len) = if options.group_size > 1 {
-        let grouped = launch_grouping(client, &tensors.query, dtype, options)?;
-        (grouped.query, grouped.key_columns, grouped.key_columns_len)
-    } else {
-        // Exact: the kernels read no table (comptime), so one entry, left unwritten.
-        (tensors.query, client.empty(4), 1)
-    };
+    let (query, columns, columns_len) = scored_query(client, tensors.query, dtype, options)?;
     // SAFETY: `columns` holds `columns_len` u32 (the pre-pass's table, or one unread entry).
     let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
     let cube_count = CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1);
@@ -311,6 +305,23 @@ pub fn launch_grouping<R: Runtime>(
     Ok(GroupedQueries { query, key_columns, key_columns_len })
 }
 
+/// The query the forward and portable backward kernels score and its column table: for `G > 1`
+/// the pre-pass's Q' and table; for exact attention `query` itself and one entry, left
+/// unwritten (the kernels read no table, comptime).
+fn scored_query<R: Runtime>(
+    client: &ComputeClient<R>,
+    query: TensorBinding<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<(TensorBinding<R>, Handle, usize), KernelError> {
+    if options.group_size > 1 {
+        let grouped = launch_grouping(client, &query, dtype, options)?;
+        Ok((grouped.query, grouped.key_columns, grouped.key_columns_len))
+    } else {
+        Ok((query, client.empty(4), 1))
+    }
+}
+
 /// The pre-pass's specialisation for `options` at `head_dim`.
 fn grouping_config<R: Runtime>(options: &ForwardOptions<'_, R>, head_dim: usize, num_projections: usize) -> GroupingConfig {
     GroupingConfig {
@@ -403,7 +414,7 @@ pub fn launch_backward<R: Runtime>(
         }
     }
     match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
-        BackwardPlan::TensorCore(configs) if options.group_size > 1 => launch_expanded_backward(client, tensors, dtype, options, |tensors| {
+        BackwardPlan::TensorCore(configs) if options.group_size > 1 => launch_expanded_backward(client, tensors, dtype, options, &problem, |tensors| {
             launch_tensor_core_backward(client, tensors, dtype, options.scale, &problem, configs);
             Ok(())
         }),
@@ -479,12 +490,7 @@ fn launch_portable_backward<R: Runtime>(
     problem: &Problem,
     config: BackwardConfig,
 ) -> Result<(), KernelError> {
-    let (query, columns, columns_len) = if options.group_size > 1 {
-        let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
-        (grouped.query, grouped.key_columns, grouped.key_columns_len)
-    } else {
-        (tensors.forward.query, client.empty(4), 1)
-    };
+    let (query, columns, columns_len) = scored_query(client, tensors.forward.query, dtype, options)?;
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
     let row_stats = client.empty(stats_len * 4);
     // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
@@ -536,19 +542,20 @@ fn launch_expanded_backward<R: Runtime>(
     tensors: BackwardBindings<R>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
+    problem: &Problem,
     exact: impl FnOnce(BackwardBindings<R>) -> Result<(), KernelError>,
 ) -> Result<(), KernelError> {
     let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
-    let shape = tensors.forward.query.shape.clone();
-    let [batch, heads, seq_q, head_dim] = [0, 1, 2, 3].map(|axis| shape[axis]);
+    let &Problem { batch, heads, seq_q, head_dim, num_blocks, .. } = problem;
     let config = ExpansionConfig { head_dim, group_size: options.group_size, block_rows: options.block_rows, representative: options.representative };
+    let shape = Shape::new([batch, heads, seq_q, head_dim]);
     let strides = Strides::new(&[heads * seq_q * head_dim, seq_q * head_dim, head_dim, 1]);
     let scratch = || {
         let handle = client.empty(batch * heads * seq_q * head_dim * dtype.size());
         TensorBinding { handle: handle.binding(), strides: strides.clone(), shape: shape.clone(), runtime: PhantomData }
     };
     let (expanded, grad_expanded) = (scratch(), scratch());
-    let cube_count = CubeCount::Static(seq_q.div_ceil(options.block_rows) as u32, (batch * heads) as u32, 1);
+    let cube_count = CubeCount::Static(num_blocks as u32, (batch * heads) as u32, 1);
     // SAFETY: the table holds `key_columns_len` u32, as the pre-pass allocated it.
     let key_columns = || unsafe { ArrayArg::from_raw_parts(grouped.key_columns.clone(), grouped.key_columns_len) };
     // SAFETY: `expanded` holds exactly `shape` contiguous elements, each written by the cube of
@@ -1459,7 +1466,8 @@ mod tests {
                     grad_value: gradients[2].1.clone(),
                 };
                 if expanded {
-                    launch_expanded_backward(&client, tensors, dtype, &options, |tensors| {
+                    let problem = check(&client, &tensors.forward, dtype, &options).unwrap();
+                    launch_expanded_backward(&client, tensors, dtype, &options, &problem, |tensors| {
                         let problem = check(&client, &tensors.forward, dtype, &exact_options)?;
                         let config = backward_config(&client, &exact_options, &problem)?;
                         launch_portable_backward(&client, tensors, dtype, &exact_options, &problem, config)

@@ -52,13 +52,34 @@ pub trait DistrAttentionBackend: Backend {
         false
     }
 
+    /// Whether [`Self::distr_attention_saving_log_sums`] keeps the log-sum-exps of `problem`'s
+    /// forward in `dtype` on `device`, asked before the forward (the fusion stream declares its
+    /// outputs when it records the call).
+    fn saves_log_sums(_problem: &AttentionProblem, _dtype: DType, _device: &Self::Device) -> bool {
+        false
+    }
+
+    /// The forward of a call whose fused backward follows, with each query row's log-sum-exp
+    /// of its scaled scores in base 2 (`[batch, heads, seq_q]`, f32) where
+    /// [`Self::saves_log_sums`] said so: the backward then skips the pass over every key tile
+    /// that finds them. The default saves none.
+    fn distr_attention_saving_log_sums(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        problem: &AttentionProblem,
+    ) -> (Tensor<Self, 4>, Option<Tensor<Self, 3>>) {
+        (Self::distr_attention_checked(query, key, value, None, problem), None)
+    }
+
     /// The gradients of the loss with respect to query, key and value, given the op's
-    /// `output` and `grad_output` (the gradient with respect to it), from the fused backward
-    /// kernels. Only called where [`Self::has_fused_backward`] said so; the default has no
-    /// kernel and says so.
+    /// `output` (and its `log_sums`, where the forward saved them) and `grad_output` (the
+    /// gradient with respect to it), from the fused backward kernels. Only called where
+    /// [`Self::has_fused_backward`] said so; the default has no kernel and says so.
     fn distr_attention_backward(
         _inputs: [Tensor<Self, 4>; 3],
         _output: Tensor<Self, 4>,
+        _log_sums: Option<Tensor<Self, 3>>,
         _grad_output: Tensor<Self, 4>,
         _problem: &AttentionProblem,
     ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
@@ -148,10 +169,12 @@ fn fused_node<B: DistrAttentionBackend, C: CheckpointStrategy>(
     let nodes = [query.node.clone(), key.node.clone(), value.node.clone()];
     let output = match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let output = forward().into_primitive().tensor();
+            let (output, log_sums) = B::distr_attention_saving_log_sums(inner(&query), inner(&key), inner(&value), problem);
+            let output = output.into_primitive().tensor();
             let state = FusedAttentionState {
                 inputs: [query.primitive, key.primitive, value.primitive],
                 output: output.clone(),
+                log_sums: log_sums.map(|log_sums| log_sums.into_primitive().tensor()),
                 problem: problem.clone(),
             };
             prep.finish(state, output)
@@ -165,11 +188,13 @@ fn fused_node<B: DistrAttentionBackend, C: CheckpointStrategy>(
 #[derive(Debug)]
 struct FusedAttentionBackward;
 
-/// What the fused backward keeps from the forward: the inner backend's inputs and output.
+/// What the fused backward keeps from the forward: the inner backend's inputs and output, and
+/// the rows' log-sum-exps where the forward saved them.
 #[derive(Debug, Clone)]
 struct FusedAttentionState<B: Backend> {
     inputs: [FloatTensor<B>; 3],
     output: FloatTensor<B>,
+    log_sums: Option<FloatTensor<B>>,
     problem: AttentionProblem,
 }
 
@@ -178,11 +203,12 @@ impl<B: DistrAttentionBackend> Backward<B, 3> for FusedAttentionBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let grad_output = grads.consume::<B>(&ops.node);
-        let FusedAttentionState { inputs, output, problem } = ops.state;
+        let FusedAttentionState { inputs, output, log_sums, problem } = ops.state;
         let tensor = |primitive: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(primitive));
+        let log_sums = log_sums.map(|primitive| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(primitive)));
         // `has_fused_backward` accepted this problem before the forward ran, with the same
         // checks the launch makes: a refusal here is a bug, and there is no gradient to return.
-        let gradients = B::distr_attention_backward(inputs.map(tensor), tensor(output), tensor(grad_output), &problem)
+        let gradients = B::distr_attention_backward(inputs.map(tensor), tensor(output), log_sums, tensor(grad_output), &problem)
             .unwrap_or_else(|reason| panic!("distr_attention: the fused backward refused a call it accepted before the forward: {reason}"));
         for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = parent {
@@ -263,14 +289,45 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DistrAtten
         }
     }
 
+    fn saves_log_sums(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
+        match kernel::check_saves_log_sums::<R>(problem, dtype, device) {
+            Ok(()) => true,
+            Err(reason) => {
+                log::debug!("distr_attention: the backward finds the log-sum-exps itself: {reason}");
+                false
+            }
+        }
+    }
+
+    fn distr_attention_saving_log_sums(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        problem: &AttentionProblem,
+    ) -> (Tensor<Self, 4>, Option<Tensor<Self, 3>>) {
+        if Self::saves_log_sums(problem, query.dtype(), &query.device()) {
+            let primitive = |tensor: &Tensor<Self, 4>| tensor.clone().into_primitive().tensor();
+            match kernel::fused_forward_saving_log_sums(primitive(&query), primitive(&key), primitive(&value), problem) {
+                Ok((output, log_sums)) => {
+                    let float = |tensor| TensorPrimitive::Float(tensor);
+                    return (Tensor::from_primitive(float(output)), Some(Tensor::from_primitive(float(log_sums))));
+                }
+                Err(reason) => log::warn!("distr_attention: the forward saved no log-sum-exps though it was to: {reason}"),
+            }
+        }
+        (Self::distr_attention_checked(query, key, value, None, problem), None)
+    }
+
     fn distr_attention_backward(
         inputs: [Tensor<Self, 4>; 3],
         output: Tensor<Self, 4>,
+        log_sums: Option<Tensor<Self, 3>>,
         grad_output: Tensor<Self, 4>,
         problem: &AttentionProblem,
     ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
         let primitive = |tensor: Tensor<Self, 4>| tensor.into_primitive().tensor();
-        let gradients = kernel::fused_backward(inputs.map(primitive), primitive(output), primitive(grad_output), problem)?;
+        let log_sums = log_sums.map(|log_sums| log_sums.into_primitive().tensor());
+        let gradients = kernel::fused_backward(inputs.map(primitive), primitive(output), log_sums, primitive(grad_output), problem)?;
         Ok(gradients.map(|gradient| Tensor::from_primitive(TensorPrimitive::Float(gradient))))
     }
 }
@@ -290,25 +347,23 @@ impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<
             log::debug!("distr_attention: reference path: {reason}");
             return reference::distr_attention_reference(query, key, value, mask, problem);
         }
-        let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
-        let client = query.client.clone();
-        let streams = OperationStreams::with_inputs([&query, &key, &value]);
-        let shape = Shape::new([problem.batch, problem.heads, problem.seq_q, problem.value_dim]);
-        let output = TensorIr::uninit(client.create_empty_handle(), shape, query.dtype);
-        let desc = CustomOpIr::new(
-            "distr_attention",
-            &[query.into_ir(), key.into_ir(), value.into_ir()],
-            &[output],
-        );
-        let operation = FusedDistrAttention::<B> {
-            desc: desc.clone(),
-            problem: problem.clone(),
-            backend: core::marker::PhantomData,
-        };
-        let output = client
-            .register(streams, OperationIr::Custom(desc), operation)
-            .output();
-        Tensor::from_primitive(TensorPrimitive::Float(output))
+        record_forward::<B>(query, key, value, problem, false).0
+    }
+
+    fn saves_log_sums(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
+        B::saves_log_sums(problem, dtype, device)
+    }
+
+    /// One custom operation of the fusion stream with a second output, where the inner
+    /// backend saves the log-sum-exps.
+    fn distr_attention_saving_log_sums(
+        query: Tensor<Self, 4>,
+        key: Tensor<Self, 4>,
+        value: Tensor<Self, 4>,
+        problem: &AttentionProblem,
+    ) -> (Tensor<Self, 4>, Option<Tensor<Self, 3>>) {
+        let saves = B::saves_log_sums(problem, query.dtype(), &query.device());
+        record_forward::<B>(query, key, value, problem, saves)
     }
 
     fn has_fused_backward(problem: &AttentionProblem, dtype: DType, device: &Self::Device) -> bool {
@@ -320,31 +375,63 @@ impl<B: FusionBackend + DistrAttentionBackend> DistrAttentionBackend for Fusion<
     fn distr_attention_backward(
         inputs: [Tensor<Self, 4>; 3],
         output: Tensor<Self, 4>,
+        log_sums: Option<Tensor<Self, 3>>,
         grad_output: Tensor<Self, 4>,
         problem: &AttentionProblem,
     ) -> Result<[Tensor<Self, 4>; 3], KernelError> {
         let [query, key, value] = inputs.map(|tensor| tensor.into_primitive().tensor());
         let [output, grad_output] = [output, grad_output].map(|tensor| tensor.into_primitive().tensor());
+        let log_sums = log_sums.map(|log_sums| log_sums.into_primitive().tensor());
         let client = query.client.clone();
-        let streams = OperationStreams::with_inputs([&query, &key, &value, &output, &grad_output]);
         let gradients = [&query, &key, &value]
             .map(|input| TensorIr::uninit(client.create_empty_handle(), input.shape.clone(), input.dtype));
-        let inputs = [query, key, value, output, grad_output].map(|tensor| tensor.into_ir());
+        let mut inputs = vec![query, key, value, output, grad_output];
+        inputs.extend(log_sums);
+        let streams = OperationStreams::with_inputs(&inputs);
+        let inputs: Vec<TensorIr> = inputs.into_iter().map(|tensor| tensor.into_ir()).collect();
         let desc = CustomOpIr::new("distr_attention_backward", &inputs, &gradients);
         let operation = FusedDistrAttentionBackward::<B> {
             desc: desc.clone(),
             problem: problem.clone(),
             backend: core::marker::PhantomData,
         };
-        let outputs = client.register(streams, OperationIr::Custom(desc), operation);
-        let [grad_query, grad_key, grad_value]: [_; 3] = outputs
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("the operation was registered with three outputs"));
+        let [grad_query, grad_key, grad_value] = client.register(streams, OperationIr::Custom(desc), operation).outputs();
         Ok([grad_query, grad_key, grad_value].map(|gradient| Tensor::from_primitive(TensorPrimitive::Float(gradient))))
     }
 }
 
-/// The fusion stream's record of one DistrAttention call.
+/// Records one forward call in the fusion stream: the output, and the log-sum-exps as a second
+/// output where `save_log_sums` (the inner backend said it saves them).
+fn record_forward<B: FusionBackend + DistrAttentionBackend>(
+    query: Tensor<Fusion<B>, 4>,
+    key: Tensor<Fusion<B>, 4>,
+    value: Tensor<Fusion<B>, 4>,
+    problem: &AttentionProblem,
+    save_log_sums: bool,
+) -> (Tensor<Fusion<B>, 4>, Option<Tensor<Fusion<B>, 3>>) {
+    let [query, key, value] = [query, key, value].map(|tensor| tensor.into_primitive().tensor());
+    let client = query.client.clone();
+    let streams = OperationStreams::with_inputs([&query, &key, &value]);
+    let shape = Shape::new([problem.batch, problem.heads, problem.seq_q, problem.value_dim]);
+    let mut outputs = vec![TensorIr::uninit(client.create_empty_handle(), shape, query.dtype)];
+    if save_log_sums {
+        let shape = Shape::new([problem.batch, problem.heads, problem.seq_q]);
+        outputs.push(TensorIr::uninit(client.create_empty_handle(), shape, DType::F32));
+    }
+    let desc = CustomOpIr::new("distr_attention", &[query.into_ir(), key.into_ir(), value.into_ir()], &outputs);
+    let operation = FusedDistrAttention::<B> {
+        desc: desc.clone(),
+        problem: problem.clone(),
+        backend: core::marker::PhantomData,
+    };
+    let mut outputs = client.register(streams, OperationIr::Custom(desc), operation).into_iter();
+    let float = |tensor| TensorPrimitive::Float(tensor);
+    let output = Tensor::from_primitive(float(outputs.next().expect("the operation was registered with its output")));
+    (output, outputs.next().map(|log_sums| Tensor::from_primitive(float(log_sums))))
+}
+
+/// The fusion stream's record of one DistrAttention call: one output, or two where the
+/// log-sum-exps are saved.
 #[derive(Debug, Clone)]
 struct FusedDistrAttention<B> {
     desc: CustomOpIr,
@@ -354,16 +441,32 @@ struct FusedDistrAttention<B> {
 
 impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for FusedDistrAttention<B> {
     fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-        let ([query, key, value], [output]) = self.desc.as_fixed();
-        let [query, key, value] = [query, key, value].map(|ir| {
-            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(handles.get_float_tensor::<B>(ir)))
-        });
-        let result = B::distr_attention_checked(query, key, value, None, &self.problem);
-        handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
+        let [query, key, value] = <&[TensorIr; 3]>::try_from(self.desc.inputs.as_slice())
+            .unwrap_or_else(|_| unreachable!("the operation was registered with three inputs"))
+            .clone()
+            .map(|ir| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(handles.get_float_tensor::<B>(&ir))));
+        match self.desc.outputs.as_slice() {
+            [output] => {
+                let result = B::distr_attention_checked(query, key, value, None, &self.problem);
+                handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
+            }
+            [output, log_sums_ir] => {
+                // Recorded with two outputs only where `B::saves_log_sums` accepted the call,
+                // with the checks the launch makes: a refusal here is a bug.
+                let (result, log_sums) = B::distr_attention_saving_log_sums(query, key, value, &self.problem);
+                let log_sums = log_sums.unwrap_or_else(|| {
+                    panic!("distr_attention: the forward did not save the log-sum-exps it said it would save")
+                });
+                handles.register_float_tensor::<B>(&output.id, result.into_primitive().tensor());
+                handles.register_float_tensor::<B>(&log_sums_ir.id, log_sums.into_primitive().tensor());
+            }
+            outputs => unreachable!("the operation was registered with one or two outputs, not {}", outputs.len()),
+        }
     }
 }
 
-/// The fusion stream's record of one fused backward.
+/// The fusion stream's record of one fused backward: query, key, value, output, the output's
+/// gradient and, where the forward saved them, the log-sum-exps.
 #[derive(Debug, Clone)]
 struct FusedDistrAttentionBackward<B> {
     desc: CustomOpIr,
@@ -373,16 +476,18 @@ struct FusedDistrAttentionBackward<B> {
 
 impl<B: FusionBackend + DistrAttentionBackend> Operation<B::FusionRuntime> for FusedDistrAttentionBackward<B> {
     fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-        let ([query, key, value, output, grad_output], gradient_irs) = self.desc.as_fixed();
-        let [query, key, value, output, grad_output] = [query, key, value, output, grad_output].map(|ir| {
-            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(handles.get_float_tensor::<B>(ir)))
-        });
+        let mut tensor = |ir: &TensorIr| handles.get_float_tensor::<B>(ir);
+        let (tensors, log_sums) = self.desc.inputs.split_at(5);
+        let [query, key, value, output, grad_output] = <&[TensorIr; 5]>::try_from(tensors)
+            .unwrap_or_else(|_| unreachable!("the operation was registered with at least five inputs"))
+            .each_ref()
+            .map(|ir| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(tensor(ir))));
+        let log_sums = log_sums.first().map(|ir| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(tensor(ir))));
         // Registered only after `has_fused_backward` accepted the problem (see
         // `FusedAttentionBackward`): a refusal here is a bug.
-        let gradients = B::distr_attention_backward([query, key, value], output, grad_output, &self.problem)
+        let gradients = B::distr_attention_backward([query, key, value], output, log_sums, grad_output, &self.problem)
             .unwrap_or_else(|reason| panic!("distr_attention: the fused backward refused a call it accepted before the forward: {reason}"));
-        let [grad_query, grad_key, grad_value]: &[TensorIr; 3] = gradient_irs;
-        for (ir, gradient) in [grad_query, grad_key, grad_value].into_iter().zip(gradients) {
+        for (ir, gradient) in self.desc.outputs.iter().zip(gradients) {
             handles.register_float_tensor::<B>(&ir.id, gradient.into_primitive().tensor());
         }
     }

@@ -79,6 +79,52 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
     problem: &AttentionProblem,
     tuning: KernelTuning,
 ) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
+    launch_fused_forward(query, key, value, None, problem, tuning)
+}
+
+/// [`fused_forward`] for a call whose fused backward follows: also each query row's
+/// log-sum-exp of its scaled scores in base 2 (`[batch, heads, seq_q]` f32), which spares the
+/// backward a pass over every key tile. For the calls [`check_saves_log_sums`] accepts (exact
+/// attention on the tensor-core forward); errors for the rest, with nothing launched. Inputs
+/// whose strides are not contiguous are copied first, so that the answer
+/// [`check_saves_log_sums`] gave from the shapes holds.
+pub fn fused_forward_saving_log_sums<R: CubeRuntime>(
+    query: CubeTensor<R>,
+    key: CubeTensor<R>,
+    value: CubeTensor<R>,
+    problem: &AttentionProblem,
+) -> Result<(CubeTensor<R>, CubeTensor<R>), KernelError> {
+    let [query, key, value] = [query, key, value].map(into_contiguous);
+    let log_sums = empty_device_contiguous_dtype(
+        query.client.clone(),
+        query.device.clone(),
+        Shape::new([problem.batch, problem.heads, problem.seq_q]),
+        DType::F32,
+    );
+    let (output, _) = launch_fused_forward(query, key, value, Some(log_sums.clone()), problem, KernelTuning::default())?;
+    Ok((output, log_sums))
+}
+
+/// Whether [`fused_forward_saving_log_sums`] takes `problem` in `dtype` on `device`: what a
+/// training step asks before its forward, to know whether the backward gets the log-sum-exps.
+pub fn check_saves_log_sums<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, device: &R::Device) -> Result<(), KernelError> {
+    refusal(problem, dtype)?;
+    let client = R::client(device);
+    let planes = hyperplanes_for(&client, device, problem, HyperplaneSource::Cached)?;
+    let options = forward_options(&client, problem, planes.as_ref(), KernelTuning::default());
+    let [query, key, value] = problem_shapes(problem);
+    kernels_cubecl::check_saves_log_sums(&client, [&query, &key, &value], dtype.into(), &options)
+}
+
+/// The forward launch behind [`fused_forward_on_path`] and [`fused_forward_saving_log_sums`].
+fn launch_fused_forward<R: CubeRuntime>(
+    query: CubeTensor<R>,
+    key: CubeTensor<R>,
+    value: CubeTensor<R>,
+    log_sums: Option<CubeTensor<R>>,
+    problem: &AttentionProblem,
+    tuning: KernelTuning,
+) -> Result<(CubeTensor<R>, KernelPath), KernelError> {
     refusal(problem, query.dtype)?;
     let planes = hyperplanes_for(&query.client, &query.device, problem, tuning.hyperplanes)?;
     let options = forward_options(&query.client, problem, planes.as_ref(), tuning);
@@ -95,14 +141,16 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
         key: key.binding(),
         value: value.binding(),
         output: output.clone().binding(),
+        log_sums: log_sums.map(CubeTensor::binding),
     };
     let path = launch_forward(&client, bindings, dtype, &options)?;
     KERNEL_LAUNCHES.fetch_add(1, Ordering::SeqCst);
     Ok((output, path))
 }
 
-/// Gradients of the op with respect to query, key and value, given its output and the
-/// gradient of the loss with respect to that output, from the fused backward kernels
+/// Gradients of the op with respect to query, key and value, given its output (and the
+/// log-sum-exps [`fused_forward_saving_log_sums`] kept, where it did) and the gradient of the
+/// loss with respect to that output, from the fused backward kernels
 /// (`kernels_cubecl::launch_backward`): nothing `[seq_q, seq_k]` is stored.
 ///
 /// Errors (nothing launched) for the calls [`check_backward`] refuses. Inputs whose strides are
@@ -112,6 +160,7 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
 pub fn fused_backward<R: CubeRuntime>(
     inputs: [CubeTensor<R>; 3],
     output: CubeTensor<R>,
+    log_sums: Option<CubeTensor<R>>,
     grad_output: CubeTensor<R>,
     problem: &AttentionProblem,
 ) -> Result<[CubeTensor<R>; 3], KernelError> {
@@ -131,6 +180,7 @@ pub fn fused_backward<R: CubeRuntime>(
             key: key.binding(),
             value: value.binding(),
             output: output.binding(),
+            log_sums: log_sums.map(CubeTensor::binding),
         },
         grad_output: grad_output.binding(),
         grad_query: grad_query.clone().binding(),
@@ -149,10 +199,17 @@ pub fn check_backward<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, 
     let client = R::client(device);
     let planes = hyperplanes_for(&client, device, problem, HyperplaneSource::Cached)?;
     let options = forward_options(&client, problem, planes.as_ref(), KernelTuning::default());
-    let query = [problem.batch, problem.heads, problem.seq_q, problem.head_dim];
-    let key = [problem.batch, problem.kv_heads, problem.seq_k, problem.head_dim];
-    let value = [problem.batch, problem.kv_heads, problem.seq_k, problem.value_dim];
+    let [query, key, value] = problem_shapes(problem);
     kernels_cubecl::check_backward(&client, [&query, &key, &value], dtype.into(), &options)
+}
+
+/// The query, key and value shapes of `problem`.
+fn problem_shapes(problem: &AttentionProblem) -> [[usize; 4]; 3] {
+    [
+        [problem.batch, problem.heads, problem.seq_q, problem.head_dim],
+        [problem.batch, problem.kv_heads, problem.seq_k, problem.head_dim],
+        [problem.batch, problem.kv_heads, problem.seq_k, problem.value_dim],
+    ]
 }
 
 /// Why the kernels do not take a problem, whatever its shapes: quiet softmax, the baseline

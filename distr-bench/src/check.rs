@@ -24,7 +24,8 @@ use distr_attn::backends::NdArrayBackend;
 use burn::backend::Autodiff;
 use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
 use distr_attn::reference::distr_attention_reference;
-use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Grouping, Representative};
+use burn_fusion::Fusion;
+use distr_attn::{distr_attention, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig, Grouping, Representative};
 
 use crate::{tiling_name, Args, Variant};
 
@@ -262,7 +263,9 @@ fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec
 /// calls on their expanded query, the portable kernels elsewhere) against the host reference's
 /// autodiff gradients (NdArray, f32, on the same rounded values), for random output gradients:
 /// head dims 64, 96 and 128, G = 1, 2 and 4, causal or not, grouped-query heads and odd
-/// lengths, every representative, f16, bf16 and f32. `Err` lists the failures.
+/// lengths, every representative, f16, bf16 and f32, and a few cases recorded in a fusion
+/// stream (`Fusion`, as the models run: the forward's log-sum-exps are its second output
+/// there). `Err` lists the failures.
 pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
     let config = |group_size, causal| {
         DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(args.block_rows).with_causal(causal)
@@ -287,8 +290,12 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     cases.push((128, config(1, false), FloatDType::BF16));
     cases.push((64, config(1, true), FloatDType::F32));
     cases.push((64, config(2, false), FloatDType::F32));
+    let mut cases: Vec<_> = cases.into_iter().map(|(head_dim, config, dtype)| (head_dim, config, dtype, false)).collect();
+    cases.push((64, config(1, true), FloatDType::F16, true));
+    cases.push((128, config(1, false), FloatDType::BF16, true));
+    cases.push((64, config(2, false).with_representative(Representative::Mean), FloatDType::F16, true));
     let mut failures = Vec::new();
-    for (index, (head_dim, config, dtype)) in cases.iter().enumerate() {
+    for (index, &(head_dim, ref config, dtype, fusion)) in cases.iter().enumerate() {
         let start = Instant::now();
         let config = config.clone().with_seed(index as u64);
         let tolerance = match dtype {
@@ -297,13 +304,18 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
             _ => 3e-2,
         };
         let name = format!(
-            "backward d={head_dim} G={} l={} causal={} {dtype:?} {:?} {:?}",
-            config.group_size, config.block_rows, config.causal, config.representative, config.grouping
+            "backward d={head_dim} G={} l={} causal={} {dtype:?} {:?} {:?}{}",
+            config.group_size,
+            config.block_rows,
+            config.causal,
+            config.representative,
+            config.grouping,
+            if fusion { " fusion" } else { "" }
         );
         if !args.selects(&name) {
             continue;
         }
-        match compare_gradients::<R>(device, [2, 4, 2, 157, 203], *head_dim, *dtype, &config) {
+        match compare_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, fusion) {
             Ok(errors) => {
                 let worst = errors.iter().cloned().fold(0.0, f64::max);
                 let verdict = if worst < tolerance { "ok" } else { "FAILED" };
@@ -335,14 +347,16 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
 }
 
 /// Relative errors of dQ, dK and dV from the op differentiated by `Autodiff` on the device (in
-/// `dtype`: the fused node) against the host reference's autodiff gradients of
-/// `sum(output * grad_output)`. `Err` if the forward and backward kernels did not both run.
+/// `dtype`: the fused node; recorded in a fusion stream where `fusion`) against the host
+/// reference's autodiff gradients of `sum(output * grad_output)`. `Err` if the forward and
+/// backward kernels did not both run.
 fn compare_gradients<R: CubeRuntime>(
     device: &R::Device,
     [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
     head_dim: usize,
     dtype: FloatDType,
     config: &DistrAttentionConfig,
+    fusion: bool,
 ) -> Result<[f64; 3], String> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
     type Host = Autodiff<NdArrayBackend>;
@@ -352,26 +366,17 @@ fn compare_gradients<R: CubeRuntime>(
     let value = random([batch, kv_heads, seq_k, head_dim]);
     let grad_output = random([batch, heads, seq_q, head_dim]);
     let problem = AttentionProblem::check(&query, &key, &value, None, config).map_err(|e| e.to_string())?;
-    let launches = kernel_launches();
-    let tracked = [&query, &key, &value].map(|tensor| Tensor::<Autodiff<B<R>>, 4>::from_inner(tensor.clone()).require_grad());
-    let [q, k, v] = tracked.clone();
-    let output = distr_attention(q, k, v, None, config).map_err(|e| e.to_string())?;
-    let gradients = (output * Tensor::from_inner(grad_output.clone())).sum().backward();
-    if kernel_launches() < launches + 2 {
-        return Err("the fused forward and backward did not both run".into());
-    }
-    let actual = tracked
-        .iter()
-        .map(|tensor| tensor.grad(&gradients).map(host).ok_or("no device gradient"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let on_host = |tensor: &Tensor<B<R>, 4>| {
-        let shape = tensor.dims();
-        Tensor::<Host, 4>::from_data(TensorData::new(host(tensor.clone()), shape), &Default::default())
+    let data = [&query, &key, &value, &grad_output].map(|tensor| TensorData::new(host(tensor.clone()), tensor.dims()));
+    let actual = if fusion {
+        device_gradients::<Fusion<B<R>>>(device, &data, dtype, config)?
+    } else {
+        device_gradients::<B<R>>(device, &data, dtype, config)?
     };
-    let tracked = [&query, &key, &value].map(|tensor| on_host(tensor).require_grad());
+    let on_host = |data: &TensorData| Tensor::<Host, 4>::from_data(data.clone(), &Default::default());
+    let tracked = [&data[0], &data[1], &data[2]].map(|data| on_host(data).require_grad());
     let [q, k, v] = tracked.clone();
     let output = distr_attention_reference(q, k, v, None, &problem);
-    let gradients = (output * on_host(&grad_output)).sum().backward();
+    let gradients = (output * on_host(&data[3])).sum().backward();
     let mut errors = [0.0; 3];
     for (index, tensor) in tracked.iter().enumerate() {
         let expected = tensor.grad(&gradients).ok_or("no reference gradient")?;
@@ -379,4 +384,32 @@ fn compare_gradients<R: CubeRuntime>(
         errors[index] = relative_error(&actual[index], &expected);
     }
     Ok(errors)
+}
+
+/// dQ, dK and dV of `sum(output * grad_output)` (`data`: query, key, value, output gradient,
+/// already rounded to `dtype`) from the op differentiated by `Autodiff<D>` on the device. `Err`
+/// if the forward and backward kernels did not both run.
+fn device_gradients<D: DistrAttentionBackend>(
+    device: &D::Device,
+    data: &[TensorData; 4],
+    dtype: FloatDType,
+    config: &DistrAttentionConfig,
+) -> Result<Vec<Vec<f32>>, String> {
+    let tensor = |data: &TensorData| Tensor::<Autodiff<D>, 4>::from_data(data.clone(), device).cast(dtype);
+    let launches = kernel_launches();
+    let tracked = [&data[0], &data[1], &data[2]].map(|data| tensor(data).require_grad());
+    let [q, k, v] = tracked.clone();
+    let output = distr_attention(q, k, v, None, config).map_err(|e| e.to_string())?;
+    let gradients = (output * tensor(&data[3])).sum().backward();
+    let gradients = tracked
+        .iter()
+        .map(|tensor| {
+            let gradient = tensor.grad(&gradients).ok_or("no device gradient")?;
+            gradient.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if kernel_launches() < launches + 2 {
+        return Err("the fused forward and backward did not both run".into());
+    }
+    Ok(gradients)
 }

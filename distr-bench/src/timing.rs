@@ -13,10 +13,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
+use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use burn::backend::Autodiff;
 use distr_attn::kernel::{
-    check_backward, fused_backward, fused_forward_on_path, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
+    check_backward, fused_backward, fused_forward_on_path, fused_forward_saving_log_sums, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
 };
 use distr_attn::reference::{distr_attention_reference, expanded_query};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
@@ -335,16 +336,31 @@ fn backward_methods<R: CubeRuntime>(
             return methods;
         }
     };
-    let (output, _) =
-        fused_forward_on_path(primitive(&backward_query), primitive(key), primitive(value), &backward_problem, KernelTuning::default())
-            .expect("validated shapes");
+    // As `Autodiff` runs it: with the forward's log-sum-exps where the forward saves them,
+    // and then also without (`:backward-own-log-sums`), to measure what saving them buys.
+    let (output, log_sums) = match fused_forward_saving_log_sums(primitive(&backward_query), primitive(key), primitive(value), &backward_problem) {
+        Ok((output, log_sums)) => (output, Some(log_sums)),
+        Err(_) => {
+            let (output, _) =
+                fused_forward_on_path(primitive(&backward_query), primitive(key), primitive(value), &backward_problem, KernelTuning::default())
+                    .expect("validated shapes");
+            (output, None)
+        }
+    };
     let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &device).cast(dtype);
     let inputs = [primitive(&backward_query), primitive(key), primitive(value)];
-    let (grad_output, saved) = (primitive(&grad_output), backward_problem);
-    methods.push(method(format!("{base}:backward"), 2.5, Box::new(move || {
-        let gradients = fused_backward(inputs.clone(), output.clone(), grad_output.clone(), &saved);
-        drop(gradients.expect("the backward takes what the forward took"));
-    })));
+    let grad_output = primitive(&grad_output);
+    let backward = |log_sums: Option<CubeTensor<R>>| {
+        let (inputs, output, grad_output, saved) = (inputs.clone(), output.clone(), grad_output.clone(), backward_problem.clone());
+        Box::new(move || {
+            let gradients = fused_backward(inputs.clone(), output.clone(), log_sums.clone(), grad_output.clone(), &saved);
+            drop(gradients.expect("the backward takes what the forward took"));
+        }) as Box<dyn Fn()>
+    };
+    if log_sums.is_some() {
+        methods.push(method(format!("{base}:backward-own-log-sums"), 2.5, backward(None)));
+    }
+    methods.push(method(format!("{base}:backward"), 2.5, backward(log_sums)));
     let (inputs, train_config) = (track(query, key, value), config.clone());
     methods.push(method(format!("{base}:train"), 3.5, Box::new(move || {
         let before = kernel_launches();

@@ -47,11 +47,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (dtype, name) in [(f16, "f16"), (bf16, "bf16")] {
         for head_dim in [64, 128] {
             for causal in [false, true] {
-                let configs = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, causal);
-                let [queries, keys] = tensor_core_backward_sources(&client, configs, dtype)?;
+                let [queries, keys] = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, causal);
+                let [queries_source, keys_source] = tensor_core_backward_sources(&client, [queries, keys], dtype)?;
                 let suffix = format!("d{head_dim}_{name}{}", if causal { "_causal" } else { "" });
-                std::fs::write(dir.join(format!("tensor_core_backward_queries_{suffix}.cu")), queries)?;
-                std::fs::write(dir.join(format!("tensor_core_backward_keys_{suffix}.cu")), keys)?;
+                std::fs::write(dir.join(format!("tensor_core_backward_queries_{suffix}.cu")), queries_source)?;
+                std::fs::write(dir.join(format!("tensor_core_backward_keys_{suffix}.cu")), keys_source)?;
+                let saved = TensorCoreBackwardConfig { saved_log_sums: true, ..queries };
+                let [saved_source, _] = tensor_core_backward_sources(&client, [saved, keys], dtype)?;
+                std::fs::write(dir.join(format!("tensor_core_backward_queries_{suffix}_lse.cu")), saved_source)?;
             }
         }
     }

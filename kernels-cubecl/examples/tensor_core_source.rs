@@ -43,9 +43,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         copy: CopyStrategy::DoubleBuffered,
                         fragments: FragmentLoads::Matrix,
                         key_fusion: KeyFusion::Fused,
+                        saves_log_sums: false,
                     };
                     if !variants {
                         configs.push(default);
+                        if group_size == 1 {
+                            configs.push(TensorCoreConfig { saves_log_sums: true, ..default });
+                        }
                         if group_size > 1 {
                             let tiling = TensorCoreTiling::for_shape(head_dim, group_size, 1, block_rows);
                             configs.push(TensorCoreConfig { key_members: 1, tiling, ..default });
@@ -71,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for config in &configs {
         let tiling = config.tiling;
         let name = format!(
-            "d{}_g{}_k{}_l{}_{}x{}x{}{}_{:?}_{:?}{}.cu",
+            "d{}_g{}_k{}_l{}_{}x{}x{}{}_{:?}_{:?}{}{}.cu",
             config.head_dim,
             config.group_size,
             config.key_members,
@@ -82,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if tiling.query_in_registers { "r" } else { "s" },
             config.copy,
             config.fragments,
-            if config.causal { "_causal" } else { "" }
+            if config.causal { "_causal" } else { "" },
+            if config.saves_log_sums { "_lse" } else { "" }
         );
         std::fs::write(dir.join(name), tensor_core_source(&client, *config, dtype)?)?;
     }

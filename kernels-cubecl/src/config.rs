@@ -408,6 +408,8 @@ pub struct TensorCoreConfig {
     pub copy: CopyStrategy,
     pub fragments: FragmentLoads,
     pub key_fusion: KeyFusion,
+    /// Write each query row's log-sum-exp for the backward ([`crate::AttentionBindings::log_sums`]).
+    pub saves_log_sums: bool,
 }
 
 impl TensorCoreConfig {
@@ -521,6 +523,9 @@ pub struct TensorCoreBackwardConfig {
     pub tile: usize,
     pub causal: bool,
     pub copy: CopyStrategy,
+    /// The query side reads the forward's log-sum-exps ([`crate::AttentionBindings::log_sums`])
+    /// instead of computing them in a first pass over the key tiles.
+    pub saved_log_sums: bool,
 }
 
 impl TensorCoreBackwardConfig {
@@ -532,7 +537,7 @@ impl TensorCoreBackwardConfig {
     /// 64 and 32 above, because the key side holds dK, dV, `S^T` and `dP^T` in registers
     /// (`(head_dim + value_dim + 2 tile) / 2` f32 per lane).
     pub fn for_shape(head_dim: usize, value_dim: usize, causal: bool) -> [Self; 2] {
-        let config = |tile| Self { head_dim, value_dim, warps: 4, tile, causal, copy: CopyStrategy::DoubleBuffered };
+        let config = |tile| Self { head_dim, value_dim, warps: 4, tile, causal, copy: CopyStrategy::DoubleBuffered, saved_log_sums: false };
         let key_tile = if head_dim.max(value_dim) <= 64 { 64 } else { 32 };
         [config(64), config(key_tile)]
     }
@@ -620,6 +625,7 @@ mod tests {
                             copy,
                             fragments: FragmentLoads::Matrix,
                             key_fusion: KeyFusion::Fused,
+                            saves_log_sums: false,
                         };
                         assert!(config.is_consistent(), "{config:?}");
                         assert!(config.shared_bytes() <= 227 * 1024, "{config:?}");

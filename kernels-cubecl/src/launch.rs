@@ -47,6 +47,15 @@ pub struct AttentionBindings<R: Runtime> {
     pub key: TensorBinding<R>,
     pub value: TensorBinding<R>,
     pub output: TensorBinding<R>,
+    /// Each query row's log-sum-exp of its scaled scores, in base 2, `[batch, heads, seq_q]`
+    /// f32, contiguous: what the backward's query side otherwise computes in a first pass over
+    /// every key tile. Given to [`launch_forward`], the forward writes it (the exact
+    /// tensor-core forward only; [`check_saves_log_sums`] says beforehand); given to
+    /// [`launch_backward`] with the forward's, the tensor-core backward reads it (the portable
+    /// backward computes its own). Exact attention only: a grouped backward scores again on
+    /// its expanded query, `Q'' K^T` (see [`crate::kernels::expanded_query`]), equal to the
+    /// grouped forward's `Q' K'^T` but for rounding (K' is summed in the storage type).
+    pub log_sums: Option<TensorBinding<R>>,
 }
 
 /// The LSH hyperplanes on the device, `[num_projections, block_rows]` row-major. They depend
@@ -191,7 +200,11 @@ pub fn launch_forward<R: Runtime>(
     options: &ForwardOptions<'_, R>,
 ) -> Result<KernelPath, KernelError> {
     let problem = check(client, &tensors, dtype, options)?;
-    let plan = plan(client, &tensors, dtype, options, &problem)?;
+    let mut plan = plan(client, Some(&tensors), dtype, options, &problem)?;
+    if let Some(log_sums) = &tensors.log_sums {
+        check_log_sums(log_sums, &problem)?;
+        saving_log_sums(&mut plan)?;
+    }
     let (query, columns, columns_len) = scored_query(client, tensors.query, dtype, options)?;
     // SAFETY: `columns` holds `columns_len` u32 (the pre-pass's table, or one unread entry).
     let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
@@ -212,6 +225,7 @@ pub fn launch_forward<R: Runtime>(
                     tensors.value.into_tensor_arg(),
                     key_columns,
                     tensors.output.into_tensor_arg(),
+                    log_sums_arg(client, tensors.log_sums),
                     options.scale,
                     config,
                     dtype,
@@ -322,6 +336,71 @@ fn scored_query<R: Runtime>(
     }
 }
 
+/// Whether [`launch_forward`] can write the log-sum-exps ([`AttentionBindings::log_sums`]) of a
+/// call of these query, key and value shapes, asked before the forward runs (rows assumed in
+/// whole 16-byte chunks), so that a training step knows whether its backward gets them.
+pub fn check_saves_log_sums<R: Runtime>(
+    client: &ComputeClient<R>,
+    shapes: [&[usize]; 3],
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<(), KernelError> {
+    let [query, key, value] = shapes;
+    if query.len() != 4 || value.len() != 4 {
+        return Err(KernelError::Shape {
+            tensor: if query.len() != 4 { "query" } else { "value" },
+            actual: if query.len() != 4 { query.to_vec() } else { value.to_vec() },
+            expected: "a rank-4 tensor".into(),
+        });
+    }
+    let output = [query[0], query[1], query[2], value[3]];
+    let problem = check_shapes(client, [query, key, value, &output], dtype, options)?;
+    saving_log_sums(&mut plan(client, None, dtype, options, &problem)?)
+}
+
+/// Marks `plan` to write the log-sum-exps, or says why it cannot: only the exact tensor-core
+/// forward keeps its rows' statistics to the end (see [`AttentionBindings::log_sums`]).
+fn saving_log_sums(plan: &mut Plan) -> Result<(), KernelError> {
+    match plan {
+        Plan::TensorCore(config) if config.group_size == 1 => {
+            config.saves_log_sums = true;
+            Ok(())
+        }
+        _ => Err(KernelError::Unsupported {
+            name: "log_sums",
+            value: match plan {
+                Plan::TensorCore(config) => format!("group_size {}", config.group_size),
+                _ => format!("the {} forward", plan.name()),
+            },
+            expected: "exact attention on the tensor-core forward".into(),
+        }),
+    }
+}
+
+/// Whether `log_sums` is `[batch, heads, seq_q]` and contiguous, as the kernels index it.
+fn check_log_sums<R: Runtime>(log_sums: &TensorBinding<R>, problem: &Problem) -> Result<(), KernelError> {
+    let expected = [problem.batch, problem.heads, problem.seq_q];
+    let contiguous = [problem.heads * problem.seq_q, problem.seq_q, 1];
+    if log_sums.shape[..] != expected || log_sums.strides[..] != contiguous {
+        return Err(KernelError::Shape {
+            tensor: "log_sums",
+            actual: log_sums.shape.to_vec(),
+            expected: format!("{expected:?} (batch, heads, seq_q), contiguous (strides {:?})", log_sums.strides),
+        });
+    }
+    Ok(())
+}
+
+/// The kernels' log-sum-exp argument: `log_sums`, or one unread f32 where the comptime
+/// configuration neither writes nor reads them.
+fn log_sums_arg<R: Runtime>(client: &ComputeClient<R>, log_sums: Option<TensorBinding<R>>) -> TensorArg<R> {
+    match log_sums {
+        Some(binding) => binding.into_tensor_arg(),
+        // SAFETY: one f32 of one element, which the kernels do not touch without log-sum-exps.
+        None => unsafe { TensorArg::from_raw_parts(client.empty(4), Strides::new(&[1]), Shape::new([1])) },
+    }
+}
+
 /// The pre-pass's specialisation for `options` at `head_dim`.
 fn grouping_config<R: Runtime>(options: &ForwardOptions<'_, R>, head_dim: usize, num_projections: usize) -> GroupingConfig {
     GroupingConfig {
@@ -413,6 +492,16 @@ pub fn launch_backward<R: Runtime>(
             });
         }
     }
+    if let Some(log_sums) = &tensors.forward.log_sums {
+        check_log_sums(log_sums, &problem)?;
+        if options.group_size > 1 {
+            return Err(KernelError::Unsupported {
+                name: "log_sums",
+                value: format!("group_size {}", options.group_size),
+                expected: "exact attention: a grouped backward finds its own".into(),
+            });
+        }
+    }
     match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
         BackwardPlan::TensorCore(configs) if options.group_size > 1 => launch_expanded_backward(client, tensors, dtype, options, &problem, |tensors| {
             launch_tensor_core_backward(client, tensors, dtype, options.scale, &problem, configs);
@@ -440,10 +529,12 @@ fn launch_tensor_core_backward<R: Runtime>(
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
     let row_stats = client.empty(stats_len * 4);
     let forward = tensors.forward;
+    let queries = TensorCoreBackwardConfig { saved_log_sums: forward.log_sums.is_some(), ..queries };
     // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
-    // gradients' shapes, `tensor_core_backward_configs` the chunked rows of every input the
-    // kernels copy, shared memory and the grid; `row_stats` holds two f32 per query row, all
-    // written by the first kernel before the second reads them (same stream).
+    // gradients' shapes and the saved log-sum-exps', `tensor_core_backward_configs` the chunked
+    // rows of every input the kernels copy, shared memory and the grid; `row_stats` holds two
+    // f32 per query row, all written by the first kernel before the second reads them (same
+    // stream).
     unsafe {
         tensor_core_backward_queries::launch_unchecked::<R>(
             client,
@@ -457,6 +548,7 @@ fn launch_tensor_core_backward<R: Runtime>(
             tensors.grad_output.clone().into_tensor_arg(),
             tensors.grad_query.into_tensor_arg(),
             ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+            log_sums_arg(client, forward.log_sums),
             scale,
             queries,
             dtype,
@@ -797,6 +889,16 @@ enum Plan {
     SplitKeys(SplitKeysPlan),
 }
 
+impl Plan {
+    fn name(&self) -> &'static str {
+        match self {
+            Plan::Portable(_) => "portable",
+            Plan::TensorCore(_) => "tensor-core",
+            Plan::SplitKeys(_) => "split-key decode",
+        }
+    }
+}
+
 /// Split-key decode: the specialisation and how the keys are split.
 #[derive(Clone, Copy, Debug)]
 struct SplitKeysPlan {
@@ -919,7 +1021,7 @@ fn split_keys_plan<R: Runtime>(
 
 fn plan<R: Runtime>(
     client: &ComputeClient<R>,
-    tensors: &AttentionBindings<R>,
+    tensors: Option<&AttentionBindings<R>>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
     problem: &Problem,
@@ -948,10 +1050,10 @@ fn plan<R: Runtime>(
 }
 
 /// The tensor-core specialisation of the call, or why it cannot run here (see
-/// [`Strategy::Auto`]).
+/// [`Strategy::Auto`]). Without `tensors`, rows are assumed to be in whole chunks.
 fn tensor_core_config<R: Runtime>(
     client: &ComputeClient<R>,
-    tensors: &AttentionBindings<R>,
+    tensors: Option<&AttentionBindings<R>>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
     problem: &Problem,
@@ -964,12 +1066,14 @@ fn tensor_core_config<R: Runtime>(
     let hardware = &client.properties().hardware;
     // Q and K are read as they are only for exact attention (Q' and K^T otherwise).
     let exact = options.group_size == 1;
-    let chunked = [("value", &tensors.value)]
-        .into_iter()
-        .chain(exact.then_some(("query", &tensors.query)))
-        .chain(exact.then_some(("key", &tensors.key)));
-    for (name, binding) in chunked {
-        whole_chunks(name, binding)?;
+    if let Some(tensors) = tensors {
+        let chunked = [("value", &tensors.value)]
+            .into_iter()
+            .chain(exact.then_some(("query", &tensors.query)))
+            .chain(exact.then_some(("key", &tensors.key)));
+        for (name, binding) in chunked {
+            whole_chunks(name, binding)?;
+        }
     }
     let config = TensorCoreConfig {
         head_dim: problem.head_dim,
@@ -989,6 +1093,7 @@ fn tensor_core_config<R: Runtime>(
         copy: variant.copy,
         fragments: variant.fragments,
         key_fusion: variant.key_fusion,
+        saves_log_sums: false,
     };
     if !config.is_consistent() {
         return refuse("tiling", format!("{:?}", config.tiling), "warps x row tiles x 16 = block_rows");
@@ -1234,6 +1339,7 @@ pub fn tensor_core_source<R: Runtime>(
         TensorCompilationArg { inplace: None },
         ArrayCompilationArg { inplace: None },
         TensorCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
         (),
         CHUNK,
         config,
@@ -1334,6 +1440,7 @@ pub fn tensor_core_backward_sources<R: Runtime>(
         tensor(),
         tensor(),
         array(),
+        tensor(),
         (),
         CHUNK,
         queries,
@@ -1454,6 +1561,7 @@ mod tests {
                 key: inputs[1].1.clone(),
                 value: inputs[2].1.clone(),
                 output: output.clone(),
+                log_sums: None,
             };
             launch_forward(&client, forward(), dtype, &options).unwrap();
             let run = |expanded: bool| {
@@ -1485,6 +1593,77 @@ mod tests {
                 assert!(scale > 0.0 && worst <= 1e-4 * scale, "{representative:?} {layout:?} G={group_size} causal={causal}: {name} off by {worst} (largest {scale})");
             }
         }
+    }
+
+    /// Only the exact tensor-core forward writes log-sum-exps. On lavapipe (no tensor cores, so
+    /// the portable forward) a forward asked for them is refused naming them, before its kernel
+    /// runs (the output keeps its values), exact or grouped; so are log-sum-exps of the wrong
+    /// shape, forward or backward, and a grouped backward given them.
+    #[test]
+    fn log_sums_are_refused_where_no_kernel_saves_them() {
+        let client = WgpuRuntime::client(&Default::default());
+        let dtype = f32::as_type_native_unchecked().storage_type();
+        let shape = [1, 2, 40, 32];
+        let binding = |shape: &[usize], fill: f32| {
+            let handle = client.create_from_slice(f32::as_bytes(&vec![fill; shape.iter().product()]));
+            let mut strides = vec![1; shape.len()];
+            for axis in (0..shape.len() - 1).rev() {
+                strides[axis] = strides[axis + 1] * shape[axis + 1];
+            }
+            (handle.clone(), TensorBinding { handle: handle.binding(), strides: Strides::new(&strides), shape: Shape::from(shape.to_vec()), runtime: PhantomData })
+        };
+        let (output_handle, output) = binding(&shape, 7.0);
+        let tensors = |log_sums: &[usize]| AttentionBindings {
+            query: binding(&shape, 0.5).1,
+            key: binding(&shape, 0.25).1,
+            value: binding(&shape, 1.0).1,
+            output: output.clone(),
+            log_sums: Some(binding(log_sums, 0.0).1),
+        };
+        let options = ForwardOptions {
+            group_size: 1,
+            block_rows: 64,
+            hyperplanes: None,
+            representative: Representative::Sample,
+            causal: false,
+            scale: 0.5,
+            unroll: false,
+            strategy: Strategy::Auto,
+            permutation: Permutation::Lsh,
+            layout: GroupLayout::Consecutive,
+        };
+        let refused = |result: Result<(), KernelError>, what: &str| match result {
+            Err(KernelError::Unsupported { name: "log_sums", .. }) | Err(KernelError::Shape { tensor: "log_sums", .. }) => {}
+            other => panic!("{what}: expected a refusal naming log_sums, got {:?}", other.err()),
+        };
+        let query_shape = &shape[..];
+        refused(check_saves_log_sums(&client, [query_shape, query_shape, query_shape], dtype, &options), "check");
+        refused(launch_forward(&client, tensors(&[1, 2, 40]), dtype, &options).map(drop), "portable forward");
+        refused(launch_forward(&client, tensors(&[2, 40]), dtype, &options).map(drop), "wrong shape");
+        let written = f32::from_bytes(&client.read_one(output_handle).unwrap()).to_vec();
+        assert!(written.iter().all(|&value| value == 7.0), "a refused forward wrote its output");
+
+        let planes: Vec<f32> = (0..16 * 64).map(|index| (index % 7) as f32 - 3.0).collect();
+        let hyperplanes = Hyperplanes::upload(&client, &planes, 16, 64).unwrap();
+        let grouped = ForwardOptions { group_size: 2, hyperplanes: Some(&hyperplanes), ..options.clone() };
+        refused(launch_forward(&client, tensors(&[1, 2, 40]), dtype, &grouped).map(drop), "portable grouped forward");
+        let gradient = || binding(&shape, 0.0).1;
+        let backward = BackwardBindings {
+            forward: tensors(&[1, 40, 2]),
+            grad_output: binding(&shape, 1.0).1,
+            grad_query: gradient(),
+            grad_key: gradient(),
+            grad_value: gradient(),
+        };
+        refused(launch_backward(&client, backward, dtype, &options), "backward, wrong shape");
+        let backward = BackwardBindings {
+            forward: tensors(&[1, 2, 40]),
+            grad_output: binding(&shape, 1.0).1,
+            grad_query: gradient(),
+            grad_key: gradient(),
+            grad_value: gradient(),
+        };
+        refused(launch_backward(&client, backward, dtype, &grouped), "grouped backward");
     }
 
     /// The splits cover every key once in whole tiles, never leave a split empty, and ask for

@@ -40,6 +40,6 @@ pub use config::{
 };
 pub use error::KernelError;
 pub use launch::{
-    check_backward, launch_backward, launch_forward, launch_grouping, AttentionBindings, BackwardBindings, ForwardOptions, Hyperplanes, KernelPath, Strategy,
+    check_backward, check_saves_log_sums, launch_backward, launch_forward, launch_grouping, AttentionBindings, BackwardBindings, ForwardOptions, Hyperplanes, KernelPath, Strategy,
     TensorCoreVariant,
 };

@@ -187,7 +187,8 @@ fn fused_gradients_match_finite_differences() {
 /// The backend says before the forward what its kernels do not cover: quiet softmax, the
 /// `Projected` representative (which `Autodiff` then runs as exact attention on the expanded
 /// query, below) and exact attention at d = 128 (its rows would not fit a unit's registers:
-/// `MAX_BACKWARD_FLOATS_PER_UNIT`; G = 2 there is covered).
+/// `MAX_BACKWARD_FLOATS_PER_UNIT`; G = 2 there is covered); and that without tensor cores
+/// no forward saves log-sum-exps for the backward.
 #[test]
 fn what_the_backward_kernels_lack_is_refused_before_the_forward() {
     let case = Case::new([1, 2, 2, 40, 40, 32], 2, false);
@@ -200,6 +201,10 @@ fn what_the_backward_kernels_lack_is_refused_before_the_forward() {
     assert!(!Cube::has_fused_backward(&projected, DType::F32, &device));
     assert!(Cube::has_fused_backward(&projected.expanded(), DType::F32, &device));
     assert!(!Cpu::has_fused_backward(&problem, DType::F32, &Default::default()));
+    // The forward keeps log-sum-exps for the backward on tensor cores only.
+    let exact = problem.expanded();
+    assert!(!Cube::saves_log_sums(&exact, DType::F32, &device) && !Cube::saves_log_sums(&exact, DType::F16, &device));
+    assert!(!Cpu::saves_log_sums(&exact, DType::F32, &Default::default()));
     let wide = Case::new([1, 2, 2, 40, 40, 128], 1, false);
     let [query, key, value] = wide.shapes().map(|shape| random::<Cube>(1, shape, &device));
     let exact_wide = AttentionProblem::check(&query, &key, &value, None, &wide.config).unwrap();

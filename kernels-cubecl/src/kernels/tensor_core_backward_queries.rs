@@ -8,9 +8,10 @@
 //! the forward). With `S = s Q K^T`, `P = softmax(S)`:
 //!
 //! 1. `delta = rowsum(dO * O)` per row, from global memory, one plane sum per row;
-//! 2. a first pass over the key tiles computes `S` (`mma`) and each row's log-sum-exp (in base
-//!    2, with the scale folded into the exponent as in the forward): the forward does not
-//!    keep it, so the backward does not depend on which forward kernel ran;
+//! 2. each row's log-sum-exp (in base 2, with the scale folded into the exponent as in the
+//!    forward): the tensor-core forward's where it saved them
+//!    ([`TensorCoreBackwardConfig::saved_log_sums`]), else from a first pass over the key
+//!    tiles computing `S` (`mma`), so that the backward also follows a forward that saved none;
 //! 3. a second pass recomputes `S`, forms `P = 2^(S log2(e) - lse)`, `dP = dO V^T` (`mma`),
 //!    `dS = P (dP - delta)` and accumulates `dQ += dS K` (`mma`, `dS` going from the
 //!    accumulators straight into A fragments); nothing `[seq_q, seq_k]` is stored;
@@ -38,6 +39,7 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
     grad_output: &Tensor<Vector<F, N8>>,
     grad_query: &mut Tensor<F>,
     row_stats: &mut Array<f32>,
+    saved_log_sums: &Tensor<f32>,
     scale: f32,
     #[comptime] config: TensorCoreBackwardConfig,
     #[define(F)] _dtype: StorageType,
@@ -85,7 +87,11 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
     }
     let warp_last_position = warp_first_position + 15;
     let num_tiles = keys_end.div_ceil(key_tile);
-    let steps = 2 * num_tiles;
+    let mut first_pass_tiles = num_tiles;
+    if comptime!(config.saved_log_sums) {
+        first_pass_tiles = 0;
+    }
+    let steps = first_pass_tiles + num_tiles;
 
     let barrier_even = Barrier::shared(units as u32, UNIT_POS == 0);
     let barrier_odd = Barrier::shared(units as u32, UNIT_POS == 0);
@@ -137,12 +143,21 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
         running_max[half] = f32::new(SCORE_FLOOR);
         running_sum[half] = 0.0;
         log_sum[half] = 0.0;
+        if comptime!(config.saved_log_sums) {
+            let row = warp_first_row + quad_row + half * 8;
+            if row < seq_q {
+                log_sum[half] = saved_log_sums[batch_head * seq_q + row];
+            }
+        }
     }
     let mut grad_query_fragments = zeroed(comptime!(head_blocks * 2));
 
     for step in 0..steps {
-        let second_pass = step >= num_tiles;
-        let tile_start = (step - select(second_pass, num_tiles, 0usize)) * key_tile;
+        let mut second_pass = true;
+        if comptime!(!config.saved_log_sums) {
+            second_pass = step >= first_pass_tiles;
+        }
+        let tile_start = (step - select(second_pass, first_pass_tiles, 0usize)) * key_tile;
         let mut stage = 0usize;
         if comptime!(config.copy == CopyStrategy::DoubleBuffered) {
             stage = step % 2;
@@ -152,7 +167,7 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
                 barrier_odd.arrive_and_wait();
             }
             if step + 1 < steps {
-                let next = step + 1 - select(step + 1 >= num_tiles, num_tiles, 0usize);
+                let next = step + 1 - select(step + 1 >= first_pass_tiles, first_pass_tiles, 0usize);
                 copy_row_pair::<F, N8>(
                     key,
                     value,
@@ -197,7 +212,7 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
             }
             sync_cube();
         }
-        if step == num_tiles {
+        if !comptime!(config.saved_log_sums) && step == first_pass_tiles {
             // The first pass is complete: each row's log-sum-exp, in base 2.
             #[unroll]
             for half in 0..2usize {

@@ -16,7 +16,8 @@
 //!    (`S = Q' K'^T`), online softmax, and `O += P V` with the probabilities going from the
 //!    score accumulators straight into A fragments (the m16n8 accumulator layout of two key
 //!    blocks is the m16k16 A layout);
-//! 3. each warp normalises and writes its rows.
+//! 3. each warp normalises and writes its rows, and, for the backward
+//!    ([`TensorCoreConfig::saves_log_sums`]), each row's log-sum-exp in base 2.
 //!
 //! Fragments come from shared memory through `ldmatrix` (`.trans` for V, which stays
 //! key-major, and for K'^T), four registers per instruction; every B fragment feeds one `mma`
@@ -54,6 +55,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
     value: &Tensor<Vector<F, N8>>,
     key_columns: &Array<u32>,
     output: &mut Tensor<F>,
+    log_sums: &mut Tensor<f32>,
     scale: f32,
     #[comptime] config: TensorCoreConfig,
     #[define(F)] _dtype: StorageType,
@@ -356,6 +358,14 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
                 inverse = 1.0 / total;
             }
             let row = warp_first_row + row_tile * 16 + quad_row + half * 8;
+            if comptime!(config.saves_log_sums) {
+                if row < seq_q && quad_lane == 0 {
+                    // As the backward's first pass would find it: a row without visible keys
+                    // gets a log-sum-exp that makes every probability zero.
+                    let log_sum = running_max[row_tile * 2 + half] + Log::ln(total) * f32::new(core::f32::consts::LOG2_E);
+                    log_sums[batch_head * seq_q + row] = select(total > 0.0, log_sum, f32::new(-SCORE_FLOOR));
+                }
+            }
             if row < seq_q {
                 let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
                 #[unroll]

@@ -345,16 +345,7 @@ pub fn check_saves_log_sums<R: Runtime>(
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<(), KernelError> {
-    let [query, key, value] = shapes;
-    if query.len() != 4 || value.len() != 4 {
-        return Err(KernelError::Shape {
-            tensor: if query.len() != 4 { "query" } else { "value" },
-            actual: if query.len() != 4 { query.to_vec() } else { value.to_vec() },
-            expected: "a rank-4 tensor".into(),
-        });
-    }
-    let output = [query[0], query[1], query[2], value[3]];
-    let problem = check_shapes(client, [query, key, value, &output], dtype, options)?;
+    let problem = check_input_shapes(client, shapes, dtype, options)?;
     saving_log_sums(&mut plan(client, None, dtype, options, &problem)?)
 }
 
@@ -698,16 +689,7 @@ pub fn check_backward<R: Runtime>(
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<(), KernelError> {
-    let [query, key, value] = shapes;
-    if query.len() != 4 || value.len() != 4 {
-        return Err(KernelError::Shape {
-            tensor: if query.len() != 4 { "query" } else { "value" },
-            actual: if query.len() != 4 { query.to_vec() } else { value.to_vec() },
-            expected: "a rank-4 tensor".into(),
-        });
-    }
-    let output = [query[0], query[1], query[2], value[3]];
-    let problem = check_shapes(client, [query, key, value, &output], dtype, options)?;
+    let problem = check_input_shapes(client, shapes, dtype, options)?;
     backward_plan(client, None, dtype, options, &problem).map(drop)
 }
 
@@ -1232,6 +1214,25 @@ fn check<R: Runtime>(
         }
     }
     check_shapes(client, bindings.map(|binding| &binding.shape[..]), dtype, options)
+}
+
+/// [`check_shapes`] for a call known by its query, key and value shapes alone (the output
+/// shaped to match), before its tensors exist.
+fn check_input_shapes<R: Runtime>(
+    client: &ComputeClient<R>,
+    [query, key, value]: [&[usize]; 3],
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+) -> Result<Problem, KernelError> {
+    if query.len() != 4 || value.len() != 4 {
+        return Err(KernelError::Shape {
+            tensor: if query.len() != 4 { "query" } else { "value" },
+            actual: if query.len() != 4 { query.to_vec() } else { value.to_vec() },
+            expected: "a rank-4 tensor".into(),
+        });
+    }
+    let output = [query[0], query[1], query[2], value[3]];
+    check_shapes(client, [query, key, value, &output], dtype, options)
 }
 
 /// The four tensors of [`AttentionBindings`], in order.

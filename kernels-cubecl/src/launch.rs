@@ -1649,22 +1649,15 @@ mod tests {
         let grouped = ForwardOptions { group_size: 2, hyperplanes: Some(&hyperplanes), ..options.clone() };
         refused(launch_forward(&client, tensors(&[1, 2, 40]), dtype, &grouped).map(drop), "portable grouped forward");
         let gradient = || binding(&shape, 0.0).1;
-        let backward = BackwardBindings {
-            forward: tensors(&[1, 40, 2]),
+        let backward = |log_sums: &[usize]| BackwardBindings {
+            forward: tensors(log_sums),
             grad_output: binding(&shape, 1.0).1,
             grad_query: gradient(),
             grad_key: gradient(),
             grad_value: gradient(),
         };
-        refused(launch_backward(&client, backward, dtype, &options), "backward, wrong shape");
-        let backward = BackwardBindings {
-            forward: tensors(&[1, 2, 40]),
-            grad_output: binding(&shape, 1.0).1,
-            grad_query: gradient(),
-            grad_key: gradient(),
-            grad_value: gradient(),
-        };
-        refused(launch_backward(&client, backward, dtype, &grouped), "grouped backward");
+        refused(launch_backward(&client, backward(&[1, 40, 2]), dtype, &options), "backward, wrong shape");
+        refused(launch_backward(&client, backward(&[1, 2, 40]), dtype, &grouped), "grouped backward");
     }
 
     /// The splits cover every key once in whole tiles, never leave a split empty, and ask for

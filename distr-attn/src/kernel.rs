@@ -16,7 +16,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
-use burn_cubecl::cubecl::prelude::ComputeClient;
+use burn_cubecl::cubecl::prelude::{ComputeClient, StorageType};
 use kernels_cubecl::{
     launch_backward, launch_forward, launch_grouping, AttentionBindings, BackwardBindings, ForwardOptions, GroupLayout, Hyperplanes, KernelError, Representative,
 };
@@ -108,12 +108,7 @@ pub fn fused_forward_saving_log_sums<R: CubeRuntime>(
 /// Whether [`fused_forward_saving_log_sums`] takes `problem` in `dtype` on `device`: what a
 /// training step asks before its forward, to know whether the backward gets the log-sum-exps.
 pub fn check_saves_log_sums<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, device: &R::Device) -> Result<(), KernelError> {
-    refusal(problem, dtype)?;
-    let client = R::client(device);
-    let planes = hyperplanes_for(&client, device, problem, HyperplaneSource::Cached)?;
-    let options = forward_options(&client, problem, planes.as_ref(), KernelTuning::default());
-    let [query, key, value] = problem_shapes(problem);
-    kernels_cubecl::check_saves_log_sums(&client, [&query, &key, &value], dtype.into(), &options)
+    check_before_launch::<R>(problem, dtype, device, kernels_cubecl::check_saves_log_sums)
 }
 
 /// The forward launch behind [`fused_forward_on_path`] and [`fused_forward_saving_log_sums`].
@@ -195,12 +190,23 @@ pub fn fused_backward<R: CubeRuntime>(
 /// Whether [`fused_backward`] takes `problem` in `dtype` on `device`: what a training step
 /// asks before its forward, to know which backward it will run.
 pub fn check_backward<R: CubeRuntime>(problem: &AttentionProblem, dtype: DType, device: &R::Device) -> Result<(), KernelError> {
+    check_before_launch::<R>(problem, dtype, device, kernels_cubecl::check_backward)
+}
+
+/// A shape-only check of the kernels (`check`, with the options the launch would take) for a
+/// call not yet made, after the refusals that hold whatever the shapes.
+fn check_before_launch<R: CubeRuntime>(
+    problem: &AttentionProblem,
+    dtype: DType,
+    device: &R::Device,
+    check: impl FnOnce(&ComputeClient<R>, [&[usize]; 3], StorageType, &ForwardOptions<'_, R>) -> Result<(), KernelError>,
+) -> Result<(), KernelError> {
     refusal(problem, dtype)?;
     let client = R::client(device);
     let planes = hyperplanes_for(&client, device, problem, HyperplaneSource::Cached)?;
     let options = forward_options(&client, problem, planes.as_ref(), KernelTuning::default());
     let [query, key, value] = problem_shapes(problem);
-    kernels_cubecl::check_backward(&client, [&query, &key, &value], dtype.into(), &options)
+    check(&client, [&query, &key, &value], dtype.into(), &options)
 }
 
 /// The query, key and value shapes of `problem`.

@@ -84,8 +84,8 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
 
 /// [`fused_forward`] for a call whose fused backward follows: also each query row's
 /// log-sum-exp of its scaled scores in base 2 (`[batch, heads, seq_q]` f32), which spares the
-/// backward a pass over every key tile. For the calls [`check_saves_log_sums`] accepts (exact
-/// attention on the tensor-core forward); errors for the rest, with nothing launched. Inputs
+/// backward a pass over every key tile. For the calls [`check_saves_log_sums`] accepts (the
+/// tensor-core forward, exact or grouped); errors for the rest, with nothing launched. Inputs
 /// whose strides are not contiguous are copied first, so that the answer
 /// [`check_saves_log_sums`] gave from the shapes holds.
 pub fn fused_forward_saving_log_sums<R: CubeRuntime>(

@@ -52,9 +52,10 @@ pub struct AttentionBindings<R: Runtime> {
     /// every key tile. Given to [`launch_forward`], the forward writes it (the exact
     /// tensor-core forward only; [`check_saves_log_sums`] says beforehand); given to
     /// [`launch_backward`] with the forward's, the tensor-core backward reads it (the portable
-    /// backward computes its own). Exact attention only: a grouped backward scores again on
-    /// its expanded query, `Q'' K^T` (see [`crate::kernels::expanded_query`]), equal to the
-    /// grouped forward's `Q' K'^T` but for rounding (K' is summed in the storage type).
+    /// backward computes its own). A grouped call's backward scores again on its expanded
+    /// query, `Q'' K^T` (see [`crate::kernels::expanded_query`]), equal to the grouped
+    /// forward's `Q' K'^T` but for rounding (K' is summed in the storage type), so the grouped
+    /// forward's log-sum-exps serve it too.
     pub log_sums: Option<TensorBinding<R>>,
 }
 
@@ -349,21 +350,18 @@ pub fn check_saves_log_sums<R: Runtime>(
     saving_log_sums(&mut plan(client, None, dtype, options, &problem)?)
 }
 
-/// Marks `plan` to write the log-sum-exps, or says why it cannot: only the exact tensor-core
+/// Marks `plan` to write the log-sum-exps, or says why it cannot: only the tensor-core
 /// forward keeps its rows' statistics to the end (see [`AttentionBindings::log_sums`]).
 fn saving_log_sums(plan: &mut Plan) -> Result<(), KernelError> {
     match plan {
-        Plan::TensorCore(config) if config.group_size == 1 => {
+        Plan::TensorCore(config) => {
             config.saves_log_sums = true;
             Ok(())
         }
         _ => Err(KernelError::Unsupported {
             name: "log_sums",
-            value: match plan {
-                Plan::TensorCore(config) => format!("group_size {}", config.group_size),
-                _ => format!("the {} forward", plan.name()),
-            },
-            expected: "exact attention on the tensor-core forward".into(),
+            value: format!("the {} forward", plan.name()),
+            expected: "the tensor-core forward".into(),
         }),
     }
 }
@@ -485,13 +483,6 @@ pub fn launch_backward<R: Runtime>(
     }
     if let Some(log_sums) = &tensors.forward.log_sums {
         check_log_sums(log_sums, &problem)?;
-        if options.group_size > 1 {
-            return Err(KernelError::Unsupported {
-                name: "log_sums",
-                value: format!("group_size {}", options.group_size),
-                expected: "exact attention: a grouped backward finds its own".into(),
-            });
-        }
     }
     match backward_plan(client, Some(&tensors), dtype, options, &problem)? {
         BackwardPlan::TensorCore(configs) if options.group_size > 1 => launch_expanded_backward(client, tensors, dtype, options, &problem, |tensors| {
@@ -1599,7 +1590,7 @@ mod tests {
     /// Only the exact tensor-core forward writes log-sum-exps. On lavapipe (no tensor cores, so
     /// the portable forward) a forward asked for them is refused naming them, before its kernel
     /// runs (the output keeps its values), exact or grouped; so are log-sum-exps of the wrong
-    /// shape, forward or backward, and a grouped backward given them.
+    /// shape, forward or backward.
     #[test]
     fn log_sums_are_refused_where_no_kernel_saves_them() {
         let client = WgpuRuntime::client(&Default::default());
@@ -1657,7 +1648,7 @@ mod tests {
             grad_value: gradient(),
         };
         refused(launch_backward(&client, backward(&[1, 40, 2]), dtype, &options), "backward, wrong shape");
-        refused(launch_backward(&client, backward(&[1, 2, 40]), dtype, &grouped), "grouped backward");
+        refused(launch_backward(&client, backward(&[2, 40]), dtype, &grouped), "grouped backward, wrong shape");
     }
 
     /// The splits cover every key once in whole tiles, never leave a split empty, and ask for

@@ -75,6 +75,12 @@ pub enum Grouping {
     /// [`Grouping::Gram`] with each pair's cost weighted by the mean squared length of its key
     /// columns: a query column's error reaches the scores through its key column.
     GramKeyWeighted,
+    /// [`Grouping::Gram`] with each pair's cost multiplied by the squared distance of its key
+    /// columns (over the head's keys). For `Mean` that product is the pair's whole error:
+    /// grouping `a` and `b` changes the scores by `-(q_a - q_b)(k_a - k_b)^T / 2`, a rank-one
+    /// matrix whose squared norm is `|q_a - q_b|^2 |k_a - k_b|^2 / 4`; columns whose keys agree
+    /// cost nothing to group however far apart their queries lie. Reference path only.
+    GramKeyDistance,
 }
 
 impl Grouping {
@@ -89,7 +95,8 @@ impl Grouping {
     /// or `Mean` the pairwise squared distances of the query columns as the kernels compute them
     /// (a difference, a product and a sum per pair and row: `3 N d (d - 1) / 2`); for the other
     /// Gram costs the symmetric Gram matrices they read (`N d (d + 1)` each: the queries', and the
-    /// keys' for `GramKeyWeighted` and `SampledKeys`); none for the baselines.
+    /// keys' for `GramKeyWeighted`, `GramKeyDistance` and `SampledKeys`); none for the
+    /// baselines.
     pub fn flops(self, representative: Representative, tokens: usize, head_dim: usize, num_projections: usize) -> f64 {
         let [n, d] = [tokens as f64, head_dim as f64];
         let gram = n * d * (d + 1.0);
@@ -98,7 +105,7 @@ impl Grouping {
             (Grouping::LshNorms, _) => 2.0 * n * d * (num_projections as f64 + 1.0),
             (Grouping::Gram, Representative::Sample | Representative::Mean) => 1.5 * n * d * (d - 1.0),
             (Grouping::Gram, Representative::Projected) => gram,
-            (Grouping::Gram, Representative::SampledKeys) | (Grouping::GramKeyWeighted, _) => 2.0 * gram,
+            (Grouping::Gram, Representative::SampledKeys) | (Grouping::GramKeyWeighted | Grouping::GramKeyDistance, _) => 2.0 * gram,
             (Grouping::Random | Grouping::IndexOrder, _) => 0.0,
         }
     }

@@ -25,6 +25,8 @@ settings=(
   "sample|--attention distr --group-size 2 --representative sample"
   "mean|--attention distr --group-size 2 --representative mean"
   "mean-gram|--attention distr --group-size 2 --representative mean --grouping gram|1"
+  "mean-gram-key-weighted|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted|1"
+  "mean-gram-key-distance|--attention distr --group-size 2 --representative mean --grouping gram-key-distance|1"
   "sampled-keys|--attention distr --group-size 2 --representative sampled-keys"
 )
 

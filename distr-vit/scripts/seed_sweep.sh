@@ -24,6 +24,7 @@ settings=(
   "sample-strided|--representative sample --grouping lsh-strided"
   "mean-gram|--representative mean --grouping gram|1"
   "mean-gram-key-weighted|--representative mean --grouping gram-key-weighted|1"
+  "mean-gram-key-distance|--representative mean --grouping gram-key-distance|1"
   "projected-gram|--representative projected --grouping gram|1"
   "sampled-keys-gram|--representative sampled-keys --grouping gram|1"
 )

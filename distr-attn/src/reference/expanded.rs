@@ -94,6 +94,7 @@ mod tests {
             Grouping::IndexOrder,
             Grouping::Gram,
             Grouping::GramKeyWeighted,
+            Grouping::GramKeyDistance,
         ];
         let representatives =
             [Representative::Sample, Representative::Mean, Representative::SampledKeys, Representative::Projected];

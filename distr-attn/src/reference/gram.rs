@@ -1,4 +1,5 @@
-//! Groupings chosen from Gram matrices ([`Grouping::Gram`], [`Grouping::GramKeyWeighted`]):
+//! Groupings chosen from Gram matrices ([`Grouping::Gram`], [`Grouping::GramKeyWeighted`],
+//! [`Grouping::GramKeyDistance`]):
 //! per query block, the groups that (greedily, then improved by swaps) minimise a bound on the
 //! error the representative adds, rather than the angular neighbourhood LSH approximates.
 //!
@@ -64,8 +65,9 @@ fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
 /// - `SampledKeys`: the key columns' squared distance times the query columns' mean squared
 ///   length (the kept key column stands in for the other);
 ///
-/// times, for [`Grouping::GramKeyWeighted`] and the query-side costs, the key columns' mean
-/// squared length: a query column's error reaches the scores through its key column.
+/// times, for the query-side costs, the key columns' mean squared length
+/// ([`Grouping::GramKeyWeighted`]: a query column's error reaches the scores through its key
+/// column) or their squared distance ([`Grouping::GramKeyDistance`]: `Mean`'s exact error).
 pub fn pair_costs(
     q: &[f64],
     k: &[f64],
@@ -93,6 +95,7 @@ pub fn pair_costs(
             };
             let weight = match grouping {
                 Grouping::GramKeyWeighted => mean_length(k, a, b),
+                Grouping::GramKeyDistance => distance(k, a, b),
                 _ => 1.0,
             };
             costs[a * head_dim + b] = query_side * weight;
@@ -229,6 +232,16 @@ mod tests {
             groups(&queries, &weighted_keys, Grouping::GramKeyWeighted, Representative::Sample, 2),
             [[0, 2], [1, 3]]
         );
+    }
+
+    /// Columns 0 and 1 have near queries but far keys, 0 and 2 far queries and equal keys:
+    /// the key distance pairs 0 with 2 (and so 1 with 3), which `Mean` groups without error.
+    #[test]
+    fn key_distances_change_the_pairing() {
+        let queries = vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![0.0, 3.0], vec![1.0, 3.0]];
+        let keys = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 0.0], vec![0.0, 1.0]];
+        assert_eq!(groups(&queries, &keys, Grouping::Gram, Representative::Mean, 2), [[0, 1], [2, 3]]);
+        assert_eq!(groups(&queries, &keys, Grouping::GramKeyDistance, Representative::Mean, 2), [[0, 2], [1, 3]]);
     }
 
     /// `SampledKeys` pairs by the key columns.

@@ -45,7 +45,7 @@ pub fn block_permutations<B: Backend>(
     let [batch, heads, num_blocks, _, head_dim] = blocks.dims();
     let device = blocks.device();
     let keys = match config.grouping {
-        Grouping::Gram | Grouping::GramKeyWeighted => {
+        Grouping::Gram | Grouping::GramKeyWeighted | Grouping::GramKeyDistance => {
             return gram_permutations(blocks, key, config.grouping, config.representative, config.group_size);
         }
         Grouping::Lsh | Grouping::LshStrided => {

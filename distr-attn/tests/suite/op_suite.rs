@@ -233,7 +233,7 @@ fn duplicate_columns_make_lsh_grouping_exact<B: DistrAttentionBackend>(device: &
     let random = error(Grouping::Random);
     let index_order = error(Grouping::IndexOrder);
     assert!(lsh < 1e-5, "LSH grouping error {lsh}");
-    for grouping in [Grouping::Gram, Grouping::GramKeyWeighted] {
+    for grouping in [Grouping::Gram, Grouping::GramKeyWeighted, Grouping::GramKeyDistance] {
         let gram = error(grouping);
         assert!(gram < 1e-5, "{grouping:?} grouping error {gram}");
     }

@@ -73,7 +73,9 @@ pub enum Grouping {
     /// representatives run on the reference.
     Gram,
     /// [`Grouping::Gram`] with each pair's cost weighted by the mean squared length of its key
-    /// columns: a query column's error reaches the scores through its key column.
+    /// columns: a query column's error reaches the scores through its key column. With
+    /// `Sample` or `Mean` the CubeCL kernels form the same groups in their pre-pass (the key
+    /// lengths from a small reduction over the head's keys first).
     GramKeyWeighted,
     /// [`Grouping::Gram`] with each pair's cost multiplied by the squared distance of its key
     /// columns (over the head's keys). For `Mean` that product is the pair's whole error:

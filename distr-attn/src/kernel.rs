@@ -39,7 +39,7 @@ pub fn kernel_launches() -> usize {
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
 ///
 /// Errors (nothing launched) for what the kernel does not cover: f64, the groupings other than
-/// [`Grouping::Lsh`], [`Grouping::LshStrided`] and [`Grouping::Gram`] (with `Sample` or `Mean`),
+/// [`Grouping::Lsh`], [`Grouping::LshStrided`], [`Grouping::Gram`] and [`Grouping::GramKeyWeighted`] (with `Sample` or `Mean`),
 /// the `Projected` representative, quiet softmax, and the head dims, group
 /// sizes and block rows outside its comptime specialisations.
 pub fn fused_forward<R: CubeRuntime>(
@@ -230,7 +230,7 @@ fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> 
             expected: "false (quiet softmax runs on the reference)".into(),
         });
     }
-    let in_kernel = matches!(config.grouping, Grouping::Lsh | Grouping::LshStrided) || grams_in_kernel(config);
+    let in_kernel = matches!(config.grouping, Grouping::Lsh | Grouping::LshStrided) || gram_in_kernel(config).is_some();
     if !config.is_exact() && !in_kernel {
         return Err(KernelError::Unsupported {
             name: "grouping",
@@ -255,19 +255,28 @@ fn refusal(problem: &AttentionProblem, dtype: DType) -> Result<(), KernelError> 
     Ok(())
 }
 
-/// Whether the kernels' pre-pass forms `config`'s groups from the columns' distances
-/// ([`Permutation::Gram`]): the `Gram` grouping of a query-side representative.
-fn grams_in_kernel(config: &crate::DistrAttentionConfig) -> bool {
-    config.grouping == Grouping::Gram && matches!(config.representative, crate::Representative::Sample | crate::Representative::Mean)
+/// The pre-pass's permutation when it forms `config`'s groups from the columns' distances
+/// ([`Permutation::Gram`], [`Permutation::GramKeyWeighted`]): the `Gram` groupings of a
+/// query-side representative.
+fn gram_in_kernel(config: &crate::DistrAttentionConfig) -> Option<Permutation> {
+    if !matches!(config.representative, crate::Representative::Sample | crate::Representative::Mean) {
+        return None;
+    }
+    match config.grouping {
+        Grouping::Gram => Some(Permutation::Gram),
+        Grouping::GramKeyWeighted => Some(Permutation::GramKeyWeighted),
+        _ => None,
+    }
 }
 
 /// The grouping pre-pass alone (`G > 1`), for the benchmark to time it; its outputs are dropped.
-pub fn grouping_pre_pass<R: CubeRuntime>(query: CubeTensor<R>, problem: &AttentionProblem) -> Result<(), KernelError> {
+/// `key` is read by the key-weighted Gram grouping only.
+pub fn grouping_pre_pass<R: CubeRuntime>(query: CubeTensor<R>, key: CubeTensor<R>, problem: &AttentionProblem) -> Result<(), KernelError> {
     let planes = hyperplanes_for(&query.client, &query.device, problem, HyperplaneSource::Cached)?;
     let options = forward_options(&query.client, problem, planes.as_ref(), KernelTuning::default());
     let client = query.client.clone();
     let dtype = query.dtype.into();
-    launch_grouping(&client, &query.binding(), dtype, &options).map(drop)
+    launch_grouping(&client, &query.binding(), &key.binding(), dtype, &options).map(drop)
 }
 
 /// The call's hyperplanes on the device (none for exact attention).
@@ -314,7 +323,7 @@ fn forward_options<'a, R: CubeRuntime>(
         // compilers (lavapipe above all) take minutes on the unrolled bodies.
         unroll: R::name(client).contains("cuda"),
         strategy: tuning.strategy,
-        permutation: if grams_in_kernel(config) { Permutation::Gram } else { tuning.permutation },
+        permutation: gram_in_kernel(config).unwrap_or(tuning.permutation),
         layout: match config.grouping {
             Grouping::LshStrided => GroupLayout::Strided,
             _ => GroupLayout::Consecutive,

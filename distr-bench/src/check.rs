@@ -98,6 +98,9 @@ fn cases(args: &Args) -> Vec<Case> {
     cases.push(paper(Representative::Mean, gram, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
     cases.push(paper(Representative::Mean, gram, case(128, 2, true, FloatDType::BF16, block_rows, default, &default_name)));
     cases.push(paper(Representative::Sample, gram, case(64, 4, false, FloatDType::F16, other_rows, default, &default_name)));
+    let weighted = Grouping::GramKeyWeighted;
+    cases.push(paper(Representative::Mean, weighted, case(64, 2, false, FloatDType::F16, block_rows, default, &default_name)));
+    cases.push(paper(Representative::Sample, weighted, case(64, 4, true, FloatDType::BF16, block_rows, default, &default_name)));
     cases.push(paper(Representative::Mean, gram, case(128, 8, false, FloatDType::F16, block_rows, portable, &portable_name)));
     for (head_dim, group_size, causal) in [(64, 1, false), (128, 1, true), (64, 2, true), (128, 2, false)] {
         let plain = case(head_dim, group_size, causal, FloatDType::F16, block_rows, default, &default_name);

@@ -60,8 +60,9 @@ pub struct Args {
     /// get their name appended (`distr_g2:sampled-keys`).
     #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Representative::Sample])]
     pub representatives: Vec<Representative>,
-    /// Groupings to time for G > 1, comma separated: `lsh` (DistrAttention) and `gram` (groups
-    /// chosen from the columns' distances, with `sample` or `mean`). Groupings after the first
+    /// Groupings to time for G > 1, comma separated: `lsh` (DistrAttention), `gram` (groups
+    /// chosen from the columns' distances, with `sample` or `mean`) and `gram-key-weighted`
+    /// (the distances weighted by the key columns' lengths). Groupings after the first
     /// get their name appended (`distr_g2:mean:gram`).
     #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Grouping::Lsh])]
     pub groupings: Vec<Grouping>,
@@ -144,10 +145,14 @@ impl Args {
                 self.representatives
             ));
         }
-        if self.groupings.is_empty() || self.groupings.iter().any(|grouping| !matches!(grouping, Grouping::Lsh | Grouping::Gram)) {
-            return Err(format!("--groupings {:?}: give lsh, gram or both (the others have no kernel)", self.groupings));
+        let gram = |grouping: &Grouping| matches!(grouping, Grouping::Gram | Grouping::GramKeyWeighted);
+        if self.groupings.is_empty() || self.groupings.iter().any(|grouping| *grouping != Grouping::Lsh && !gram(grouping)) {
+            return Err(format!(
+                "--groupings {:?}: give lsh, gram, gram-key-weighted or several (the others have no kernel)",
+                self.groupings
+            ));
         }
-        if self.groupings.contains(&Grouping::Gram) && self.representatives.contains(&Representative::SampledKeys) {
+        if self.groupings.iter().any(gram) && self.representatives.contains(&Representative::SampledKeys) {
             return Err("--groupings gram: the kernels form Gram groups for sample and mean only, not sampled-keys".into());
         }
         if !SUPPORTED_BLOCK_ROWS.contains(&self.block_rows) {

@@ -268,7 +268,7 @@ fn kernel_methods<R: CubeRuntime>(
         });
     }
     if args.grouping_alone && group_size > 1 {
-        let (q, problem) = (primitive(query), problem.clone());
+        let (q, k, problem) = (primitive(query), primitive(key), problem.clone());
         methods.push(Method {
             name: format!("{base}+grouping-alone"),
             group_size: Some(group_size),
@@ -277,7 +277,7 @@ fn kernel_methods<R: CubeRuntime>(
             tiling: None,
             path: None,
             passes: 1.0,
-            run: Box::new(move || grouping_pre_pass(q.clone(), &problem).expect("validated shapes")),
+            run: Box::new(move || grouping_pre_pass(q.clone(), k.clone(), &problem).expect("validated shapes")),
         });
     }
     methods

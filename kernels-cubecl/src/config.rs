@@ -51,10 +51,21 @@ pub enum Permutation {
     /// ([`crate::gram_grouping`]): the reference's `Grouping::Gram` for `Sample` and `Mean`.
     /// No hyperplanes; consecutive groups only.
     Gram,
+    /// [`Permutation::Gram`] with each pair's distance weighted by the mean squared length of
+    /// its two key columns over the head's keys ([`crate::kernels::key_lengths`]): the
+    /// reference's `Grouping::GramKeyWeighted` for `Sample` and `Mean`.
+    GramKeyWeighted,
     /// The codes are computed but not sorted: the identity permutation at the cost of hashing.
     HashOnly,
     /// The identity permutation, no hashing.
     Identity,
+}
+
+impl Permutation {
+    /// Whether the groups come from the columns' distances ([`crate::gram_grouping`]).
+    pub fn is_gram(self) -> bool {
+        matches!(self, Permutation::Gram | Permutation::GramKeyWeighted)
+    }
 }
 
 /// Which sorted positions form a group.
@@ -98,7 +109,7 @@ impl GroupingConfig {
     pub fn staged_floats(&self) -> usize {
         let staged = crate::block_permutation::STAGED_ROWS * self.head_dim;
         match self.permutation {
-            Permutation::Gram => staged.max(crate::gram_grouping::scratch_floats(self.head_dim)),
+            Permutation::Gram | Permutation::GramKeyWeighted => staged.max(crate::gram_grouping::scratch_floats(self.head_dim)),
             _ => staged,
         }
     }

@@ -7,6 +7,8 @@
 //!    cancellation would blur exactly the small distances that decide the pairs); each unit
 //!    owns [`TILE`] x [`TILE`] tiles of the matrix, so a staged row costs it two loads per 16
 //!    products;
+//!    for [`crate::config::Permutation::GramKeyWeighted`], [`weigh_by_key_lengths`] then
+//!    multiplies each by the mean squared length of the two columns' keys;
 //! 2. [`greedy_groups`]: the cheapest free pair opens a group, the free column cheapest to join
 //!    it fills it, until every column has a group; each choice is an arg-min over the cube. For
 //!    pairs, [`matched_pairs`] reaches the same pairs in a few parallel rounds;
@@ -140,6 +142,30 @@ pub fn column_distances<F: Float>(
                 }
             }
         }
+    }
+    sync_cube();
+}
+
+/// Each distance in `distances` times the mean of its two columns' squared key lengths
+/// (`lengths[lengths_base + column]`), as the reference's `GramKeyWeighted` cost: unit `u`
+/// weighs the rows `u, u + units, ...` of the triangle. Synchronises the cube; every unit must
+/// call it.
+#[cube]
+pub fn weigh_by_key_lengths(
+    distances: &mut SharedMemory<f32>,
+    lengths: &Array<f32>,
+    lengths_base: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] units: usize,
+) {
+    let mut a = UNIT_POS as usize;
+    while a < head_dim {
+        let length = lengths[lengths_base + a];
+        for b in a + 1..head_dim {
+            let index = triangle_index(a, b, head_dim);
+            distances[index] = distances[index] * ((length + lengths[lengths_base + b]) / 2.0);
+        }
+        a += units;
     }
     sync_cube();
 }

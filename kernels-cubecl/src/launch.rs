@@ -21,6 +21,7 @@ use crate::kernels::backward_queries::backward_queries;
 use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::expanded_query::{expand_query, fold_query_gradient, EXPANSION_UNITS};
 use crate::kernels::group_queries::group_queries;
+use crate::kernels::key_lengths::{key_lengths, ROW_LANES as KEY_ROW_LANES};
 use crate::kernels::portable_forward::portable_forward;
 use crate::kernels::split_keys_decode::split_keys_decode;
 use crate::kernels::tensor_core_backward_keys::tensor_core_backward_keys;
@@ -206,7 +207,7 @@ pub fn launch_forward<R: Runtime>(
         check_log_sums(log_sums, &problem)?;
         saving_log_sums(&mut plan)?;
     }
-    let (query, columns, columns_len) = scored_query(client, tensors.query, dtype, options)?;
+    let (query, columns, columns_len) = scored_query(client, tensors.query, &tensors.key, dtype, options)?;
     // SAFETY: `columns` holds `columns_len` u32 (the pre-pass's table, or one unread entry).
     let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
     let cube_count = CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1);
@@ -261,11 +262,14 @@ pub fn launch_forward<R: Runtime>(
 }
 
 /// The grouping pre-pass alone ([`crate::kernels::group_queries`]): Q' and the column table
-/// of every query block. `options.group_size` must be above 1. [`launch_forward`] calls it;
-/// benchmarks call it to time it.
+/// of every query block. `options.group_size` must be above 1. `key` (`[batch, kv_heads,
+/// seq_k, head_dim]`) is read only by [`Permutation::GramKeyWeighted`], for its weights
+/// ([`crate::kernels::key_lengths`], launched first). [`launch_forward`] calls it; benchmarks
+/// call it to time it.
 pub fn launch_grouping<R: Runtime>(
     client: &ComputeClient<R>,
     query: &TensorBinding<R>,
+    key: &TensorBinding<R>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<GroupedQueries<R>, KernelError> {
@@ -298,6 +302,10 @@ pub fn launch_grouping<R: Runtime>(
     let grouped = client.empty(batch * heads * rows * width * element_bytes);
     let key_columns_len = batch * heads * num_blocks * width * options.group_size;
     let key_columns = client.empty(key_columns_len * 4);
+    let (key_lengths, key_lengths_len) = match config.permutation {
+        Permutation::GramKeyWeighted => launch_key_lengths(client, key, [batch, heads, head_dim], dtype)?,
+        _ => (client.empty(4), 1),
+    };
     let shape = Shape::new([batch, heads, rows, width]);
     let strides = Strides::new(&[heads * rows * width, rows * width, width, 1]);
     // SAFETY: `grouped` holds exactly `shape` contiguous elements; the kernel writes every
@@ -310,6 +318,7 @@ pub fn launch_grouping<R: Runtime>(
             PLANES_PER_UNIT,
             query.clone().into_tensor_arg(),
             ArrayArg::from_raw_parts(hyperplanes.handle.clone(), hyperplanes.num_projections * hyperplanes.block_rows),
+            ArrayArg::from_raw_parts(key_lengths, key_lengths_len),
             TensorArg::from_raw_parts(grouped.clone(), strides.clone(), shape.clone()),
             ArrayArg::from_raw_parts(key_columns.clone(), key_columns_len),
             config,
@@ -320,17 +329,54 @@ pub fn launch_grouping<R: Runtime>(
     Ok(GroupedQueries { query, key_columns, key_columns_len })
 }
 
+/// The squared length of every key column over its head's keys
+/// ([`crate::kernels::key_lengths`]), `[batch * kv_heads, head_dim]` f32, and its length;
+/// `key` must be `[batch, kv_heads, seq_k, head_dim]` with `kv_heads` dividing the query's
+/// `heads`.
+fn launch_key_lengths<R: Runtime>(
+    client: &ComputeClient<R>,
+    key: &TensorBinding<R>,
+    [batch, heads, head_dim]: [usize; 3],
+    dtype: StorageType,
+) -> Result<(Handle, usize), KernelError> {
+    let kv_heads = key.shape.get(1).copied().unwrap_or(0);
+    if key.shape.len() != 4 || key.shape[0] != batch || key.shape[3] != head_dim || kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(KernelError::Shape {
+            tensor: "key",
+            actual: key.shape.to_vec(),
+            expected: format!("[{batch}, kv_heads dividing {heads}, seq_k, {head_dim}]"),
+        });
+    }
+    let len = batch * kv_heads * head_dim;
+    let lengths = client.empty(len * 4);
+    // SAFETY: `lengths` holds one f32 per (batch, key head, column), each written by the unit
+    // of its column in the cube of its head; `key` is read within its shape.
+    unsafe {
+        key_lengths::launch_unchecked::<R>(
+            client,
+            CubeCount::Static((batch * kv_heads) as u32, 1, 1),
+            CubeDim::new_2d(head_dim as u32, KEY_ROW_LANES as u32),
+            key.clone().into_tensor_arg(),
+            ArrayArg::from_raw_parts(lengths.clone(), len),
+            head_dim,
+            dtype,
+        );
+    }
+    Ok((lengths, len))
+}
+
 /// The query the forward and portable backward kernels score and its column table: for `G > 1`
 /// the pre-pass's Q' and table; for exact attention `query` itself and one entry, left
 /// unwritten (the kernels read no table, comptime).
 fn scored_query<R: Runtime>(
     client: &ComputeClient<R>,
     query: TensorBinding<R>,
+    key: &TensorBinding<R>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
 ) -> Result<(TensorBinding<R>, Handle, usize), KernelError> {
     if options.group_size > 1 {
-        let grouped = launch_grouping(client, &query, dtype, options)?;
+        let grouped = launch_grouping(client, &query, key, dtype, options)?;
         Ok((grouped.query, grouped.key_columns, grouped.key_columns_len))
     } else {
         Ok((query, client.empty(4), 1))
@@ -407,7 +453,7 @@ fn grouping_config<R: Runtime>(options: &ForwardOptions<'_, R>, head_dim: usize,
 /// What the Gram grouping needs beyond the LSH pre-pass: consecutive groups of a query-side
 /// representative, and its distances in shared memory. Other permutations pass.
 fn check_gram_grouping<R: Runtime>(client: &ComputeClient<R>, config: &GroupingConfig) -> Result<(), KernelError> {
-    if config.permutation != Permutation::Gram {
+    if !config.permutation.is_gram() {
         return Ok(());
     }
     if config.layout != GroupLayout::Consecutive {
@@ -564,7 +610,7 @@ fn launch_portable_backward<R: Runtime>(
     problem: &Problem,
     config: BackwardConfig,
 ) -> Result<(), KernelError> {
-    let (query, columns, columns_len) = scored_query(client, tensors.forward.query, dtype, options)?;
+    let (query, columns, columns_len) = scored_query(client, tensors.forward.query, &tensors.forward.key, dtype, options)?;
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
     let row_stats = client.empty(stats_len * 4);
     // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
@@ -619,7 +665,7 @@ fn launch_expanded_backward<R: Runtime>(
     problem: &Problem,
     exact: impl FnOnce(BackwardBindings<R>) -> Result<(), KernelError>,
 ) -> Result<(), KernelError> {
-    let grouped = launch_grouping(client, &tensors.forward.query, dtype, options)?;
+    let grouped = launch_grouping(client, &tensors.forward.query, &tensors.forward.key, dtype, options)?;
     let &Problem { batch, heads, seq_q, head_dim, num_blocks, .. } = problem;
     let config = ExpansionConfig { head_dim, group_size: options.group_size, block_rows: options.block_rows, representative: options.representative };
     let shape = Shape::new([batch, heads, seq_q, head_dim]);
@@ -1351,6 +1397,7 @@ pub fn grouping_source<R: Runtime>(
         KernelSettings::default().cube_dim(CubeDim::new_1d(config.units() as u32)),
         client.clone(),
         TensorCompilationArg { inplace: None },
+        ArrayCompilationArg { inplace: None },
         ArrayCompilationArg { inplace: None },
         TensorCompilationArg { inplace: None },
         ArrayCompilationArg { inplace: None },

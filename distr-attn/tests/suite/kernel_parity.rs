@@ -164,6 +164,38 @@ fn gram_grouping_matches_reference() {
     }
 }
 
+/// The key-weighted Gram grouping (`Grouping::GramKeyWeighted`: each pair's query distance
+/// times its key columns' mean squared length) in the pre-pass, with its key lengths from the
+/// kernels' own reduction: keys whose columns differ in scale by up to 4x (so the weights
+/// change the pairs), both query-side representatives, grouped-query heads, causal, G = 2
+/// and 4.
+#[test]
+fn key_weighted_gram_grouping_matches_reference() {
+    let cases = [
+        ([1, 2, 1, 100, 77, 64], 2, 64, false, Representative::Mean),
+        ([2, 4, 2, 90, 130, 32], 4, 128, true, Representative::Sample),
+        ([1, 3, 3, 40, 70, 64], 2, 64, true, Representative::Sample),
+    ];
+    for (dims, group_size, block_rows, causal, representative) in cases {
+        let mut weighted = case(dims, group_size, block_rows, causal);
+        weighted.representative = representative;
+        weighted.grouping = Grouping::GramKeyWeighted;
+        let [query, (key, key_shape), value] = weighted.inputs(5);
+        let head_dim = key_shape[3];
+        let key = key.iter().enumerate().map(|(index, value)| value * (1.0 + 3.0 * ((index % head_dim) % 5) as f32 / 4.0)).collect();
+        let inputs: [Vec<f32>; 3] = [query.0, key, value.0];
+        let (actual, expected, _) = kernel_and_reference_on(&weighted, inputs.clone(), false);
+        let error = relative_error(&actual, &expected);
+        assert!(error < 1e-4, "dims {dims:?}: relative error {error:e}");
+        // The weights must matter here, or the case could not tell the two groupings apart.
+        let mut plain = weighted;
+        plain.grouping = Grouping::Gram;
+        let (_, unweighted, _) = kernel_and_reference_on(&plain, inputs, false);
+        let apart = relative_error(&unweighted, &expected);
+        assert!(apart > 1e-3, "dims {dims:?}: key weights changed the output by only {apart:e}");
+    }
+}
+
 /// Integer-valued queries make many column distances exactly equal, in the kernel's f32 and the
 /// reference's f64 alike: the kernel's pairing rounds and the reference's greedy scan must
 /// break every tie the same way (by the pair's scan position), and so must the swaps.

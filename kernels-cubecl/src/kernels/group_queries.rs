@@ -4,7 +4,9 @@
 //! One cube per (query block, batch * head), one unit per query row:
 //!
 //! 1. hash the block's columns and sort them ([`crate::block_permutation`]), or group them by
-//!    their distances ([`crate::gram_grouping`]);
+//!    their distances ([`crate::gram_grouping`]; weighted by `key_lengths`, the squared key
+//!    column lengths of [`crate::kernels::key_lengths`], `[batch * kv_heads, head_dim]`, for
+//!    [`Permutation::GramKeyWeighted`]; one unread entry otherwise);
 //! 2. write the block's rows of Q' (`[batch, heads, blocks * block_rows, reduced_width]`, zero
 //!    in the padding columns and in rows past `seq_q`), its rows staged in shared memory again
 //!    a chunk at a time, consecutive units writing consecutive columns;
@@ -20,13 +22,14 @@ use cubecl::prelude::*;
 
 use crate::block_permutation::{column_sort_values, permuted_column, rank_sort, stage_rows, PLANES_PER_UNIT, STAGED_ROWS};
 use crate::config::{GroupingConfig, Permutation};
-use crate::gram_grouping::{column_distances, greedy_groups, improve_groups, matched_pairs, write_order};
+use crate::gram_grouping::{column_distances, greedy_groups, improve_groups, matched_pairs, weigh_by_key_lengths, write_order};
 use crate::grouped_query::{grouped_query, member_position};
 
 #[cube(launch_unchecked)]
 pub(crate) fn group_queries<F: Float, N4: Size>(
     query: &Tensor<F>,
     hyperplanes: &Array<f32>,
+    key_lengths: &Array<f32>,
     grouped: &mut Tensor<F>,
     key_columns: &mut Array<u32>,
     #[comptime] config: GroupingConfig,
@@ -52,7 +55,7 @@ pub(crate) fn group_queries<F: Float, N4: Size>(
     let mut staged = SharedMemory::<f32>::new(comptime!(config.staged_floats()));
     let mut order = SharedMemory::<u32>::new(head_dim);
     match comptime!(config.permutation) {
-        Permutation::Gram => {
+        Permutation::Gram | Permutation::GramKeyWeighted => {
             let mut members = SharedMemory::<u32>::new(head_dim);
             let mut free = SharedMemory::<u32>::new(head_dim);
             let mut nearest = SharedMemory::<u32>::new(head_dim);
@@ -60,6 +63,12 @@ pub(crate) fn group_queries<F: Float, N4: Size>(
             let mut costs = SharedMemory::<f32>::new(units);
             let mut indices = SharedMemory::<u32>::new(units);
             column_distances::<F>(query, &mut staged, query_block, valid_rows, head_dim, block_rows, units, config.unroll);
+            if comptime!(config.permutation == Permutation::GramKeyWeighted) {
+                // Query head `head` reads key head `head / (heads / kv_heads)`.
+                let kv_heads = key_lengths.len() / (query.shape(0) * head_dim);
+                let kv_head = batch * kv_heads + head / (heads / kv_heads);
+                weigh_by_key_lengths(&mut staged, key_lengths, kv_head * head_dim, head_dim, units);
+            }
             if comptime!(group_size == 2) {
                 matched_pairs(&staged, &mut members, &mut free, &mut nearest, &mut open, head_dim, units);
             } else {

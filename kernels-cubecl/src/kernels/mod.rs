@@ -7,6 +7,7 @@ pub(crate) mod backward_queries;
 pub(crate) mod combine_splits;
 pub(crate) mod expanded_query;
 pub(crate) mod group_queries;
+pub(crate) mod key_lengths;
 pub(crate) mod portable_forward;
 pub(crate) mod split_keys_decode;
 pub(crate) mod tensor_core_backward_keys;

@@ -91,6 +91,12 @@ impl Grouping {
         matches!(self, Grouping::Lsh | Grouping::LshStrided | Grouping::LshNorms)
     }
 
+    /// Whether the groups are chosen from Gram matrices (`reference::gram`): deterministic,
+    /// so one draw stands for every seed.
+    pub fn is_gram(self) -> bool {
+        matches!(self, Grouping::Gram | Grouping::GramKeyWeighted | Grouping::GramKeyDistance)
+    }
+
     /// FLOPs of forming the groups of one head over `tokens` queries (and keys) with
     /// `representative`: the sign codes' products for LSH (`2 N d P`, and `2 N d` for the
     /// lengths of `LshNorms`); for `Gram` with `Sample`

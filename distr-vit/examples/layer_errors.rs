@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let (model, _) = load_onnx::<B>(&args.model, ModelAttentionConfig::exact(), &device)?;
     let photos = image_files(&args.images)?;
-    let draws = |grouping: Grouping| if matches!(grouping, Grouping::Gram | Grouping::GramKeyWeighted | Grouping::GramKeyDistance) { 1 } else { args.seeds };
+    let draws = |grouping: Grouping| if grouping.is_gram() { 1 } else { args.seeds };
     // [variant][draw]: summed error; [variant]: changed groupings, groupings.
     let mut sums: Vec<Vec<f64>> = VARIANTS.iter().map(|&(_, grouping)| vec![0.0; draws(grouping) as usize]).collect();
     let mut changes = vec![[0usize; 2]; VARIANTS.len()];

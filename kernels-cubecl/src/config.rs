@@ -108,9 +108,10 @@ impl GroupingConfig {
     /// the column distances between two stagings.
     pub fn staged_floats(&self) -> usize {
         let staged = crate::block_permutation::STAGED_ROWS * self.head_dim;
-        match self.permutation {
-            Permutation::Gram | Permutation::GramKeyWeighted => staged.max(crate::gram_grouping::scratch_floats(self.head_dim)),
-            _ => staged,
+        if self.permutation.is_gram() {
+            staged.max(crate::gram_grouping::scratch_floats(self.head_dim))
+        } else {
+            staged
         }
     }
 }

@@ -9,11 +9,12 @@
 # G = 2. Expects the stripped CUDA builds xz-compressed as .gpu/kernel/distr-bench.xz and
 # .gpu/models/distr-llama.xz with .gpu/models/smollm2/{config,tokenizer}.json (what
 # `distr-llama export` writes; carry .gpu/kernel and .gpu/models); writes everything under $OUT.
-# STEPS (default check,grid,sdpa,model) picks the steps of this call.
+# STEPS (default check,grid,sdpa,model) picks the steps of this call; BENCH_XZ another build of
+# distr-bench, GROUP_SIZES (default 1,2) the grid's group sizes.
 set -u
 out=${OUT:-benchmarks/results/latest}
 mkdir -p "$out" /tmp/bench
-xz -dc .gpu/kernel/distr-bench.xz > /tmp/bench/distr-bench && chmod +x /tmp/bench/distr-bench || exit 2
+xz -dc "${BENCH_XZ:-.gpu/kernel/distr-bench.xz}" > /tmp/bench/distr-bench && chmod +x /tmp/bench/distr-bench || exit 2
 bench=/tmp/bench/distr-bench
 lengths=${LENGTHS:-1024,4096,16384}
 causal=${CAUSAL:-false}
@@ -28,7 +29,7 @@ step check && { timeout "${CHECK_S:-150}" "$bench" --backward --check --block-ro
 echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log" | head -30; }
 
 step grid && { timeout "${GRID_S:-330}" "$bench" --backward --json --block-rows 128 --budget-ms 300 \
-    --reference-max-len "${REFERENCE_MAX_LEN:-4096}" --lengths "$lengths" --head-dims 64,128 --group-sizes 1,2 \
+    --reference-max-len "${REFERENCE_MAX_LEN:-4096}" --lengths "$lengths" --head-dims 64,128 --group-sizes "${GROUP_SIZES:-1,2}" \
     --causal "$causal" > "$out/backward.jsonl" 2> "$out/backward.log"
 echo "grid exit $?"; grep -E "MiB|skipping" "$out/backward.log" | tail -30; }
 

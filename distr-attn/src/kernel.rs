@@ -22,7 +22,7 @@ use kernels_cubecl::{
 };
 
 pub use kernels_cubecl::{
-    CopyStrategy, FragmentLoads, KernelPath, KeyFusion, Permutation, Strategy, TensorCoreTiling, TensorCoreVariant,
+    CopyStrategy, FragmentLoads, KernelPath, KeyFusion, Permutation, QueryGradient, Strategy, TensorCoreTiling, TensorCoreVariant,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 
@@ -69,6 +69,9 @@ pub struct KernelTuning {
     pub hyperplanes: HyperplaneSource,
     /// [`Permutation::Lsh`] but to time the hashing and the sort by their absence.
     pub permutation: Permutation,
+    /// Where the tensor-core backward forms dQ ([`ForwardOptions::query_gradient`]); `None`:
+    /// the fastest the call allows.
+    pub query_gradient: Option<QueryGradient>,
 }
 
 /// [`fused_forward`] with an explicit [`KernelTuning`], also returning which kernel ran.
@@ -159,11 +162,24 @@ pub fn fused_backward<R: CubeRuntime>(
     grad_output: CubeTensor<R>,
     problem: &AttentionProblem,
 ) -> Result<[CubeTensor<R>; 3], KernelError> {
+    fused_backward_tuned(inputs, output, log_sums, grad_output, problem, KernelTuning::default())
+}
+
+/// [`fused_backward`] with an explicit [`KernelTuning`] (of which the backward reads
+/// [`KernelTuning::query_gradient`]), for the benchmark to compare where dQ is formed.
+pub fn fused_backward_tuned<R: CubeRuntime>(
+    inputs: [CubeTensor<R>; 3],
+    output: CubeTensor<R>,
+    log_sums: Option<CubeTensor<R>>,
+    grad_output: CubeTensor<R>,
+    problem: &AttentionProblem,
+    tuning: KernelTuning,
+) -> Result<[CubeTensor<R>; 3], KernelError> {
     let [query, key, value] = inputs.map(into_contiguous);
     let grad_output = into_contiguous(grad_output);
     refusal(problem, query.dtype)?;
     let planes = hyperplanes_for(&query.client, &query.device, problem, HyperplaneSource::Cached)?;
-    let options = forward_options(&query.client, problem, planes.as_ref(), KernelTuning::default());
+    let options = forward_options(&query.client, problem, planes.as_ref(), tuning);
     let [grad_query, grad_key, grad_value] = [&query, &key, &value].map(|input| {
         empty_device_contiguous_dtype(input.client.clone(), input.device.clone(), input.shape(), input.dtype)
     });
@@ -328,6 +344,7 @@ fn forward_options<'a, R: CubeRuntime>(
             Grouping::LshStrided => GroupLayout::Strided,
             _ => GroupLayout::Consecutive,
         },
+        query_gradient: tuning.query_gradient,
     }
 }
 

@@ -17,7 +17,8 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use burn::backend::Autodiff;
 use distr_attn::kernel::{
-    check_backward, fused_backward, fused_forward_on_path, fused_forward_saving_log_sums, grouping_pre_pass, kernel_launches, KernelTuning, TensorCoreTiling,
+    check_backward, fused_backward_tuned, fused_forward_on_path, fused_forward_saving_log_sums, grouping_pre_pass, kernel_launches, KernelTuning, QueryGradient,
+    TensorCoreTiling,
 };
 use distr_attn::reference::{distr_attention_reference, expanded_query};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
@@ -350,17 +351,21 @@ fn backward_methods<R: CubeRuntime>(
     let grad_output = Tensor::<B<R>, 4>::random(query.dims(), Distribution::Normal(0.0, 1.0), &device).cast(dtype);
     let inputs = [primitive(&backward_query), primitive(key), primitive(value)];
     let grad_output = primitive(&grad_output);
-    let backward = |log_sums: Option<CubeTensor<R>>| {
+    let backward = |log_sums: Option<CubeTensor<R>>, query_gradient: Option<QueryGradient>| {
         let (inputs, output, grad_output, saved) = (inputs.clone(), output.clone(), grad_output.clone(), backward_problem.clone());
+        let tuning = KernelTuning { query_gradient, ..KernelTuning::default() };
         Box::new(move || {
-            let gradients = fused_backward(inputs.clone(), output.clone(), log_sums.clone(), grad_output.clone(), &saved);
+            let gradients = fused_backward_tuned(inputs.clone(), output.clone(), log_sums.clone(), grad_output.clone(), &saved, tuning);
             drop(gradients.expect("the backward takes what the forward took"));
         }) as Box<dyn Fn()>
     };
+    // Where the forward saves them, the query side is also timed on them
+    // (`:backward-query-side`), against the key side forming dQ by default.
     if log_sums.is_some() {
-        methods.push(method(format!("{base}:backward-own-log-sums"), 2.5, backward(None)));
+        methods.push(method(format!("{base}:backward-own-log-sums"), 2.5, backward(None, None)));
+        methods.push(method(format!("{base}:backward-query-side"), 2.5, backward(log_sums.clone(), Some(QueryGradient::QuerySide))));
     }
-    methods.push(method(format!("{base}:backward"), 2.5, backward(log_sums)));
+    methods.push(method(format!("{base}:backward"), 2.5, backward(log_sums, None)));
     let (inputs, train_config) = (track(query, key, value), config.clone());
     methods.push(method(format!("{base}:train"), 3.5, Box::new(move || {
         let before = kernel_launches();

@@ -64,7 +64,7 @@ impl Variant {
             Variant::HashOnly => Permutation::HashOnly,
             _ => Permutation::Lsh,
         };
-        KernelTuning { strategy, hyperplanes, permutation }
+        KernelTuning { strategy, hyperplanes, permutation, query_gradient: None }
     }
 
     /// Whether the variant computes DistrAttention (the others exist for timing).

@@ -1,7 +1,8 @@
 //! Writes the CUDA sources of the backward kernels into DIR, for `scripts/ptxas-report.py DIR`:
 //! their registers and spills without a GPU. The portable pair (f16, 128-row blocks, exact and
 //! G = 2, head dims 64 and 128, the tiles the launcher picks under 48 KiB) and the tensor-core
-//! pair (f16 and bf16, head dims 64 and 128, causal and not, the tiles the launcher picks), and
+//! pair (f16 and bf16, head dims 64 and 128, causal and not, the tiles the launcher picks; the
+//! key side also forming dQ), and
 //! the expanded query's pair that puts grouped calls on it (f16, every representative).
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let saved = TensorCoreBackwardConfig { saved_log_sums: true, ..queries };
                 let [saved_source, _] = tensor_core_backward_sources(&client, [saved, keys], dtype)?;
                 std::fs::write(dir.join(format!("tensor_core_backward_queries_{suffix}_lse.cu")), saved_source)?;
+                let key_side = keys.forming_query_gradient();
+                let [_, key_side_source] = tensor_core_backward_sources(&client, [saved, key_side], dtype)?;
+                std::fs::write(dir.join(format!("tensor_core_backward_keys_{suffix}_dq.cu")), key_side_source)?;
             }
         }
     }

@@ -538,18 +538,46 @@ pub struct TensorCoreBackwardConfig {
     /// The query side reads the forward's log-sum-exps ([`crate::AttentionBindings::log_sums`])
     /// instead of computing them in a first pass over the key tiles.
     pub saved_log_sums: bool,
+    /// Which kernel forms dQ (the key side's specialisation says).
+    pub query_gradient: QueryGradient,
+}
+
+/// Where the tensor-core backward forms dQ.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum QueryGradient {
+    /// A query-side kernel scores every (query block, key tile) pair again for `S`, `dP` and
+    /// `dQ += dS K`: seven products per pair over the two kernels, no atomics.
+    QuerySide,
+    /// The key side, which has `dS` already, also forms `dQ += dS K` per tile (through shared
+    /// memory, warps split over the tile's query rows) and adds it to f32 sums with atomics;
+    /// five products per pair, as FlashAttention-2. Needs the forward's log-sum-exps (a
+    /// prologue kernel turns them and `rowsum(dO * O)` into the key side's row statistics) and
+    /// an atomic add of f32 pairs (CUDA sm_90).
+    KeySide,
 }
 
 impl TensorCoreBackwardConfig {
     /// Tiles the kernels are specialised for.
     pub const TILES: [usize; 2] = [32, 64];
+    /// Warps of the key side forming dQ: each cube's block of keys adds to every query row's
+    /// sums once per tile, so larger blocks mean fewer atomic adds.
+    pub const KEY_SIDE_WARPS: usize = 8;
 
     /// The two kernels' specialisations for a shape (query side, key side): four warps, tiles
     /// of 64 keys on the query side; on the key side 64 query rows up to head (and value) dim
     /// 64 and 32 above, because the key side holds dK, dV, `S^T` and `dP^T` in registers
     /// (`(head_dim + value_dim + 2 tile) / 2` f32 per lane).
     pub fn for_shape(head_dim: usize, value_dim: usize, causal: bool) -> [Self; 2] {
-        let config = |tile| Self { head_dim, value_dim, warps: 4, tile, causal, copy: CopyStrategy::DoubleBuffered, saved_log_sums: false };
+        let config = |tile| Self {
+            head_dim,
+            value_dim,
+            warps: 4,
+            tile,
+            causal,
+            copy: CopyStrategy::DoubleBuffered,
+            saved_log_sums: false,
+            query_gradient: QueryGradient::QuerySide,
+        };
         let key_tile = if head_dim.max(value_dim) <= 64 { 64 } else { 32 };
         [config(64), config(key_tile)]
     }
@@ -581,17 +609,56 @@ impl TensorCoreBackwardConfig {
         [self.head_dim, self.value_dim].map(|width| self.tile * TensorCoreConfig::padded_chunks(width))
     }
 
-    /// Shared memory either kernel declares, in bytes: the owned block and the streamed
-    /// stages of both operands, and two mbarriers.
+    /// Shared memory either kernel declares, in bytes (at most): the owned block and the
+    /// streamed stages of both operands, two mbarriers, and the key side's `dS` tile.
     pub fn shared_bytes(&self) -> usize {
         let row = TensorCoreConfig::padded_chunks(self.head_dim) + TensorCoreConfig::padded_chunks(self.value_dim);
-        16 * (self.block_rows() + self.stages() * self.tile) * row + 16
+        16 * ((self.block_rows() + self.stages() * self.tile) * row + self.grad_scores_chunks()) + 16
+    }
+
+    /// Chunks of the key side's `dS` tile: one (declared, unused) without
+    /// [`QueryGradient::KeySide`].
+    pub fn grad_scores_chunks(&self) -> usize {
+        match self.query_gradient {
+            QueryGradient::QuerySide => 1,
+            QueryGradient::KeySide => self.tile * self.grad_scores_stride(),
+        }
+    }
+
+    /// This key side's specialisation forming dQ too ([`QueryGradient::KeySide`]): on the
+    /// forward's log-sum-exps, with [`Self::KEY_SIDE_WARPS`] warps.
+    pub fn forming_query_gradient(self) -> Self {
+        Self { saved_log_sums: true, query_gradient: QueryGradient::KeySide, warps: Self::KEY_SIDE_WARPS, ..self }
+    }
+
+    /// Chunks per query row of the key side's `dS` tile (`[tile, block_rows]`, padded by one
+    /// chunk as the other tiles).
+    pub fn grad_scores_stride(&self) -> usize {
+        TensorCoreConfig::padded_chunks(self.block_rows())
+    }
+
+    /// How the key side splits `dQ += dS K` of one tile over its warps: row tiles of 16 query
+    /// rows, times groups of head-dim columns.
+    pub fn query_gradient_split(&self) -> [usize; 2] {
+        let row_tiles = self.tile / 16;
+        [row_tiles, self.warps / row_tiles.max(1)]
+    }
+
+    /// Whether the key side can form dQ ([`QueryGradient::KeySide`]): the warps split into
+    /// whole row tiles times column groups of whole n16 pairs.
+    pub fn takes_key_side_query_gradient(&self) -> bool {
+        let [row_tiles, column_groups] = self.query_gradient_split();
+        row_tiles * column_groups == self.warps && (self.head_dim / 8) % (2 * column_groups) == 0
     }
 
     /// Whether the kernels' index arithmetic holds: whole k16 steps and n16 pairs of every
     /// operand.
     pub fn is_consistent(&self) -> bool {
-        Self::TILES.contains(&self.tile) && self.head_dim % 16 == 0 && self.value_dim % 16 == 0 && self.warps > 0
+        Self::TILES.contains(&self.tile)
+            && self.head_dim % 16 == 0
+            && self.value_dim % 16 == 0
+            && self.warps > 0
+            && (self.query_gradient == QueryGradient::QuerySide || (self.saved_log_sums && self.takes_key_side_query_gradient()))
     }
 }
 
@@ -649,11 +716,14 @@ mod tests {
     }
 
     /// The tensor-core backward's specialisations are consistent for every supported head
-    /// dim, and two cubes of them fit a Hopper SM's 227 KiB of shared memory.
+    /// dim (the key side forming dQ where its warps split), and two cubes of them fit a Hopper
+    /// SM's 227 KiB of shared memory.
     #[test]
     fn backward_tilings_are_consistent_and_fit_shared_memory() {
         for head_dim in SUPPORTED_HEAD_DIMS {
-            for config in TensorCoreBackwardConfig::for_shape(head_dim, head_dim, false) {
+            let [queries, keys] = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, false);
+            let key_side = keys.forming_query_gradient();
+            for config in [queries, keys, key_side].into_iter().filter(|config| config.query_gradient == QueryGradient::QuerySide || config.takes_key_side_query_gradient()) {
                 assert!(config.is_consistent(), "{config:?}");
                 assert!(2 * config.shared_bytes() <= 227 * 1024, "{config:?}");
             }

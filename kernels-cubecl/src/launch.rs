@@ -4,8 +4,8 @@
 
 use std::marker::PhantomData;
 
-use cubecl::ir::features::MmaConfig;
-use cubecl::ir::{ElemType, FloatKind};
+use cubecl::ir::features::{AtomicUsage, MmaConfig};
+use cubecl::ir::{ElemType, FloatKind, Type};
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 use cubecl::zspace::{Shape, Strides};
@@ -13,11 +13,12 @@ use cubecl::zspace::{Shape, Strides};
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
     reduced_width, BackwardConfig, CopyStrategy, ExpansionConfig, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
-    Representative, TensorCoreBackwardConfig, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
+    QueryGradient, Representative, TensorCoreBackwardConfig, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 use crate::kernels::backward_keys::backward_keys;
 use crate::kernels::backward_queries::backward_queries;
+use crate::kernels::backward_row_stats::{backward_row_stats, write_query_gradient};
 use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::expanded_query::{expand_query, fold_query_gradient, EXPANSION_UNITS};
 use crate::kernels::group_queries::group_queries;
@@ -39,6 +40,8 @@ const DECODE_KEY_TILES: [usize; 3] = [32, 16, 8];
 /// the runtime does not say): enough splits to keep every SM busy.
 const DECODE_CUBES_PER_SM: usize = 2;
 const DECODE_ASSUMED_SMS: usize = 16;
+/// Units per cube of [`write_query_gradient`], one per element.
+const CONVERSION_UNITS: usize = 256;
 
 /// The four tensors of one attention call, `[batch, heads, seq, dim]` each: `query`
 /// `[B, H, Nq, d]`, `key` `[B, Hkv, Nk, d]`, `value` `[B, Hkv, Nk, dv]`, `output`
@@ -169,6 +172,11 @@ pub struct ForwardOptions<'a, R: Runtime> {
     pub permutation: Permutation,
     /// Which sorted positions form a group.
     pub layout: GroupLayout,
+    /// Where the tensor-core backward forms dQ; `None`: on the key side wherever the call
+    /// allows it (the forward's log-sum-exps given, f32 atomic add on the device, see
+    /// [`QueryGradient::KeySide`]), else on the query side. A forced choice the call does not
+    /// allow is refused.
+    pub query_gradient: Option<QueryGradient>,
 }
 
 /// A validated call: the shapes the kernels are launched with.
@@ -496,9 +504,11 @@ pub struct BackwardBindings<R: Runtime> {
 }
 
 /// Gradients of the forward call `options` describes with respect to query, key and value,
-/// with no `[seq_q, seq_k]` matrix (scratch is two f32 per query row): on tensor cores
+/// with no `[seq_q, seq_k]` matrix (scratch is two f32 per query row, and with
+/// [`QueryGradient::KeySide`] one per dQ element): on tensor cores
 /// ([`crate::kernels::tensor_core_backward_queries`], then
-/// [`crate::kernels::tensor_core_backward_keys`]) where the device and the call allow it (as
+/// [`crate::kernels::tensor_core_backward_keys`]; or the key side forming dQ too, between
+/// [`crate::kernels::backward_row_stats`]'s two kernels) where the device and the call allow it (as
 /// the forward's tensor-core path, with dO's rows in whole chunks too), grouped calls as exact
 /// attention on their expanded query ([`crate::kernels::expanded_query`]); elsewhere the
 /// portable kernels ([`crate::kernels::backward_queries`], then
@@ -544,7 +554,8 @@ pub fn launch_backward<R: Runtime>(
 }
 
 /// The tensor-core backward of exact attention on `tensors` (validated by
-/// [`tensor_core_backward_configs`]).
+/// [`tensor_core_backward_configs`]): query side then key side, or with
+/// [`QueryGradient::KeySide`] the row statistics, the key side (dQ too), and dQ's conversion.
 fn launch_tensor_core_backward<R: Runtime>(
     client: &ComputeClient<R>,
     tensors: BackwardBindings<R>,
@@ -553,34 +564,59 @@ fn launch_tensor_core_backward<R: Runtime>(
     problem: &Problem,
     [queries, keys]: [TensorCoreBackwardConfig; 2],
 ) {
-    // Each row's log-sum-exp and `rowsum(dO * O)`, from the query side for the key side.
+    // Each row's log-sum-exp and `rowsum(dO * O)`, for the key side.
     let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
     let row_stats = client.empty(stats_len * 4);
     let forward = tensors.forward;
-    let queries = TensorCoreBackwardConfig { saved_log_sums: forward.log_sums.is_some(), ..queries };
+    let key_side_query_gradient = keys.query_gradient == QueryGradient::KeySide;
+    // dQ's f32 sums in fragment order, rows padded to 16 (see `backward_row_stats`).
+    let sums_len = if key_side_query_gradient { problem.batch * problem.heads * problem.seq_q.div_ceil(16) * 16 * problem.head_dim } else { 2 };
+    let grad_query_sums = client.empty(sums_len * 4);
+    let gradient_len = problem.batch * problem.heads * problem.seq_q * problem.head_dim;
+    let stats_grid = |config: &TensorCoreBackwardConfig| {
+        CubeCount::Static(problem.seq_q.div_ceil(config.block_rows()) as u32, (problem.batch * problem.heads) as u32, 1)
+    };
     // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
     // gradients' shapes and the saved log-sum-exps', `tensor_core_backward_configs` the chunked
-    // rows of every input the kernels copy, shared memory and the grid; `row_stats` holds two
-    // f32 per query row, all written by the first kernel before the second reads them (same
-    // stream).
+    // rows of every input the kernels copy, shared memory, the grid, and that `KeySide` has the
+    // log-sum-exps; `row_stats` holds two f32 per query row and `grad_query_sums` one per dQ
+    // element (with `KeySide`), all written by the first kernel before the key side reads or
+    // adds to them, and the sums complete before the last kernel reads them (same stream).
     unsafe {
-        tensor_core_backward_queries::launch_unchecked::<R>(
-            client,
-            CubeCount::Static(problem.seq_q.div_ceil(queries.block_rows()) as u32, (problem.batch * problem.heads) as u32, 1),
-            CubeDim::new_2d(PLANE_SIZE as u32, queries.warps as u32),
-            CHUNK,
-            forward.query.clone().into_tensor_arg(),
-            forward.key.clone().into_tensor_arg(),
-            forward.value.clone().into_tensor_arg(),
-            forward.output.into_tensor_arg(),
-            tensors.grad_output.clone().into_tensor_arg(),
-            tensors.grad_query.into_tensor_arg(),
-            ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
-            log_sums_arg(client, forward.log_sums),
-            scale,
-            queries,
-            dtype,
-        );
+        if key_side_query_gradient {
+            backward_row_stats::launch_unchecked::<R>(
+                client,
+                stats_grid(&keys),
+                CubeDim::new_2d(PLANE_SIZE as u32, keys.warps as u32),
+                CHUNK,
+                forward.output.into_tensor_arg(),
+                tensors.grad_output.clone().into_tensor_arg(),
+                log_sums_arg(client, forward.log_sums),
+                ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+                ArrayArg::from_raw_parts(grad_query_sums.clone(), sums_len),
+                keys,
+                dtype,
+            );
+        } else {
+            let queries = TensorCoreBackwardConfig { saved_log_sums: forward.log_sums.is_some(), ..queries };
+            tensor_core_backward_queries::launch_unchecked::<R>(
+                client,
+                stats_grid(&queries),
+                CubeDim::new_2d(PLANE_SIZE as u32, queries.warps as u32),
+                CHUNK,
+                forward.query.clone().into_tensor_arg(),
+                forward.key.clone().into_tensor_arg(),
+                forward.value.clone().into_tensor_arg(),
+                forward.output.into_tensor_arg(),
+                tensors.grad_output.clone().into_tensor_arg(),
+                tensors.grad_query.clone().into_tensor_arg(),
+                ArrayArg::from_raw_parts(row_stats.clone(), stats_len),
+                log_sums_arg(client, forward.log_sums),
+                scale,
+                queries,
+                dtype,
+            );
+        }
         tensor_core_backward_keys::launch_unchecked::<R>(
             client,
             CubeCount::Static(problem.seq_k.div_ceil(keys.block_rows()) as u32, (problem.batch * problem.kv_heads) as u32, 1),
@@ -593,10 +629,21 @@ fn launch_tensor_core_backward<R: Runtime>(
             ArrayArg::from_raw_parts(row_stats, stats_len),
             tensors.grad_key.into_tensor_arg(),
             tensors.grad_value.into_tensor_arg(),
+            ArrayArg::from_raw_parts(grad_query_sums.clone(), sums_len),
             scale,
             keys,
             dtype,
         );
+        if key_side_query_gradient {
+            write_query_gradient::launch_unchecked::<R>(
+                client,
+                CubeCount::Static(gradient_len.div_ceil(CONVERSION_UNITS) as u32, 1, 1),
+                CubeDim::new_1d(CONVERSION_UNITS as u32),
+                ArrayArg::from_raw_parts(grad_query_sums, sums_len),
+                tensors.grad_query.into_tensor_arg(),
+                dtype,
+            );
+        }
     }
 }
 
@@ -770,7 +817,11 @@ fn tensor_core_backward_configs<R: Runtime>(
             whole_chunks(name, binding)?;
         }
     }
-    let configs = TensorCoreBackwardConfig::for_shape(problem.head_dim, problem.value_dim, options.causal);
+    let [queries, keys] = TensorCoreBackwardConfig::for_shape(problem.head_dim, problem.value_dim, options.causal);
+    // Without `tensors` (a check before the forward), the log-sum-exps are taken as saved.
+    let log_sums_saved = tensors.is_none_or(|tensors| tensors.forward.log_sums.is_some());
+    let keys = key_side_config(keys, options.query_gradient, log_sums_saved, atomic_f32_add(client))?;
+    let configs = [queries, keys];
     let hardware = &client.properties().hardware;
     for config in configs {
         if !config.is_consistent() {
@@ -1158,6 +1209,48 @@ fn tensor_core_device<R: Runtime>(client: &ComputeClient<R>, dtype: StorageType,
     Ok(())
 }
 
+/// The key side's specialisation: forming dQ ([`QueryGradient::KeySide`]) where `requested`
+/// allows it and the call can (the forward's log-sum-exps saved, an f32 atomic add, whole n16
+/// pairs of head-dim columns per warp); a forced `KeySide` the call cannot take is refused,
+/// naming what it lacks. `None` takes it where it was measured faster (H100, 2026-12-06:
+/// 1.02-1.17x the query side's time non-causal and causal at head dim 64; causal above 64 it
+/// was 0.88-0.97x, so those calls stay on the query side).
+fn key_side_config(
+    keys: TensorCoreBackwardConfig,
+    requested: Option<QueryGradient>,
+    log_sums_saved: bool,
+    atomic_add: bool,
+) -> Result<TensorCoreBackwardConfig, KernelError> {
+    let key_side = keys.forming_query_gradient();
+    let lacks = if !log_sums_saved {
+        Some("the forward's log-sum-exps")
+    } else if !atomic_add {
+        Some("an atomic add of f32 pairs on the device")
+    } else if !key_side.is_consistent() {
+        Some("head-dim columns in whole n16 pairs per warp")
+    } else {
+        None
+    };
+    let faster = !(keys.causal && keys.head_dim > 64);
+    match (requested, lacks) {
+        (None, None) if faster => Ok(key_side),
+        (Some(QueryGradient::KeySide), None) => Ok(key_side),
+        (Some(QueryGradient::KeySide), Some(needs)) => Err(KernelError::Unsupported {
+            name: "query_gradient",
+            value: "KeySide".into(),
+            expected: format!("a call with {needs}"),
+        }),
+        _ => Ok(keys),
+    }
+}
+
+/// Whether the device adds pairs of f32 in global memory atomically (`atomicAdd` on `float2`:
+/// CUDA from sm_90).
+fn atomic_f32_add<R: Runtime>(client: &ComputeClient<R>) -> bool {
+    let atomic_pair = Type::new(StorageType::Atomic(ElemType::Float(FloatKind::F32))).with_vector_size(2);
+    client.properties().atomic_type_usage(atomic_pair).contains(AtomicUsage::Add)
+}
+
 /// Whether the tensor-core kernels can copy `binding`'s rows in whole 16-byte chunks.
 fn whole_chunks<R: Runtime>(name: &'static str, binding: &TensorBinding<R>) -> Result<(), KernelError> {
     let chunked = binding.strides[3] == 1
@@ -1495,6 +1588,7 @@ pub fn tensor_core_backward_sources<R: Runtime>(
         array(),
         tensor(),
         tensor(),
+        array(),
         (),
         CHUNK,
         keys,
@@ -1590,6 +1684,7 @@ mod tests {
                 strategy: Strategy::Portable,
                 permutation: Permutation::Lsh,
                 layout,
+                query_gradient: None,
             };
             let exact_options = ForwardOptions { group_size: 1, hyperplanes: None, ..options.clone() };
             let inputs = [upload(query_shape, 1), upload(key_shape, 2), upload(key_shape, 3)];
@@ -1670,6 +1765,7 @@ mod tests {
             strategy: Strategy::Auto,
             permutation: Permutation::Lsh,
             layout: GroupLayout::Consecutive,
+            query_gradient: None,
         };
         let refused = |result: Result<(), KernelError>, what: &str| match result {
             Err(KernelError::Unsupported { name: "log_sums", .. }) | Err(KernelError::Shape { tensor: "log_sums", .. }) => {}
@@ -1700,6 +1796,37 @@ mod tests {
 
     /// The splits cover every key once in whole tiles, never leave a split empty, and ask for
     /// no more cubes than the device wants: SmolLM2's three key heads at 8192 keys on 132 SMs get 86 splits of 96 keys.
+    /// dQ is formed on the key side wherever the call allows it and it was measured faster,
+    /// unless the query side is asked for; a forced key side is refused naming what the call
+    /// lacks; head dims whose columns do not split into whole n16 pairs per warp (80 and 96, on
+    /// 32-row query tiles) and causal calls above head dim 64 stay on the query side.
+    #[test]
+    fn query_gradient_goes_to_the_key_side_where_it_can() {
+        let [_, keys] = TensorCoreBackwardConfig::for_shape(64, 64, false);
+        let chosen = |requested, saved, atomic| key_side_config(keys, requested, saved, atomic).map(|config| config.query_gradient);
+        assert_eq!(chosen(None, true, true).unwrap(), QueryGradient::KeySide);
+        assert_eq!(chosen(Some(QueryGradient::QuerySide), true, true).unwrap(), QueryGradient::QuerySide);
+        assert_eq!(chosen(None, false, true).unwrap(), QueryGradient::QuerySide);
+        assert_eq!(chosen(None, true, false).unwrap(), QueryGradient::QuerySide);
+        for (saved, atomic, lacks) in [(false, true, "log-sum-exps"), (true, false, "atomic")] {
+            match chosen(Some(QueryGradient::KeySide), saved, atomic) {
+                Err(KernelError::Unsupported { name: "query_gradient", expected, .. }) => assert!(expected.contains(lacks), "{expected}"),
+                other => panic!("expected a refusal naming query_gradient, got {other:?}"),
+            }
+        }
+        for head_dim in SUPPORTED_HEAD_DIMS {
+            for causal in [false, true] {
+                let [_, keys] = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, causal);
+                let key_side = ![80, 96].contains(&head_dim) && !(causal && head_dim > 64);
+                let expected = if key_side { QueryGradient::KeySide } else { QueryGradient::QuerySide };
+                assert_eq!(key_side_config(keys, None, true, true).unwrap().query_gradient, expected, "d {head_dim} causal {causal}");
+            }
+        }
+        let [_, causal_128] = TensorCoreBackwardConfig::for_shape(128, 128, true);
+        let forced = key_side_config(causal_128, Some(QueryGradient::KeySide), true, true).unwrap();
+        assert_eq!(forced.query_gradient, QueryGradient::KeySide, "forced where it is slower but possible");
+    }
+
     #[test]
     fn key_splits_cover_the_cache_in_whole_tiles() {
         assert_eq!(key_splits(8192, 3, 132, 32), (96, 86));

@@ -35,7 +35,7 @@ pub mod launch;
 mod mma_tiles;
 
 pub use config::{
-    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, Representative, TensorCoreBackwardConfig, TensorCoreConfig,
+    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, QueryGradient, Representative, TensorCoreBackwardConfig, TensorCoreConfig,
     TensorCoreTiling, DECODE_QUERY_ROWS, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;

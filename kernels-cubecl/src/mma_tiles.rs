@@ -1,7 +1,8 @@
 //! Device functions of the tensor-core kernels ([`crate::kernels::tensor_core_forward`],
 //! [`crate::kernels::tensor_core_backward_queries`], [`crate::kernels::tensor_core_backward_keys`]):
 //! 16-byte copies from global into padded shared rows, `mma.sync` m16n8k16 fragments read from
-//! those rows (`ldmatrix`, `.trans` for k-major tiles), the multiply-accumulate, and `2^x`.
+//! those rows (`ldmatrix`, `.trans` for k-major tiles), the multiply-accumulate, `2^x`, and the
+//! backward's `rowsum(dO * O)` per row ([`crate::kernels::backward_row_stats`] too).
 //!
 //! Fragment layouts (PTX m16n8k16, `g = lane / 4`, `t = lane % 4`): an A fragment is four
 //! pairs, rows `g` / `g + 8` by columns `2t, 2t + 1` / `2t + 8, 2t + 9`, in the order
@@ -14,7 +15,7 @@ use cubecl::cmma::{MatrixIdent, MmaDefinition};
 use cubecl::prelude::barrier::copy_async_checked;
 use cubecl::prelude::*;
 
-use crate::config::{CopyStrategy, FragmentLoads, TileAccess, CHUNK};
+use crate::config::{CopyStrategy, FragmentLoads, TensorCoreBackwardConfig, TileAccess, CHUNK};
 
 /// Two adjacent elements of a fragment row: one 32-bit register of halves, or two f32 of an
 /// accumulator.
@@ -400,4 +401,49 @@ pub(crate) fn register_product<F: Float, N8: Size>(
             multiply_block_pair(mma, &a, &b, accumulators, block_pair, 1usize, n_blocks);
         }
     }
+}
+
+/// `rowsum(dO * O)` of this lane's two rows (`warp_first_row + lane / 4` and 8 rows later),
+/// zero past `seq_q`: the warp's 16 rows one at a time, each lane taking one 16-byte chunk of
+/// dO and the matching elements of O, then one plane sum per row.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_deltas<F: Float, N8: Size>(
+    output: &Tensor<F>,
+    grad_output: &Tensor<Vector<F, N8>>,
+    batch: usize,
+    head: usize,
+    warp_first_row: usize,
+    seq_q: usize,
+    lane: usize,
+    #[comptime] config: TensorCoreBackwardConfig,
+) -> Array<f32> {
+    let value_chunks = comptime!(config.value_dim / CHUNK);
+    let quad_row = lane / 4;
+    let mut delta = Array::<f32>::new(2usize);
+    delta[0] = 0.0;
+    delta[1] = 0.0;
+    #[unroll]
+    for row_in_warp in 0..16usize {
+        let row = warp_first_row + row_in_warp;
+        let mut partial = 0.0f32;
+        #[unroll]
+        for pass in 0..comptime!(value_chunks.div_ceil(32)) {
+            let chunk = lane + pass * 32;
+            if row < seq_q && chunk < value_chunks {
+                let grad_row = batch * grad_output.stride(0) + head * grad_output.stride(1) + row * grad_output.stride(2);
+                let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
+                let gradients = grad_output[grad_row / CHUNK + chunk];
+                #[unroll]
+                for element in 0..CHUNK {
+                    let column = chunk * CHUNK + element;
+                    partial += f32::cast_from(gradients[element]) * f32::cast_from(output[output_row + column * output.stride(3)]);
+                }
+            }
+        }
+        let total = plane_sum(partial);
+        delta[0] = select(row_in_warp == quad_row, total, delta[0]);
+        delta[1] = select(row_in_warp == quad_row + 8, total, delta[1]);
+    }
+    delta
 }

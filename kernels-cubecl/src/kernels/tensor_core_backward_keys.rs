@@ -11,7 +11,12 @@
 //! 1. `S^T = K Q^T`, `P^T = 2^(S^T s log2(e) - lse)` (zero where masked);
 //! 2. `dP^T = V dO^T`, then `dV += P^T dO` with `P^T` going from the accumulators straight
 //!    into A fragments;
-//! 3. `dS^T = P^T (dP^T - delta)`, `dK += dS^T Q`.
+//! 3. `dS^T = P^T (dP^T - delta)`, `dK += dS^T Q`;
+//! 4. with [`QueryGradient::KeySide`], `dQ += dS K` for the tile: each warp stores its `dS^T`
+//!    into a shared `[tile, block]` tile as `dS`, and after a barrier each warp multiplies 16 of
+//!    the tile's query rows (and a group of head-dim columns) by the block's K and adds the
+//!    result to `grad_query_sums` with f32 atomics (every key block of the sequence adds to
+//!    each query row). No query-side kernel runs then.
 //!
 //! Each warp writes `s dK` and `dV` for its keys.
 
@@ -19,8 +24,10 @@ use cubecl::cmma::MmaDefinition;
 use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
-use crate::config::{CopyStrategy, TensorCoreBackwardConfig, TensorCoreConfig};
-use crate::mma_tiles::{copy_row_pair, exp2, register_product, shared_product, zeroed, Pair};
+use crate::config::{CopyStrategy, QueryGradient, TensorCoreBackwardConfig, TensorCoreConfig, CHUNK, PLANE_SIZE};
+use crate::mma_tiles::{
+    copy_row_pair, exp2, multiply_block_pair, register_product, row_fragment, shared_product, transposed_fragments, zeroed, Pair,
+};
 
 /// `N8`: the vector width of the chunked inputs, [`crate::config::CHUNK`] (16 bytes).
 #[cube(launch_unchecked, fast_math = FastMath::all())]
@@ -33,6 +40,7 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
     row_stats: &Array<f32>,
     grad_key: &mut Tensor<F>,
     grad_value: &mut Tensor<F>,
+    grad_query_sums: &mut Array<Atomic<Pair<f32>>>,
     scale: f32,
     #[comptime] config: TensorCoreBackwardConfig,
     #[define(F)] _dtype: StorageType,
@@ -81,6 +89,7 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
     let mut query_stages = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(config.stages() * query_stage), 16usize);
     let mut grad_output_stages =
         SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(config.stages() * grad_output_stage), 16usize);
+    let mut grad_scores_tile = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(config.grad_scores_chunks()), 16usize);
 
     let barrier_even = Barrier::shared(units as u32, UNIT_POS == 0);
     let barrier_odd = Barrier::shared(units as u32, UNIT_POS == 0);
@@ -183,9 +192,11 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
             sync_cube();
         }
 
-        // A warp whose keys all come after the tile's last query position has nothing to do.
+        // A warp whose keys all come after the tile's last query position has nothing to do
+        // (its dS stays zero).
+        let stats_base = (batch * heads + head) * seq_q;
+        let mut grad_scores = zeroed(comptime!(query_blocks * 2));
         if !comptime!(config.causal) || tile_start + query_tile - 1 + offset >= warp_first_key {
-            let stats_base = (batch * heads + head) * seq_q;
             // S^T = K Q^T for the warp's 16 keys, turned into P^T.
             let mut probabilities = zeroed(comptime!(query_blocks * 2));
             shared_product::<F, N8>(
@@ -243,7 +254,6 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
             );
 
             // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) in its place.
-            let mut grad_scores = zeroed(comptime!(query_blocks * 2));
             shared_product::<F, N8>(
                 &mma,
                 &value_tile,
@@ -289,6 +299,20 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
                 access,
             );
         }
+        if comptime!(config.query_gradient == QueryGradient::KeySide) {
+            add_query_gradient::<F, N8>(
+                &mma,
+                &grad_scores,
+                &mut grad_scores_tile,
+                &key_tile,
+                grad_query_sums,
+                (batch * heads + head) * seq_q.div_ceil(16) + tile_start / 16,
+                seq_q - tile_start,
+                scale,
+                lane,
+                config,
+            );
+        }
     }
 
     #[unroll]
@@ -315,6 +339,78 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
                     grad_value[grad_value_row + column * grad_value.stride(3)] = F::cast_from(fragment[element]);
                 }
             }
+        }
+    }
+}
+
+/// `grad_query_sums += s dS K` for one query tile ([`QueryGradient::KeySide`]): the warp's
+/// `dS^T` accumulators (its 16 keys by the tile's query rows) stored as `dS` rows of the shared
+/// `[tile, block]` tile, a barrier, then warp `w` multiplies query rows `16 (w % row_tiles)..`
+/// by the head-dim columns of group `w / row_tiles` of K (the block's keys are the k of this
+/// product; K's tile is k-major for it) and adds the f32 results atomically, two columns per
+/// lane and add, row tiles from `rows_valid` on skipped. The sums are in fragment order (see
+/// [`crate::kernels::backward_row_stats`]), so that each warp's add covers 256 contiguous
+/// bytes; `first_row_tile`: the tile's first row tile there. The caller's next barrier (the
+/// start of the next step) keeps the `dS` tile from being overwritten while read.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn add_query_gradient<F: Float, N8: Size>(
+    mma: &MmaDefinition<F, F, f32>,
+    grad_scores: &Array<Pair<f32>>,
+    grad_scores_tile: &mut SharedMemory<Vector<F, N8>>,
+    key_tile: &SharedMemory<Vector<F, N8>>,
+    grad_query_sums: &mut Array<Atomic<Pair<f32>>>,
+    first_row_tile: usize,
+    rows_valid: usize,
+    scale: f32,
+    lane: usize,
+    #[comptime] config: TensorCoreBackwardConfig,
+) {
+    let access = comptime!(config.access());
+    let stride = comptime!(config.grad_scores_stride());
+    let key_stride = comptime!(TensorCoreConfig::padded_chunks(config.head_dim));
+    let split = comptime!(config.query_gradient_split());
+    let row_tiles = comptime!(split[0]);
+    let head_blocks = comptime!(config.head_dim / 8);
+    let group_blocks = comptime!(head_blocks / split[1]);
+    let quad_row = lane / 4;
+    let quad_lane = lane % 4;
+    let warp = UNIT_POS_Y as usize;
+
+    let mut elements = grad_scores_tile.to_slice_mut().with_vector_size::<Const<1>>();
+    let warp_first_key = warp * 16;
+    #[unroll]
+    for query_block in 0..comptime!(config.tile / 8) {
+        #[unroll]
+        for half in 0..2usize {
+            let pair = grad_scores[query_block * 2 + half];
+            #[unroll]
+            for element in 0..2usize {
+                let row = query_block * 8 + quad_lane * 2 + element;
+                let key = warp_first_key + quad_row + half * 8;
+                elements[row * stride * CHUNK + key] = Vector::<F, Const<1>>::new(F::cast_from(pair[element]));
+            }
+        }
+    }
+    sync_cube();
+
+    let row_tile = warp % row_tiles;
+    let first_pair = (warp / row_tiles) * comptime!(group_blocks / 2);
+    if row_tile * 16 < rows_valid {
+        let mut partial = zeroed(comptime!(group_blocks * 2));
+        #[unroll]
+        for step in 0..comptime!(config.block_rows() / 16) {
+            let a = row_fragment::<F, N8>(mma, grad_scores_tile, stride, row_tile * 16, 0usize, step, lane, access);
+            #[unroll]
+            for block_pair in 0..comptime!(group_blocks / 2) {
+                let b = transposed_fragments::<F, N8>(mma, key_tile, 0usize, key_stride, first_pair + block_pair, step, lane, access);
+                multiply_block_pair(mma, &a, &b, &mut partial, block_pair, 1usize, group_blocks);
+            }
+        }
+        let first_block = ((first_row_tile + row_tile) * head_blocks + first_pair * 2) * 2;
+        #[unroll]
+        for index in 0..comptime!(group_blocks * 2) {
+            grad_query_sums[(first_block + index) * PLANE_SIZE + lane].fetch_add(partial[index] * Pair::<f32>::new(scale));
         }
     }
 }

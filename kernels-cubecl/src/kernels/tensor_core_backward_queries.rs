@@ -25,8 +25,8 @@ use cubecl::cmma::MmaDefinition;
 use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
-use crate::config::{CopyStrategy, TensorCoreBackwardConfig, TensorCoreConfig, CHUNK};
-use crate::mma_tiles::{copy_row_pair, exp2, register_product, shared_product, zeroed, Pair, SCORE_FLOOR};
+use crate::config::{CopyStrategy, TensorCoreBackwardConfig, TensorCoreConfig};
+use crate::mma_tiles::{copy_row_pair, exp2, register_product, row_deltas, shared_product, zeroed, Pair, SCORE_FLOOR};
 
 /// `N8`: the vector width of the chunked inputs, [`CHUNK`] (16 bytes).
 #[cube(launch_unchecked, fast_math = FastMath::all())]
@@ -346,51 +346,6 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
             }
         }
     }
-}
-
-/// `rowsum(dO * O)` of this lane's two rows (`warp_first_row + lane / 4` and 8 rows later),
-/// zero past `seq_q`: the warp's 16 rows one at a time, each lane taking one 16-byte chunk of
-/// dO and the matching elements of O, then one plane sum per row.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn row_deltas<F: Float, N8: Size>(
-    output: &Tensor<F>,
-    grad_output: &Tensor<Vector<F, N8>>,
-    batch: usize,
-    head: usize,
-    warp_first_row: usize,
-    seq_q: usize,
-    lane: usize,
-    #[comptime] config: TensorCoreBackwardConfig,
-) -> Array<f32> {
-    let value_chunks = comptime!(config.value_dim / CHUNK);
-    let quad_row = lane / 4;
-    let mut delta = Array::<f32>::new(2usize);
-    delta[0] = 0.0;
-    delta[1] = 0.0;
-    #[unroll]
-    for row_in_warp in 0..16usize {
-        let row = warp_first_row + row_in_warp;
-        let mut partial = 0.0f32;
-        #[unroll]
-        for pass in 0..comptime!(value_chunks.div_ceil(32)) {
-            let chunk = lane + pass * 32;
-            if row < seq_q && chunk < value_chunks {
-                let grad_row = batch * grad_output.stride(0) + head * grad_output.stride(1) + row * grad_output.stride(2);
-                let output_row = batch * output.stride(0) + head * output.stride(1) + row * output.stride(2);
-                let gradients = grad_output[grad_row / CHUNK + chunk];
-                #[unroll]
-                for element in 0..CHUNK {
-                    let column = chunk * CHUNK + element;
-                    partial += f32::cast_from(gradients[element]) * f32::cast_from(output[output_row + column * output.stride(3)]);
-                }
-            }
-        }
-        let total = plane_sum(partial);
-        delta[0] = select(row_in_warp == quad_row, total, delta[0]);
-        delta[1] = select(row_in_warp == quad_row + 8, total, delta[1]);
-    }
-    delta
 }
 
 /// Scores of keys past `seq_k` or (causal) after the row's position set to [`SCORE_FLOOR`],

@@ -9,7 +9,7 @@ use distr_attn::{AttentionKind, DistrAttentionBackend};
 use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::model::lora::{AttentionAdapters, LoraAdapter};
-use crate::model::rope::RotaryEmbedding;
+use crate::model::rope::RotaryAngles;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -36,13 +36,12 @@ impl<B: DistrAttentionBackend> Attention<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RotaryEmbedding<B>,
-        start: usize,
+        angles: &RotaryAngles<B>,
         cache: &mut LayerCache<B>,
         attention: &AttentionKind,
     ) -> Result<Tensor<B, 3>> {
         let [batch, seq, _] = x.dims();
-        let [query, key, value] = self.project_heads(x, rope, start);
+        let [query, key, value] = self.project_heads(x, angles);
         let (key, value) = cache.append(key, value);
 
         let context = attention.attend(query, key, value, None)?;
@@ -53,18 +52,17 @@ impl<B: DistrAttentionBackend> Attention<B> {
     /// The queries `[batch, num_heads, seq, head_dim]`, keys and values (`num_kv_heads`) of
     /// `x` `[batch, seq, d_model]` at positions `start ..`, rotary embedding applied: what
     /// `forward` hands the op (with the cached keys and values before these).
-    pub fn project_heads(&self, x: Tensor<B, 3>, rope: &RotaryEmbedding<B>, start: usize) -> [Tensor<B, 4>; 3] {
+    pub fn project_heads(&self, x: Tensor<B, 3>, angles: &RotaryAngles<B>) -> [Tensor<B, 4>; 3] {
         let [batch, seq, _] = x.dims();
         let adapters = self.adapters.as_ref();
+        // `[batch, seq, heads, head_dim]`, rotated (queries, keys) while still contiguous.
         let heads = |projection: &Linear<B>, adapter: Option<&LoraAdapter<B>>, count: usize| {
-            project(projection, adapter, x.clone())
-                .reshape([batch, seq, count, self.head_dim])
-                .swap_dims(1, 2)
+            project(projection, adapter, x.clone()).reshape([batch, seq, count, self.head_dim])
         };
-        let query = rope.apply(heads(&self.query, adapters.map(|a| &a.query), self.num_heads), start);
-        let key = rope.apply(heads(&self.key, adapters.map(|a| &a.key), self.num_kv_heads), start);
+        let query = angles.rotate(heads(&self.query, adapters.map(|a| &a.query), self.num_heads));
+        let key = angles.rotate(heads(&self.key, adapters.map(|a| &a.key), self.num_kv_heads));
         let value = heads(&self.value, adapters.map(|a| &a.value), self.num_kv_heads);
-        [query, key, value]
+        [query, key, value].map(|heads| heads.swap_dims(1, 2))
     }
 }
 

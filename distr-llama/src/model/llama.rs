@@ -107,10 +107,11 @@ impl<B: DistrAttentionBackend> Llama<B> {
             return Err(LlamaError::Context { tokens: start + seq, max: self.max_seq_len });
         }
         let num_layers = self.layers.len();
+        let angles = self.rope.angles(start, seq);
         let mut x = self.embedding.forward(tokens);
         for (index, layer) in self.layers.iter().enumerate() {
             let kind = self.attention.kind_for_call(index, num_layers, seq)?.with_causal(true);
-            x = layer.forward(x, &self.rope, start, cache.layer(index), &kind)?;
+            x = layer.forward(x, &angles, cache.layer(index), &kind)?;
         }
         cache.advance(seq);
         Ok(self.norm.forward(x))
@@ -122,12 +123,13 @@ impl<B: DistrAttentionBackend> Llama<B> {
     pub fn attention_activations(&self, tokens: Tensor<B, 2, Int>) -> Result<Vec<LayerActivations<B>>> {
         let exact = AttentionKind::Exact.with_causal(true);
         let mut cache = self.new_cache();
+        let angles = self.rope.angles(0, tokens.dims()[1]);
         let mut x = self.embedding.forward(tokens);
         let mut activations = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {
-            let [query, key, value] = layer.attention.project_heads(layer.attention_norm.forward(x.clone()), &self.rope, 0);
+            let [query, key, value] = layer.attention.project_heads(layer.attention_norm.forward(x.clone()), &angles);
             activations.push(LayerActivations { query, key, value, residual: x.clone() });
-            x = layer.forward(x, &self.rope, 0, cache.layer(index), &exact)?;
+            x = layer.forward(x, &angles, cache.layer(index), &exact)?;
         }
         Ok(activations)
     }

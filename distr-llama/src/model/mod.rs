@@ -15,5 +15,5 @@ pub use config::{HfLlamaConfig, HfRopeParameters, LlamaConfig, RopeScaling};
 pub use llama::{LayerActivations, Llama};
 pub use lora::{AttentionAdapters, LoraAdapter, LoraConfig};
 pub use mlp::Mlp;
-pub use rope::RotaryEmbedding;
+pub use rope::{RotaryAngles, RotaryEmbedding};
 pub use transformer::TransformerBlock;

@@ -66,22 +66,62 @@ impl<B: Backend> RotaryEmbedding<B> {
         }
     }
 
-    /// Rotates `x` `[batch, heads, seq, head_dim]` whose first row is position `start`.
-    pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [_, _, seq, head_dim] = x.dims();
-        let cos = self.cos.clone().narrow(0, start, seq).unsqueeze::<4>();
-        let sin = self.sin.clone().narrow(0, start, seq).unsqueeze::<4>();
+    /// The angles of positions `start..start + seq`, for every layer of one forward pass.
+    pub fn angles(&self, start: usize, seq: usize) -> RotaryAngles<B> {
+        let head_dim = self.cos.dims()[1];
         let half = head_dim / 2;
-        let first = x.clone().narrow(3, 0, half);
-        let second = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * cos + rotated * sin
+        let signs: Vec<f32> = (0..head_dim).map(|i| if i < half { -1.0 } else { 1.0 }).collect();
+        let signs = Tensor::<B, 2>::from_data(TensorData::new(signs, [1, head_dim]), &self.sin.device());
+        let table = |table: &Tensor<B, 2>| table.clone().narrow(0, start, seq);
+        RotaryAngles {
+            cos: table(&self.cos).reshape([1, seq, 1, head_dim]),
+            sin: (table(&self.sin) * signs).reshape([1, seq, 1, head_dim]),
+        }
+    }
+}
+
+/// Cosines and signed sines `[1, seq, 1, head_dim]` of one forward pass's positions: rotating
+/// is `x cos + swap(x) sin`, where `swap` exchanges the two halves of each head and the sines of
+/// the first half carry the minus sign of `rotate_half`. Taken once per forward pass rather
+/// than per layer, and applied without slicing `x`: a decode step launches a few kernels for
+/// this instead of about ten per layer (`benchmarks/results/2026-12-06-h100-decode-kernels/`).
+#[derive(Debug, Clone)]
+pub struct RotaryAngles<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RotaryAngles<B> {
+    /// `x` `[batch, seq, heads, head_dim]` rotated.
+    pub fn rotate(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [batch, seq, heads, head_dim] = x.dims();
+        let swapped = x.clone().reshape([batch, seq, heads, 2, head_dim / 2]).flip([3]).reshape([batch, seq, heads, head_dim]);
+        x * self.cos.clone() + swapped * self.sin.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::Distribution;
+    use distr_attn::backends::FlexBackend as B;
+
     use super::*;
+
+    /// Rotating with the signed sines and the half swap equals Hugging Face's
+    /// `x cos + rotate_half(x) sin` on the same positions.
+    #[test]
+    fn rotation_equals_rotate_half() {
+        let config = LlamaConfig { head_dim: 8, max_seq_len: 16, ..LlamaConfig::smollm2_135m() };
+        let device = Default::default();
+        let rope = RotaryEmbedding::<B>::new(&config, &device);
+        let (start, seq) = (5, 3);
+        let x = Tensor::<B, 4>::random([2, seq, 3, 8], Distribution::Default, &device);
+        let cos = rope.cos.clone().narrow(0, start, seq).reshape([1, seq, 1, 8]);
+        let sin = rope.sin.clone().narrow(0, start, seq).reshape([1, seq, 1, 8]);
+        let rotate_half = Tensor::cat(vec![x.clone().narrow(3, 4, 4).neg(), x.clone().narrow(3, 0, 4)], 3);
+        let expected = x.clone() * cos + rotate_half * sin;
+        rope.angles(start, seq).rotate(x).into_data().assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+    }
 
     #[test]
     fn llama3_scaling_keeps_high_and_stretches_low_frequencies() {

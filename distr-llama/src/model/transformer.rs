@@ -10,7 +10,7 @@ use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::model::attention::Attention;
 use crate::model::mlp::Mlp;
-use crate::model::rope::RotaryEmbedding;
+use crate::model::rope::RotaryAngles;
 
 #[derive(Module, Debug)]
 pub struct TransformerBlock<B: Backend> {
@@ -25,15 +25,14 @@ impl<B: DistrAttentionBackend> TransformerBlock<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RotaryEmbedding<B>,
-        start: usize,
+        angles: &RotaryAngles<B>,
         cache: &mut LayerCache<B>,
         attention: &AttentionKind,
     ) -> Result<Tensor<B, 3>> {
         let x = x.clone()
             + self
                 .attention
-                .forward(self.attention_norm.forward(x), rope, start, cache, attention)?;
+                .forward(self.attention_norm.forward(x), angles, cache, attention)?;
         Ok(x.clone() + self.mlp.forward(self.mlp_norm.forward(x)))
     }
 }

@@ -87,9 +87,11 @@ pub struct Args {
     /// Also time the grouping pre-pass alone for each G > 1.
     #[arg(long)]
     pub grouping_alone: bool,
-    /// Time training instead of inference: for each G, the fused backward alone (`:backward`)
-    /// and a forward and backward through `Autodiff` (`:train`), with the memory each leaves
-    /// reserved; `--check` then checks the gradients.
+    /// Time training instead of inference: for each G, the fused backward alone (`:backward`;
+    /// where the forward saves its log-sum-exps also `:backward-query-side`, dQ formed by the
+    /// query-side kernel, and `:backward-own-log-sums`, without them) and a forward and backward
+    /// through `Autodiff` (`:train`), with the memory each leaves reserved; `--check` then checks
+    /// the gradients.
     #[arg(long)]
     pub backward: bool,
     /// With `--backward`: longest sequence at which the tensor-op reference's forward and

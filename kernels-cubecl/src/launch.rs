@@ -172,10 +172,9 @@ pub struct ForwardOptions<'a, R: Runtime> {
     pub permutation: Permutation,
     /// Which sorted positions form a group.
     pub layout: GroupLayout,
-    /// Where the tensor-core backward forms dQ; `None`: on the key side wherever the call
-    /// allows it (the forward's log-sum-exps given, f32 atomic add on the device, see
-    /// [`QueryGradient::KeySide`]), else on the query side. A forced choice the call does not
-    /// allow is refused.
+    /// Where the tensor-core backward forms dQ; `None`: on the key side where the call allows
+    /// it and it was measured faster (see `key_side_config`), else on the query side. A forced
+    /// `KeySide` the call does not allow is refused.
     pub query_gradient: Option<QueryGradient>,
 }
 

@@ -9,11 +9,12 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::model::config::{LlamaConfig, RopeScaling};
 
-/// Cosine and sine tables `[max_seq_len, head_dim]` (each half repeated), built once.
+/// Cosine and sine tables `[max_seq_len, head_dim]` (each half repeated), built once; the sines
+/// of the first half carry the minus sign of `rotate_half` (see [`RotaryAngles`]).
 #[derive(Module, Debug)]
 pub struct RotaryEmbedding<B: Backend> {
     pub cos: Tensor<B, 2>,
-    pub sin: Tensor<B, 2>,
+    pub signed_sin: Tensor<B, 2>,
 }
 
 /// Inverse frequencies `theta^(-2i / head_dim)`, `i < head_dim / 2`, with Llama 3 scaling.
@@ -50,33 +51,28 @@ impl<B: Backend> RotaryEmbedding<B> {
         let frequencies = inverse_frequencies(config.head_dim, config.rope_theta, config.rope_scaling.as_ref());
         let half = config.head_dim / 2;
         let mut cos = Vec::with_capacity(config.max_seq_len * config.head_dim);
-        let mut sin = Vec::with_capacity(cos.capacity());
+        let mut signed_sin = Vec::with_capacity(cos.capacity());
         for position in 0..config.max_seq_len {
             // The table repeats each half: dimension `i` and `i + half` share a frequency.
-            for frequency in frequencies.iter().chain(&frequencies) {
-                    let angle = position as f64 * frequency;
-                    cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
+            for (dimension, frequency) in frequencies.iter().chain(&frequencies).enumerate() {
+                let angle = position as f64 * frequency;
+                let sign = if dimension < half { -1.0 } else { 1.0 };
+                cos.push(angle.cos() as f32);
+                signed_sin.push((sign * angle.sin()) as f32);
             }
         }
         let shape = [config.max_seq_len, 2 * half];
         Self {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            signed_sin: Tensor::from_data(TensorData::new(signed_sin, shape), device),
         }
     }
 
     /// The angles of positions `start..start + seq`, for every layer of one forward pass.
     pub fn angles(&self, start: usize, seq: usize) -> RotaryAngles<B> {
         let head_dim = self.cos.dims()[1];
-        let half = head_dim / 2;
-        let signs: Vec<f32> = (0..head_dim).map(|i| if i < half { -1.0 } else { 1.0 }).collect();
-        let signs = Tensor::<B, 2>::from_data(TensorData::new(signs, [1, head_dim]), &self.sin.device());
-        let table = |table: &Tensor<B, 2>| table.clone().narrow(0, start, seq);
-        RotaryAngles {
-            cos: table(&self.cos).reshape([1, seq, 1, head_dim]),
-            sin: (table(&self.sin) * signs).reshape([1, seq, 1, head_dim]),
-        }
+        let table = |table: &Tensor<B, 2>| table.clone().narrow(0, start, seq).reshape([1, seq, 1, head_dim]);
+        RotaryAngles { cos: table(&self.cos), sin: table(&self.signed_sin) }
     }
 }
 
@@ -116,8 +112,14 @@ mod tests {
         let rope = RotaryEmbedding::<B>::new(&config, &device);
         let (start, seq) = (5, 3);
         let x = Tensor::<B, 4>::random([2, seq, 3, 8], Distribution::Default, &device);
-        let cos = rope.cos.clone().narrow(0, start, seq).reshape([1, seq, 1, 8]);
-        let sin = rope.sin.clone().narrow(0, start, seq).reshape([1, seq, 1, 8]);
+        let frequencies = inverse_frequencies(8, config.rope_theta, None);
+        let table = |trig: fn(f64) -> f64| {
+            let values: Vec<f32> = (start..start + seq)
+                .flat_map(|position| frequencies.iter().chain(&frequencies).map(move |frequency| trig(position as f64 * frequency) as f32))
+                .collect();
+            Tensor::<B, 2>::from_data(TensorData::new(values, [seq, 8]), &device).reshape([1, seq, 1, 8])
+        };
+        let (cos, sin) = (table(f64::cos), table(f64::sin));
         let rotate_half = Tensor::cat(vec![x.clone().narrow(3, 4, 4).neg(), x.clone().narrow(3, 0, 4)], 3);
         let expected = x.clone() * cos + rotate_half * sin;
         rope.angles(start, seq).rotate(x).into_data().assert_approx_eq::<f32>(&expected.into_data(), Default::default());

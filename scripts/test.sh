@@ -14,4 +14,7 @@ cargo test --workspace --locked --lib --bins --tests
 # The kernels again with CubeCL's SPIR-V compiler (feature `vulkan`), which lavapipe runs too:
 # the op's, the fused backward's and the backend tests (about ten more minutes of build).
 cargo test -p distr-attn --locked --features vulkan --lib --test suite -- backends kernel_parity fused_backward
+# The cooperative-matrix kernel compiled to SPIR-V (lavapipe has no cooperative matrices to
+# run it; the GPU benchmark checks it).
+cargo test -p kernels-cubecl --locked --features vulkan --lib cooperative
 cargo test --workspace --locked --doc

@@ -43,7 +43,8 @@ struct Case {
 }
 
 /// The default grid (see the module doc) plus, for each variant and tiling the timing
-/// compares, its specialisations at head dims 64 and 128 for G = 1 and 2, and one causal.
+/// compares, its specialisations at head dims 64 and 128 for G = 1 and 2, one causal, and one
+/// causal with rising keys.
 fn cases(args: &Args) -> Vec<Case> {
     let block_rows = args.block_rows;
     let other_rows = if block_rows == 64 { 128 } else { 64 };
@@ -136,6 +137,7 @@ fn cases(args: &Args) -> Vec<Case> {
             }
         }
         cases.push(case(64, 2, true, FloatDType::F16, block_rows, tuning, &name));
+        cases.push(Case { rising_keys: true, ..case(64, 1, true, FloatDType::F16, block_rows, tuning, &name) });
     }
     cases
 }

@@ -16,6 +16,9 @@ pub enum Variant {
     Default,
     /// The portable kernel on a device that has tensor cores.
     Portable,
+    /// The cooperative-matrix kernel (`cmma`, what wgpu on Vulkan and Metal run) on a device
+    /// whose default is the `mma` tensor-core kernel.
+    Cooperative,
     /// The tensor-core forward kernel for a decode-sized call (one cube per query block and
     /// head), instead of split-key decode.
     ForwardKernel,
@@ -47,6 +50,7 @@ impl Variant {
         let strategy = match self {
             Variant::Default if tiling.is_none() => Strategy::Auto,
             Variant::Portable => Strategy::Portable,
+            Variant::Cooperative => Strategy::Cooperative,
             Variant::ForwardKernel => default_tensor_cores,
             Variant::SyncScalar => tensor_cores(CopyStrategy::Synchronous, FragmentLoads::Scalar, KeyFusion::Fused),
             Variant::SyncMatrixQk => tensor_cores(CopyStrategy::Synchronous, FragmentLoads::MatrixQueryKey, KeyFusion::Fused),

@@ -156,6 +156,120 @@ pub struct PortableConfig {
     pub unroll: bool,
 }
 
+/// A cooperative-matrix fragment shape: `A` is `m x k`, `B` `k x n`, the accumulator
+/// `m x n`. Devices list the shapes their `cmma` takes (16 x 16 x 16 on NVIDIA through Vulkan
+/// and CUDA, 8 x 8 x 8 on Apple GPUs).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct MatrixShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// Comptime specialisation of the cooperative-matrix forward kernel
+/// ([`crate::kernels::cooperative_forward`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct CooperativeConfig {
+    /// Columns of the query operand (Q itself, or Q' from the pre-pass): whole `k` steps.
+    pub reduced_width: usize,
+    pub head_dim: usize,
+    /// Whole `n` blocks.
+    pub value_dim: usize,
+    pub group_size: usize,
+    /// Key columns summed into each column of K' ([`Representative::key_members`]).
+    pub key_members: usize,
+    /// Query rows per block: `m` rows per plane.
+    pub block_rows: usize,
+    /// Keys per shared tile: whole `n` blocks and `k` steps.
+    pub key_tile: usize,
+    pub causal: bool,
+    pub shape: MatrixShape,
+    /// Lanes per plane; a whole number of lanes per row of `m`.
+    pub plane_size: usize,
+}
+
+impl CooperativeConfig {
+    /// Key tiles the launcher tries, largest first.
+    pub const KEY_TILES: [usize; 3] = [64, 32, 16];
+
+    pub fn planes(&self) -> usize {
+        self.block_rows / self.shape.m
+    }
+
+    pub fn units(&self) -> usize {
+        self.planes() * self.plane_size
+    }
+
+    /// Lanes that share a query row in the softmax.
+    pub fn lanes_per_row(&self) -> usize {
+        self.plane_size / self.shape.m
+    }
+
+    /// Column-table entries per block: `reduced_width * group_size` for `G > 1`, one unread
+    /// entry for exact attention.
+    pub fn table_entries(&self) -> usize {
+        if self.group_size == 1 {
+            1
+        } else {
+            self.reduced_width * self.group_size
+        }
+    }
+
+    /// Shared rows of K' (in elements), padded by one 16-byte chunk of operands: the rows
+    /// `cmma` reads at once then start in different banks (unpadded, every row of 64 or 128
+    /// columns starts in the same one).
+    pub fn key_stride(&self) -> usize {
+        self.reduced_width + CHUNK
+    }
+
+    /// Shared rows of V, padded as [`Self::key_stride`].
+    pub fn value_stride(&self) -> usize {
+        self.value_dim + CHUNK
+    }
+
+    /// Shared rows of a plane's probabilities, padded as [`Self::key_stride`].
+    pub fn probability_stride(&self) -> usize {
+        self.key_tile + CHUNK
+    }
+
+    /// Shared rows of a plane's f32 scores, padded by 16 bytes.
+    pub fn score_stride(&self) -> usize {
+        self.key_tile + 4
+    }
+
+    /// Shared memory the kernel declares, in bytes, for operands of `element_bytes`: the K' and
+    /// V tiles (K' also stages the query rows at the start), each plane's f32 scores and its
+    /// probabilities, each row's correction or inverse sum, each plane's rescaling flag, and
+    /// the column table.
+    pub fn shared_bytes(&self, element_bytes: usize) -> usize {
+        let operands = self.key_tile * (self.key_stride() + self.value_stride()) + self.block_rows * self.probability_stride();
+        let floats = self.block_rows * (self.score_stride() + 1) + self.planes() + self.table_entries();
+        element_bytes * operands + 4 * floats
+    }
+
+    /// Whether the kernel's index arithmetic holds: whole fragments along every axis, whole
+    /// planes of rows, lanes dividing a row's keys evenly, in powers of two (the softmax
+    /// reduces across them with butterfly shuffles), and the query rows staged through the K'
+    /// tile in whole chunks of planes.
+    pub fn is_consistent(&self) -> bool {
+        let MatrixShape { m, n, k } = self.shape;
+        let lanes = self.plane_size / m.max(1);
+        m > 0
+            && n > 0
+            && k > 0
+            && self.block_rows.is_multiple_of(m)
+            && self.reduced_width.is_multiple_of(k)
+            && self.value_dim.is_multiple_of(n)
+            && self.key_tile.is_multiple_of(n)
+            && self.key_tile.is_multiple_of(k)
+            && self.plane_size.is_multiple_of(m)
+            && lanes.is_power_of_two()
+            && self.key_tile.is_multiple_of(lanes)
+            && self.key_tile.is_multiple_of(m)
+            && self.block_rows.is_multiple_of(self.key_tile)
+    }
+}
+
 /// Comptime specialisation of the two backward kernels ([`crate::kernels::backward_queries`],
 /// [`crate::kernels::backward_keys`]), f32 arithmetic on every runtime.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use cubecl::zspace::{Shape, Strides};
 
 use crate::block_permutation::{MAX_PROJECTIONS, PLANES_PER_UNIT};
 use crate::config::{
-    reduced_width, BackwardConfig, CopyStrategy, ExpansionConfig, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, Permutation, PortableConfig,
+    reduced_width, BackwardConfig, CooperativeConfig, CopyStrategy, ExpansionConfig, MAX_BACKWARD_FLOATS_PER_UNIT, DecodeConfig, FragmentLoads, GroupLayout, GroupingConfig, KeyFusion, MatrixShape, Permutation, PortableConfig,
     QueryGradient, Representative, TensorCoreBackwardConfig, TensorCoreConfig, TensorCoreTiling, CHUNK, DECODE_QUERY_ROWS, DECODE_UNITS, PLANE_SIZE,
     SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
@@ -20,6 +20,7 @@ use crate::kernels::backward_keys::backward_keys;
 use crate::kernels::backward_queries::backward_queries;
 use crate::kernels::backward_row_stats::{backward_row_stats, write_query_gradient};
 use crate::kernels::combine_splits::combine_splits;
+use crate::kernels::cooperative_forward::cooperative_forward;
 use crate::kernels::expanded_query::{expand_query, fold_query_gradient, EXPANSION_UNITS};
 use crate::kernels::group_queries::group_queries;
 use crate::kernels::key_lengths::{key_lengths, ROW_LANES as KEY_ROW_LANES};
@@ -128,13 +129,19 @@ pub enum Strategy {
     /// Split-key decode for calls of at most [`DECODE_QUERY_ROWS`] query rows. Otherwise the
     /// tensor-core kernel (default variant) where the device and the call allow it: f16
     /// or bf16, `mma` m16n8k16 with f32 accumulation, 32-lane planes, rows readable 16 bytes
-    /// at a time, a positive scale, enough shared memory. The portable kernel otherwise.
+    /// at a time, a positive scale, enough shared memory. Else the cooperative-matrix kernel
+    /// where the device has `cmma` for the dtype (wgpu on Vulkan, Metal; see
+    /// [`Strategy::Cooperative`]). The portable kernel otherwise.
     #[default]
     Auto,
     /// The portable kernel.
     Portable,
     /// This tensor-core variant; refused where the device or the call does not allow it.
     TensorCore(TensorCoreVariant),
+    /// The cooperative-matrix kernel: f16 or bf16 operands with f32 accumulation in a `cmma`
+    /// shape the device lists, planes of one size, a positive scale, enough shared memory;
+    /// refused otherwise.
+    Cooperative,
     /// Split-key decode; refused above [`DECODE_QUERY_ROWS`] query rows.
     SplitKeys,
 }
@@ -146,6 +153,8 @@ pub enum KernelPath {
     Portable,
     /// [`crate::kernels::tensor_core_forward`]: `mma.sync` m16n8k16, f16/bf16 operands.
     TensorCore,
+    /// [`crate::kernels::cooperative_forward`]: `cmma`, f16/bf16 operands.
+    Cooperative,
     /// [`crate::kernels::split_keys_decode`] then [`crate::kernels::combine_splits`]: f32
     /// arithmetic, every runtime.
     SplitKeys,
@@ -241,6 +250,26 @@ pub fn launch_forward<R: Runtime>(
                 );
             }
             Ok(KernelPath::TensorCore)
+        }
+        Plan::Cooperative(config) => {
+            // SAFETY: `check` validated shapes and dtypes and `cooperative_config` the fragment
+            // shape, plane size and shared memory; every row index is guarded by its length.
+            unsafe {
+                cooperative_forward::launch_unchecked::<R>(
+                    client,
+                    cube_count,
+                    CubeDim::new_2d(config.plane_size as u32, config.planes() as u32),
+                    query.into_tensor_arg(),
+                    tensors.key.into_tensor_arg(),
+                    tensors.value.into_tensor_arg(),
+                    key_columns,
+                    tensors.output.into_tensor_arg(),
+                    options.scale * std::f32::consts::LOG2_E,
+                    config,
+                    dtype,
+                );
+            }
+            Ok(KernelPath::Cooperative)
         }
         Plan::SplitKeys(split) => {
             launch_split_keys(client, query, tensors.key, tensors.value, key_columns, tensors.output, dtype, options, &problem, split);
@@ -955,6 +984,7 @@ fn transposed_keys<R: Runtime>(
 enum Plan {
     Portable(PortableConfig),
     TensorCore(TensorCoreConfig),
+    Cooperative(CooperativeConfig),
     SplitKeys(SplitKeysPlan),
 }
 
@@ -963,6 +993,7 @@ impl Plan {
         match self {
             Plan::Portable(_) => "portable",
             Plan::TensorCore(_) => "tensor-core",
+            Plan::Cooperative(_) => "cooperative-matrix",
             Plan::SplitKeys(_) => "split-key decode",
         }
     }
@@ -1098,6 +1129,7 @@ fn plan<R: Runtime>(
     let variant = match options.strategy {
         Strategy::Portable => return portable_config(client, options, problem).map(Plan::Portable),
         Strategy::SplitKeys => return split_keys_plan(client, options, problem).map(Plan::SplitKeys),
+        Strategy::Cooperative => return cooperative_config(client, dtype, options, problem).map(Plan::Cooperative),
         Strategy::Auto if problem.seq_q <= DECODE_QUERY_ROWS => match split_keys_plan(client, options, problem) {
             Ok(plan) => return Ok(Plan::SplitKeys(plan)),
             Err(reason) => {
@@ -1111,11 +1143,124 @@ fn plan<R: Runtime>(
     match tensor_core_config(client, tensors, dtype, options, problem, variant) {
         Ok(config) => Ok(Plan::TensorCore(config)),
         Err(reason) if options.strategy == Strategy::Auto => {
-            log::debug!("portable kernel: {reason}");
-            portable_config(client, options, problem).map(Plan::Portable)
+            log::debug!("no tensor-core kernel: {reason}");
+            match cooperative_config(client, dtype, options, problem) {
+                Ok(config) => Ok(Plan::Cooperative(config)),
+                Err(reason) => {
+                    log::debug!("portable kernel: {reason}");
+                    portable_config(client, options, problem).map(Plan::Portable)
+                }
+            }
         }
         Err(reason) => Err(reason),
     }
+}
+
+/// Fragment shapes the cooperative-matrix kernel takes, preferred first.
+const COOPERATIVE_SHAPES: [MatrixShape; 2] = [MatrixShape { m: 16, n: 16, k: 16 }, MatrixShape { m: 8, n: 8, k: 8 }];
+
+/// What the cooperative-matrix kernel needs to know of a device.
+#[derive(Clone, Debug)]
+struct CooperativeDevice {
+    /// `cmma` shapes with the call's operands and f32 accumulators.
+    shapes: Vec<MatrixShape>,
+    plane_size_min: u32,
+    plane_size_max: u32,
+    max_shared_bytes: usize,
+    max_units: usize,
+}
+
+impl CooperativeDevice {
+    fn of<R: Runtime>(client: &ComputeClient<R>, dtype: StorageType) -> Self {
+        let properties = client.properties();
+        let hardware = &properties.hardware;
+        let f32_type = StorageType::Scalar(ElemType::Float(FloatKind::F32));
+        let shapes = COOPERATIVE_SHAPES
+            .into_iter()
+            .filter(|shape| {
+                let wanted = MmaConfig { a_type: dtype, b_type: dtype, cd_type: f32_type, m: shape.m as u32, n: shape.n as u32, k: shape.k as u32 };
+                properties.features.matmul.cmma.contains(&wanted)
+            })
+            .collect();
+        Self {
+            shapes,
+            plane_size_min: hardware.plane_size_min,
+            plane_size_max: hardware.plane_size_max,
+            max_shared_bytes: hardware.max_shared_memory_size,
+            max_units: hardware.max_units_per_cube as usize,
+        }
+    }
+
+    /// The specialisation for a call, or why this device cannot run it: the first listed
+    /// shape, the largest key tile that fits shared memory.
+    fn config(
+        &self,
+        dtype: StorageType,
+        scale: f32,
+        call: CooperativeConfig,
+    ) -> Result<CooperativeConfig, KernelError> {
+        let refuse = |name: &'static str, value: String, expected: String| Err(KernelError::Unsupported { name, value, expected });
+        if !matches!(dtype, StorageType::Scalar(ElemType::Float(FloatKind::F16 | FloatKind::BF16))) {
+            return refuse("dtype", format!("{dtype:?}"), "f16 or bf16 on the cooperative-matrix path".into());
+        }
+        let Some(&shape) = self.shapes.first() else {
+            return refuse("device", "no cmma".into(), "cmma 16x16x16 or 8x8x8 with these operands and f32 accumulators".into());
+        };
+        if self.plane_size_min != self.plane_size_max {
+            return refuse("plane size", format!("{}..={}", self.plane_size_min, self.plane_size_max), "one plane size".into());
+        }
+        if !(scale > 0.0 && scale <= MAX_SCALE) {
+            return refuse("scale", scale.to_string(), format!("a positive scale up to {MAX_SCALE:e} on the cooperative-matrix path"));
+        }
+        let candidates = CooperativeConfig::KEY_TILES
+            .map(|key_tile| CooperativeConfig { shape, plane_size: self.plane_size_max as usize, key_tile, ..call });
+        let element_bytes = dtype.size();
+        candidates
+            .into_iter()
+            .find(|config| {
+                config.is_consistent()
+                    && config.shared_bytes(element_bytes) <= self.max_shared_bytes
+                    && config.units() <= self.max_units
+            })
+            .ok_or_else(|| {
+                let smallest = candidates[candidates.len() - 1];
+                KernelError::Unsupported {
+                    name: "cooperative-matrix tiling",
+                    value: format!(
+                        "{} bytes of shared memory, {} units, {} lanes per plane",
+                        smallest.shared_bytes(element_bytes),
+                        smallest.units(),
+                        smallest.plane_size
+                    ),
+                    expected: format!(
+                        "at most {} bytes and {} units, whole fragments of {}x{}x{} along every axis",
+                        self.max_shared_bytes, self.max_units, shape.m, shape.n, shape.k
+                    ),
+                }
+            })
+    }
+}
+
+/// The cooperative-matrix specialisation of the call, or why it cannot run here.
+fn cooperative_config<R: Runtime>(
+    client: &ComputeClient<R>,
+    dtype: StorageType,
+    options: &ForwardOptions<'_, R>,
+    problem: &Problem,
+) -> Result<CooperativeConfig, KernelError> {
+    let call = CooperativeConfig {
+        reduced_width: reduced_width(problem.head_dim, options.group_size),
+        head_dim: problem.head_dim,
+        value_dim: problem.value_dim,
+        group_size: options.group_size,
+        key_members: options.representative.key_members(options.group_size),
+        block_rows: options.block_rows,
+        key_tile: 0,
+        causal: options.causal,
+        shape: COOPERATIVE_SHAPES[0],
+        plane_size: 0,
+    };
+    CooperativeDevice::of(client, dtype).config(dtype, options.scale, call)
 }
 
 /// The tensor-core specialisation of the call, or why it cannot run here (see
@@ -1835,6 +1980,110 @@ mod tests {
                 assert_eq!(per_split % 16, 0);
                 assert!(per_split * splits >= seq_k && per_split * (splits - 1) < seq_k, "{seq_k} {batch_kv_heads}");
                 assert!(splits <= (DECODE_CUBES_PER_SM * 132).div_ceil(batch_kv_heads), "{seq_k} {batch_kv_heads}");
+            }
+        }
+    }
+
+    /// A call of head dim `head_dim` for the cooperative-matrix kernel, before the device picks
+    /// its shape and key tile.
+    fn cooperative_call(head_dim: usize, group_size: usize) -> CooperativeConfig {
+        CooperativeConfig {
+            reduced_width: reduced_width(head_dim, group_size),
+            head_dim,
+            value_dim: head_dim,
+            group_size,
+            key_members: group_size,
+            block_rows: 64,
+            key_tile: 0,
+            causal: false,
+            shape: COOPERATIVE_SHAPES[0],
+            plane_size: 0,
+        }
+    }
+
+    /// The cooperative-matrix path takes the first shape the device lists and the largest key
+    /// tile that fits its shared memory, and refuses, naming what is missing, a dtype without
+    /// cooperative matrices, a device without them, planes of varying size, a scale the score
+    /// floor cannot take and shared memory too small for the smallest tile.
+    #[test]
+    fn cooperative_config_follows_the_device() {
+        let f16 = StorageType::Scalar(ElemType::Float(FloatKind::F16));
+        let nvidia = CooperativeDevice {
+            shapes: vec![COOPERATIVE_SHAPES[0]],
+            plane_size_min: 32,
+            plane_size_max: 32,
+            max_shared_bytes: 48 * 1024,
+            max_units: 1024,
+        };
+        let exact = nvidia.config(f16, 0.125, cooperative_call(64, 1)).unwrap();
+        assert_eq!((exact.shape.m, exact.key_tile, exact.planes(), exact.units(), exact.lanes_per_row()), (16, 64, 4, 128, 2));
+        assert!(exact.shared_bytes(2) <= 48 * 1024 && exact.is_consistent());
+        let grouped = nvidia.config(f16, 0.125, cooperative_call(64, 2)).unwrap();
+        assert_eq!((grouped.reduced_width, grouped.key_tile), (32, 64));
+        let wide = nvidia.config(f16, 0.125, cooperative_call(128, 1)).unwrap();
+        assert_eq!(wide.key_tile, 32);
+
+        let apple = CooperativeDevice { shapes: vec![COOPERATIVE_SHAPES[1]], ..nvidia.clone() };
+        let eight = apple.config(f16, 0.125, cooperative_call(64, 1)).unwrap();
+        assert_eq!((eight.shape.k, eight.planes(), eight.units(), eight.lanes_per_row()), (8, 8, 256, 4));
+
+        let refusal = |device: &CooperativeDevice, dtype: StorageType, scale: f32, head_dim: usize| {
+            match device.config(dtype, scale, cooperative_call(head_dim, 1)) {
+                Err(KernelError::Unsupported { name, .. }) => name,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        };
+        assert_eq!(refusal(&nvidia, StorageType::Scalar(ElemType::Float(FloatKind::F32)), 0.125, 64), "dtype");
+        assert_eq!(refusal(&CooperativeDevice { shapes: Vec::new(), ..nvidia.clone() }, f16, 0.125, 64), "device");
+        assert_eq!(refusal(&CooperativeDevice { plane_size_max: 64, ..nvidia.clone() }, f16, 0.125, 64), "plane size");
+        assert_eq!(refusal(&nvidia, f16, 0.0, 64), "scale");
+        let small = CooperativeDevice { max_shared_bytes: 16 * 1024, ..nvidia.clone() };
+        assert_eq!(refusal(&small, f16, 0.125, 128), "cooperative-matrix tiling");
+        let narrow = CooperativeDevice { plane_size_min: 8, plane_size_max: 8, ..nvidia };
+        assert_eq!(refusal(&narrow, f16, 0.125, 64), "cooperative-matrix tiling");
+    }
+
+    /// CubeCL's SPIR-V compiler lowers the cooperative-matrix kernel for every shape the
+    /// launcher can pick (lavapipe has no cooperative matrices to run it; the GPU benchmark
+    /// checks its results).
+    #[cfg(feature = "vulkan")]
+    #[test]
+    fn cooperative_kernel_compiles_to_spirv() {
+        use cubecl::ir::UIntKind;
+        use cubecl::wgpu::vulkan::VkSpirvCompiler;
+        use cubecl::Compiler;
+
+        let client = WgpuRuntime::client(&Default::default());
+        let address_type = StorageType::Scalar(ElemType::UInt(UIntKind::U32));
+        for dtype in [FloatKind::F16, FloatKind::BF16].map(|kind| StorageType::Scalar(ElemType::Float(kind))) {
+            for (head_dim, group_size, causal, shape) in
+                [(64, 1, false, 0), (128, 2, true, 0), (64, 4, true, 1), (96, 2, false, 0)]
+            {
+                let config = CooperativeConfig {
+                    causal,
+                    shape: COOPERATIVE_SHAPES[shape],
+                    plane_size: 32,
+                    key_tile: 32,
+                    ..cooperative_call(head_dim, group_size)
+                };
+                assert!(config.is_consistent(), "{config:?}");
+                let kernel = cooperative_forward::CooperativeForward::<WgpuRuntime>::new(
+                    KernelSettings::default().cube_dim(CubeDim::new_2d(32, config.planes() as u32)),
+                    client.clone(),
+                    TensorCompilationArg { inplace: None },
+                    TensorCompilationArg { inplace: None },
+                    TensorCompilationArg { inplace: None },
+                    ArrayCompilationArg { inplace: None },
+                    TensorCompilationArg { inplace: None },
+                    (),
+                    config,
+                    dtype,
+                );
+                let mut compiler = VkSpirvCompiler::default();
+                let options = Default::default();
+                compiler
+                    .compile(kernel.define(), &options, ExecutionMode::Unchecked, address_type)
+                    .unwrap_or_else(|error| panic!("{config:?} {dtype:?}: {error:?}"));
             }
         }
     }

@@ -7,8 +7,9 @@
 //!    ([`gram_grouping`]), and writes Q' ([`grouped_query`]) and the block's K column table;
 //! 2. one fused forward kernel, FlashAttention-2 style (no `[seq_q, seq_k]` matrix in device
 //!    memory), forms K' tile by tile from the column table: on tensor cores
-//!    ([`kernels::tensor_core_forward`], CUDA `mma.sync`) where the device has them, in plain
-//!    f32 everywhere else ([`kernels::portable_forward`]); decode-sized calls (at most
+//!    ([`kernels::tensor_core_forward`], CUDA `mma.sync`) where the device has them, on
+//!    cooperative matrices ([`kernels::cooperative_forward`], `cmma`: wgpu on Vulkan, Metal)
+//!    where it has those instead, in plain f32 everywhere else ([`kernels::portable_forward`]); decode-sized calls (at most
 //!    [`DECODE_QUERY_ROWS`] query rows) split the keys across cubes instead
 //!    ([`kernels::split_keys_decode`], then [`kernels::combine_splits`]).
 //!
@@ -35,7 +36,7 @@ pub mod launch;
 mod mma_tiles;
 
 pub use config::{
-    BackwardConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, Permutation, QueryGradient, Representative, TensorCoreBackwardConfig, TensorCoreConfig,
+    BackwardConfig, CooperativeConfig, CopyStrategy, DecodeConfig, FragmentLoads, GroupLayout, KeyFusion, MatrixShape, Permutation, QueryGradient, Representative, TensorCoreBackwardConfig, TensorCoreConfig,
     TensorCoreTiling, DECODE_QUERY_ROWS, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS,
 };
 pub use error::KernelError;

@@ -27,6 +27,12 @@ pub(crate) type Pair<E> = Vector<E, Const<2>>;
 /// inputs stay far above it.
 pub(crate) const SCORE_FLOOR: f32 = -1.0e30;
 
+/// How far (in log2 units) a row's scaled scores may rise above its running maximum before the
+/// maximum moves and the output accumulators are rescaled (the forward kernels' online
+/// softmax): probabilities stay below 2^8, far inside f16's and bf16's range, and the sums and
+/// accumulators inside f32's.
+pub(crate) const RESCALE_THRESHOLD: f32 = 8.0;
+
 /// The largest score scale the tensor-core kernels take (see [`SCORE_FLOOR`]); the launcher
 /// sends larger ones to the portable kernels.
 pub(crate) const MAX_SCALE: f32 = 1.0e8;

@@ -6,6 +6,7 @@ pub(crate) mod backward_keys;
 pub(crate) mod backward_queries;
 pub(crate) mod backward_row_stats;
 pub(crate) mod combine_splits;
+pub(crate) mod cooperative_forward;
 pub(crate) mod expanded_query;
 pub(crate) mod group_queries;
 pub(crate) mod key_lengths;

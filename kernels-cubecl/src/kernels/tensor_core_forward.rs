@@ -37,13 +37,8 @@ use cubecl::prelude::*;
 
 use crate::config::{CopyStrategy, KeyFusion, TensorCoreConfig, CHUNK};
 use crate::mma_tiles::{
-    copy_chunk, copy_rows, exp2, key_fragments, multiply_block_pair, row_fragment, transposed_fragments, Pair, SCORE_FLOOR,
+    copy_chunk, copy_rows, exp2, key_fragments, multiply_block_pair, row_fragment, transposed_fragments, Pair, RESCALE_THRESHOLD, SCORE_FLOOR,
 };
-
-/// How far (in log2 units) a row's scaled scores may rise above its running maximum before the
-/// maximum moves and the accumulators are rescaled ([`online_softmax`]): probabilities stay
-/// below 2^8, far inside f16's and bf16's range, and the sums and accumulators inside f32's.
-const RESCALE_THRESHOLD: f32 = 8.0;
 
 /// `N8`: the vector width of the three inputs, [`CHUNK`] (16 bytes). Fast math: `exp` becomes
 /// `__expf`; no value is ever infinite or NaN.

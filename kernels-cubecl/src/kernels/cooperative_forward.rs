@@ -1,0 +1,463 @@
+//! The forward pass on cooperative matrices (`cmma`): tensor cores for backends whose matrix
+//! fragments are opaque, such as wgpu on Vulkan (`VK_KHR_cooperative_matrix`, SPIR-V) and
+//! Metal, where the manual `mma` of [`crate::kernels::tensor_core_forward`] does not exist.
+//!
+//! One cube per (query block, batch * head), one plane per `m` query rows of the block:
+//!
+//! 1. the block's rows of the query operand (Q, or Q' from the grouping pre-pass) pass through
+//!    shared memory once, a tile of rows at a time, into each plane's `A` fragments, which stay
+//!    in registers for the whole key loop;
+//! 2. per tile of `key_tile` keys the cube forms K' (the sum of each group's first
+//!    `key_members` columns, named by the pre-pass's column table) and copies V into shared
+//!    memory; each plane scores its rows against the tile (`S = Q' K'^T`, f32 accumulators),
+//!    stores the scores to its shared rows, where its lanes run the online softmax (a
+//!    fragment's elements cannot be addressed, so the scores take this detour) and write the
+//!    probabilities back as operands, and adds `P V` into its output accumulators;
+//! 3. each plane stores its accumulators one `n` block at a time and writes them normalised.
+//!
+//! The running maximum moves only when a row's scores outgrow it by [`RESCALE_THRESHOLD`]
+//! (log2 units): only then (rarely after the first tiles) do the output accumulators go through
+//! shared memory to be rescaled. `lanes_per_row` lanes share a row, each holding the
+//! running maximum and its part of the sum; they combine by butterfly shuffles. Shared rows are
+//! padded by 16 bytes so that the rows a fragment load or store touches start in different
+//! banks.
+
+use cubecl::cmma::{self, Matrix, MatrixIdent, MatrixLayout};
+use cubecl::prelude::*;
+
+use crate::config::CooperativeConfig;
+use crate::key_tiles::is_visible;
+use crate::mma_tiles::{exp2, RESCALE_THRESHOLD, SCORE_FLOOR};
+
+/// Fast math: `exp2` becomes the hardware's approximation; no value is ever infinite or NaN.
+#[cube(launch_unchecked, fast_math = FastMath::all())]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cooperative_forward<F: Float>(
+    query: &Tensor<F>,
+    key: &Tensor<F>,
+    value: &Tensor<F>,
+    key_columns: &Array<u32>,
+    output: &mut Tensor<F>,
+    scale_log2: f32,
+    #[comptime] config: CooperativeConfig,
+    #[define(F)] _dtype: StorageType,
+) {
+    let m = config.shape.m;
+    let n = config.shape.n;
+    let k = config.shape.k;
+    let value_dim = config.value_dim;
+    let block_rows = config.block_rows;
+    let key_tile = config.key_tile;
+    let units = comptime!(config.units());
+    let lanes_per_row = comptime!(config.lanes_per_row());
+    let value_blocks = comptime!(config.value_dim / config.shape.n);
+
+    let heads = output.shape(1);
+    let seq_q = output.shape(2);
+    let seq_k = key.shape(2);
+    let queries_per_kv_head = heads / key.shape(1);
+    let batch_head = CUBE_POS_Y as usize;
+    let batch = batch_head / heads;
+    let head = batch_head % heads;
+    let kv_head = head / queries_per_kv_head;
+    let unit = UNIT_POS as usize;
+    let plane = UNIT_POS_Y as usize;
+    let lane = UNIT_POS_X as usize;
+    // Causal blocks see more keys the later they sit: launch the longest first.
+    let mut block = CUBE_POS_X as usize;
+    if comptime!(config.causal) {
+        block = CUBE_COUNT_X as usize - 1 - block;
+    }
+    let block_first_row = block * block_rows;
+
+    // G > 1: the block's column table, from the pre-pass.
+    let mut columns = SharedMemory::<u32>::new(comptime!(config.table_entries()));
+    if comptime!(config.group_size > 1) {
+        let table = (batch_head * CUBE_COUNT_X as usize + block) * config.table_entries();
+        let mut entry = unit;
+        while entry < config.table_entries() {
+            columns[entry] = key_columns[table + entry];
+            entry += units;
+        }
+    }
+    // This lane's row of the plane's `m`, and its share of the row's keys.
+    let plane_first_row = plane * m;
+    let row = lane % m;
+    let part = lane / m;
+    let query_row = block_first_row + plane_first_row + row;
+    // Causal: query `row` sits at position `row + seq_k - seq_q`; the block needs no key
+    // after its last row's position.
+    let mut keys_end = seq_k;
+    let mut query_position = seq_k;
+    if comptime!(config.causal) {
+        let block_last_row = min(seq_q, block_first_row + block_rows) - 1;
+        keys_end = block_last_row + seq_k - seq_q + 1;
+        query_position = query_row + seq_k - seq_q;
+    }
+
+    let value_stride = comptime!(config.value_stride());
+    let score_stride = comptime!(config.score_stride());
+    let probability_stride = comptime!(config.probability_stride());
+    let mut fused_keys = SharedMemory::<F>::new(comptime!(config.key_tile * config.key_stride()));
+    let mut values = SharedMemory::<F>::new(comptime!(config.key_tile * config.value_stride()));
+    // Each plane's `m` rows of scores (f32) and probabilities (operands); the scores' rows
+    // also stage the output accumulators, one `n` block at a time.
+    let mut scores = SharedMemory::<f32>::new(comptime!(config.block_rows * config.score_stride()));
+    let mut probabilities = SharedMemory::<F>::new(comptime!(config.block_rows * config.probability_stride()));
+    // Each row's correction while rescaling, and its inverse sum at the end.
+    let mut row_factors = SharedMemory::<f32>::new(config.block_rows);
+    let mut rescaling_planes = SharedMemory::<u32>::new(comptime!(config.planes()));
+    let plane_scores = plane_first_row * score_stride;
+    let plane_probabilities = plane_first_row * probability_stride;
+
+    let queries = load_query_fragments(query, &mut fused_keys, batch, head, block_first_row, plane_first_row, unit, config);
+
+    let mut outputs = Sequence::<Matrix<f32>>::new();
+    #[unroll]
+    for _ in 0..value_blocks {
+        outputs.push(Matrix::<f32>::from_value(MatrixIdent::Accumulator, m, n, k, MatrixLayout::Undefined, f32::new(0.0)));
+    }
+    let mut running_max = f32::new(SCORE_FLOOR);
+    let mut running_sum = 0.0f32;
+
+    let mut tile_start = 0usize;
+    while tile_start < keys_end {
+        load_fused_keys(key, &columns, &mut fused_keys, batch, kv_head, tile_start, seq_k, unit, config);
+        let value_head = batch * value.stride(0) + kv_head * value.stride(1);
+        let mut element = unit;
+        while element < comptime!(config.key_tile * config.value_dim) {
+            let tile_row = element / value_dim;
+            let column = element % value_dim;
+            let key_row = tile_start + tile_row;
+            let mut loaded = F::new(0.0);
+            if key_row < seq_k {
+                loaded = value[value_head + key_row * value.stride(2) + column * value.stride(3)];
+            }
+            values[tile_row * value_stride + column] = loaded;
+            element += units;
+        }
+        sync_cube();
+
+        score_tile(&queries, &fused_keys, &mut scores, plane_scores, config);
+        sync_cube();
+
+        // The online softmax over this lane's keys of its row.
+        let mut tile_max = f32::new(SCORE_FLOOR);
+        #[unroll]
+        for step in 0..comptime!(config.key_tile / lanes_per_row) {
+            let column = step * lanes_per_row + part;
+            let score = scores[plane_scores + row * score_stride + column] * scale_log2;
+            if is_visible(tile_start + column, seq_k, query_position, config.causal) {
+                tile_max = max(tile_max, score);
+            }
+        }
+        tile_max = row_reduce_max(tile_max, config);
+        let mut correction = f32::new(1.0);
+        let mut rescales = false;
+        if tile_max > running_max + f32::new(RESCALE_THRESHOLD) {
+            // A row still at the floor has no output yet: nothing to rescale.
+            rescales = running_max > f32::new(SCORE_FLOOR);
+            correction = exp2(running_max - tile_max);
+            running_max = tile_max;
+        }
+        running_sum *= correction;
+        #[unroll]
+        for step in 0..comptime!(config.key_tile / lanes_per_row) {
+            let column = step * lanes_per_row + part;
+            let score = scores[plane_scores + row * score_stride + column] * scale_log2;
+            let mut probability = 0.0f32;
+            if is_visible(tile_start + column, seq_k, query_position, config.causal) {
+                probability = exp2(score - running_max);
+            }
+            running_sum += probability;
+            probabilities[plane_probabilities + row * probability_stride + column] = F::cast_from(probability);
+        }
+        // Whether any plane rescales decides for the whole cube, so that the rescaling's
+        // barriers stay uniform; rows that kept their maximum have a correction of 1.
+        if part == 0 {
+            row_factors[plane_first_row + row] = correction;
+        }
+        let plane_rescales = plane_any(rescales);
+        if lane == 0 {
+            rescaling_planes[plane] = select(plane_rescales, 1u32, 0u32);
+        }
+        sync_cube();
+        let mut cube_rescales = false;
+        #[unroll]
+        for other in 0..comptime!(config.planes()) {
+            cube_rescales = cube_rescales || rescaling_planes[other] != 0;
+        }
+        if cube_rescales {
+            #[unroll]
+            for value_block in 0..value_blocks {
+                rescale_block(outputs.index(value_block), &mut scores, &row_factors, plane_first_row, plane_scores, lane, config);
+            }
+        }
+
+        // O += P V, each probability fragment feeding every `n` block of the output.
+        #[unroll]
+        for step in 0..comptime!(config.key_tile / config.shape.k) {
+            let probability_fragment = Matrix::<F>::from_slice(
+                MatrixIdent::A,
+                m,
+                n,
+                k,
+                MatrixLayout::RowMajor,
+                &probabilities.slice(plane_probabilities + step * k, comptime!(config.block_rows * config.probability_stride())),
+                comptime!(config.probability_stride() as u32),
+            );
+            #[unroll]
+            for value_block in 0..value_blocks {
+                let value_fragment = Matrix::<F>::from_slice(
+                    MatrixIdent::B,
+                    m,
+                    n,
+                    k,
+                    MatrixLayout::RowMajor,
+                    &values.slice(step * k * value_stride + value_block * n, comptime!(config.key_tile * config.value_stride())),
+                    comptime!(config.value_stride() as u32),
+                );
+                let accumulator = outputs.index(value_block);
+                cmma::execute::<F, F, f32, f32>(&probability_fragment, &value_fragment, accumulator, accumulator);
+            }
+        }
+        sync_cube();
+        tile_start += key_tile;
+    }
+
+    // Normalise and write: the row's sum over its lanes, the inverse through shared memory to
+    // the lanes that write the row's elements.
+    let total = row_reduce_sum(running_sum, config);
+    if part == 0 {
+        let mut inverse = 0.0f32;
+        if total > 0.0 {
+            inverse = 1.0 / total;
+        }
+        row_factors[plane_first_row + row] = inverse;
+    }
+    let output_head = batch * output.stride(0) + head * output.stride(1);
+    #[unroll]
+    for value_block in 0..value_blocks {
+        cmma::store(
+            &mut scores.slice_mut(plane_scores, comptime!(config.block_rows * config.score_stride())),
+            outputs.index(value_block),
+            comptime!(config.score_stride() as u32),
+            MatrixLayout::RowMajor,
+        );
+        sync_cube();
+        let mut element = lane;
+        while element < comptime!(config.shape.m * config.shape.n) {
+            let block_row = element / n;
+            let output_row = block_first_row + plane_first_row + block_row;
+            if output_row < seq_q {
+                let column = element % n;
+                let scaled = scores[plane_scores + block_row * score_stride + column] * row_factors[plane_first_row + block_row];
+                output[output_head + output_row * output.stride(2) + (value_block * n + column) * output.stride(3)] =
+                    F::cast_from(scaled);
+            }
+            element += config.plane_size;
+        }
+        sync_cube();
+    }
+}
+
+/// The tile of K' into shared memory as operands: the sum (in f32) of each group's first
+/// `key_members` columns named by the block's column table (K itself for exact attention),
+/// zero past `seq_k` and in the padding groups.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_fused_keys<F: Float>(
+    key: &Tensor<F>,
+    columns: &SharedMemory<u32>,
+    fused_keys: &mut SharedMemory<F>,
+    batch: usize,
+    kv_head: usize,
+    tile_start: usize,
+    seq_k: usize,
+    unit: usize,
+    #[comptime] config: CooperativeConfig,
+) {
+    let width = config.reduced_width;
+    let groups = comptime!(config.head_dim / config.group_size);
+    let key_head = batch * key.stride(0) + kv_head * key.stride(1);
+    let mut element = unit;
+    while element < comptime!(config.key_tile * config.reduced_width) {
+        let tile_row = element / width;
+        let group = element % width;
+        let key_row = tile_start + tile_row;
+        let mut fused = 0.0f32;
+        if key_row < seq_k && group < groups {
+            let key_base = key_head + key_row * key.stride(2);
+            if comptime!(config.group_size == 1) {
+                fused = f32::cast_from(key[key_base + group * key.stride(3)]);
+            } else {
+                #[unroll]
+                for member in 0..config.key_members {
+                    let column = columns[group * config.group_size + member] as usize;
+                    fused += f32::cast_from(key[key_base + column * key.stride(3)]);
+                }
+            }
+        }
+        fused_keys[tile_row * comptime!(config.key_stride()) + group] = F::cast_from(fused);
+        element += comptime!(config.units());
+    }
+}
+
+/// The plane's `A` fragments of its `m` query rows, one per `k` step: the block's rows go
+/// through the K' tile (free before the key loop) a tile of rows at a time, zero past the
+/// query's rows and columns, and each plane loads its fragments from the tile that holds its
+/// rows.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_query_fragments<F: Float>(
+    query: &Tensor<F>,
+    staging: &mut SharedMemory<F>,
+    batch: usize,
+    head: usize,
+    block_first_row: usize,
+    plane_first_row: usize,
+    unit: usize,
+    #[comptime] config: CooperativeConfig,
+) -> Sequence<Matrix<F>> {
+    let m = config.shape.m;
+    let n = config.shape.n;
+    let k = config.shape.k;
+    let width = config.reduced_width;
+    let stride = comptime!(config.key_stride());
+    let mut fragments = Sequence::<Matrix<F>>::new();
+    #[unroll]
+    for _ in 0..comptime!(config.reduced_width / config.shape.k) {
+        fragments.push(unsafe { Matrix::<F>::uninitialized(MatrixIdent::A, m, n, k, MatrixLayout::RowMajor) });
+    }
+    let query_head = batch * query.stride(0) + head * query.stride(1);
+    #[unroll]
+    for chunk in 0..comptime!(config.block_rows / config.key_tile) {
+        let chunk_first_row = chunk * config.key_tile;
+        let mut element = unit;
+        while element < comptime!(config.key_tile * config.reduced_width) {
+            let chunk_row = element / width;
+            let column = element % width;
+            let row = block_first_row + chunk_first_row + chunk_row;
+            let mut loaded = F::new(0.0);
+            if row < query.shape(2) && column < query.shape(3) {
+                loaded = query[query_head + row * query.stride(2) + column * query.stride(3)];
+            }
+            staging[chunk_row * stride + column] = loaded;
+            element += comptime!(config.units());
+        }
+        sync_cube();
+        if plane_first_row >= chunk_first_row && plane_first_row < chunk_first_row + config.key_tile {
+            let first = (plane_first_row - chunk_first_row) * stride;
+            #[unroll]
+            for step in 0..comptime!(config.reduced_width / config.shape.k) {
+                cmma::load(
+                    fragments.index(step),
+                    &staging.slice(first + step * k, comptime!(config.key_tile * config.key_stride())),
+                    comptime!(config.key_stride() as u32),
+                );
+            }
+        }
+        sync_cube();
+    }
+    fragments
+}
+
+/// `S = Q' K'^T` for the plane's `m` rows against the tile, one `n` block of keys at a time,
+/// stored as f32 rows of the plane's scores.
+#[cube]
+fn score_tile<F: Float>(
+    queries: &Sequence<Matrix<F>>,
+    fused_keys: &SharedMemory<F>,
+    scores: &mut SharedMemory<f32>,
+    plane_scores: usize,
+    #[comptime] config: CooperativeConfig,
+) {
+    let m = config.shape.m;
+    let n = config.shape.n;
+    let k = config.shape.k;
+    let key_stride = comptime!(config.key_stride());
+    #[unroll]
+    for key_block in 0..comptime!(config.key_tile / config.shape.n) {
+        let accumulator = Matrix::<f32>::from_value(MatrixIdent::Accumulator, m, n, k, MatrixLayout::Undefined, f32::new(0.0));
+        #[unroll]
+        for step in 0..comptime!(config.reduced_width / config.shape.k) {
+            // K'^T's `k x n` block is K' rows read column-major.
+            let key_fragment = Matrix::<F>::from_slice(
+                MatrixIdent::B,
+                m,
+                n,
+                k,
+                MatrixLayout::ColMajor,
+                &fused_keys.slice(key_block * n * key_stride + step * k, comptime!(config.key_tile * config.key_stride())),
+                comptime!(config.key_stride() as u32),
+            );
+            cmma::execute::<F, F, f32, f32>(queries.index(step), &key_fragment, &accumulator, &accumulator);
+        }
+        cmma::store(
+            &mut scores.slice_mut(plane_scores + key_block * n, comptime!(config.block_rows * config.score_stride())),
+            &accumulator,
+            comptime!(config.score_stride() as u32),
+            MatrixLayout::RowMajor,
+        );
+    }
+}
+
+/// One `n` block of the plane's output accumulators times each row's correction, through the
+/// plane's score rows (free once the probabilities are written). Every plane of the cube calls
+/// it: its barriers are the cube's (a plane's barrier orders no shared memory on SPIR-V).
+#[cube]
+fn rescale_block(
+    accumulator: &Matrix<f32>,
+    scores: &mut SharedMemory<f32>,
+    row_factors: &SharedMemory<f32>,
+    plane_first_row: usize,
+    plane_scores: usize,
+    lane: usize,
+    #[comptime] config: CooperativeConfig,
+) {
+    let n = config.shape.n;
+    let score_stride = comptime!(config.score_stride());
+    cmma::store(
+        &mut scores.slice_mut(plane_scores, comptime!(config.block_rows * config.score_stride())),
+        accumulator,
+        comptime!(config.score_stride() as u32),
+        MatrixLayout::RowMajor,
+    );
+    sync_cube();
+    let mut element = lane;
+    while element < comptime!(config.shape.m * config.shape.n) {
+        let row = element / n;
+        scores[plane_scores + row * score_stride + element % n] *= row_factors[plane_first_row + row];
+        element += config.plane_size;
+    }
+    sync_cube();
+    cmma::load_with_layout(
+        accumulator,
+        &scores.slice(plane_scores, comptime!(config.block_rows * config.score_stride())),
+        comptime!(config.score_stride() as u32),
+        MatrixLayout::RowMajor,
+    );
+    sync_cube();
+}
+
+/// The maximum over the lanes that share this lane's row (lanes `m` apart).
+#[cube]
+fn row_reduce_max(value: f32, #[comptime] config: CooperativeConfig) -> f32 {
+    let mut reduced = value;
+    #[unroll]
+    for level in 0..comptime!(config.lanes_per_row().trailing_zeros() as usize) {
+        reduced = max(reduced, plane_shuffle_xor(reduced, comptime!((config.shape.m << level) as u32)));
+    }
+    reduced
+}
+
+/// The sum over the lanes that share this lane's row (lanes `m` apart).
+#[cube]
+fn row_reduce_sum(value: f32, #[comptime] config: CooperativeConfig) -> f32 {
+    let mut reduced = value;
+    #[unroll]
+    for level in 0..comptime!(config.lanes_per_row().trailing_zeros() as usize) {
+        reduced += plane_shuffle_xor(reduced, comptime!((config.shape.m << level) as u32));
+    }
+    reduced
+}

@@ -222,6 +222,23 @@ impl CooperativeConfig {
         self.reduced_width + CHUNK
     }
 
+    /// Shared rows of K'^T for `G > 1` (K' is formed from K^T, one row per group), padded as
+    /// [`Self::key_stride`].
+    pub fn transposed_key_stride(&self) -> usize {
+        self.key_tile + CHUNK
+    }
+
+    /// Elements of the K' tile: K' rows for exact attention, K'^T rows for `G > 1`; either
+    /// way it also stages `key_tile` query rows before the key loop.
+    pub fn key_tile_elements(&self) -> usize {
+        let rows = self.key_tile * self.key_stride();
+        if self.group_size == 1 {
+            rows
+        } else {
+            rows.max(self.reduced_width * self.transposed_key_stride())
+        }
+    }
+
     /// Shared rows of V, padded as [`Self::key_stride`].
     pub fn value_stride(&self) -> usize {
         self.value_dim + CHUNK
@@ -242,15 +259,15 @@ impl CooperativeConfig {
     /// probabilities, each row's correction or inverse sum, each plane's rescaling flag, and
     /// the column table.
     pub fn shared_bytes(&self, element_bytes: usize) -> usize {
-        let operands = self.key_tile * (self.key_stride() + self.value_stride()) + self.block_rows * self.probability_stride();
+        let operands = self.key_tile_elements() + self.key_tile * self.value_stride() + self.block_rows * self.probability_stride();
         let floats = self.block_rows * (self.score_stride() + 1) + self.planes() + self.table_entries();
         element_bytes * operands + 4 * floats
     }
 
     /// Whether the kernel's index arithmetic holds: whole fragments along every axis, whole
     /// planes of rows, lanes dividing a row's keys evenly, in powers of two (the softmax
-    /// reduces across them with butterfly shuffles), and the query rows staged through the K'
-    /// tile in whole chunks of planes.
+    /// reduces across them with butterfly shuffles), the query rows staged through the K'
+    /// tile in whole chunks of planes, and keys in whole 16-byte chunks.
     pub fn is_consistent(&self) -> bool {
         let MatrixShape { m, n, k } = self.shape;
         let lanes = self.plane_size / m.max(1);
@@ -267,6 +284,7 @@ impl CooperativeConfig {
             && self.key_tile.is_multiple_of(lanes)
             && self.key_tile.is_multiple_of(m)
             && self.block_rows.is_multiple_of(self.key_tile)
+            && self.key_tile.is_multiple_of(CHUNK)
     }
 }
 

@@ -252,15 +252,18 @@ pub fn launch_forward<R: Runtime>(
             Ok(KernelPath::TensorCore)
         }
         Plan::Cooperative(config) => {
+            let key = if options.group_size > 1 { transposed_keys(client, &tensors.key, dtype)? } else { tensors.key };
             // SAFETY: `check` validated shapes and dtypes and `cooperative_config` the fragment
-            // shape, plane size and shared memory; every row index is guarded by its length.
+            // shape, plane size, shared memory and rows in whole 16-byte chunks (Q' and K^T are
+            // ours, contiguous and padded to chunks); every row index is guarded by its length.
             unsafe {
                 cooperative_forward::launch_unchecked::<R>(
                     client,
                     cube_count,
                     CubeDim::new_2d(config.plane_size as u32, config.planes() as u32),
+                    CHUNK,
                     query.into_tensor_arg(),
-                    tensors.key.into_tensor_arg(),
+                    key.into_tensor_arg(),
                     tensors.value.into_tensor_arg(),
                     key_columns,
                     tensors.output.into_tensor_arg(),
@@ -1129,7 +1132,7 @@ fn plan<R: Runtime>(
     let variant = match options.strategy {
         Strategy::Portable => return portable_config(client, options, problem).map(Plan::Portable),
         Strategy::SplitKeys => return split_keys_plan(client, options, problem).map(Plan::SplitKeys),
-        Strategy::Cooperative => return cooperative_config(client, dtype, options, problem).map(Plan::Cooperative),
+        Strategy::Cooperative => return cooperative_config(client, tensors, dtype, options, problem).map(Plan::Cooperative),
         Strategy::Auto if problem.seq_q <= DECODE_QUERY_ROWS => match split_keys_plan(client, options, problem) {
             Ok(plan) => return Ok(Plan::SplitKeys(plan)),
             Err(reason) => {
@@ -1144,7 +1147,7 @@ fn plan<R: Runtime>(
         Ok(config) => Ok(Plan::TensorCore(config)),
         Err(reason) if options.strategy == Strategy::Auto => {
             log::debug!("no tensor-core kernel: {reason}");
-            match cooperative_config(client, dtype, options, problem) {
+            match cooperative_config(client, tensors, dtype, options, problem) {
                 Ok(config) => Ok(Plan::Cooperative(config)),
                 Err(reason) => {
                     log::debug!("portable kernel: {reason}");
@@ -1241,13 +1244,17 @@ impl CooperativeDevice {
     }
 }
 
-/// The cooperative-matrix specialisation of the call, or why it cannot run here.
+/// The cooperative-matrix specialisation of the call, or why it cannot run here. Q's, K's and
+/// V's rows are read 16 bytes at a time (K's by the transposition for `G > 1`); without
+/// `tensors`, rows are assumed to be in whole chunks.
 fn cooperative_config<R: Runtime>(
     client: &ComputeClient<R>,
+    tensors: Option<&AttentionBindings<R>>,
     dtype: StorageType,
     options: &ForwardOptions<'_, R>,
     problem: &Problem,
 ) -> Result<CooperativeConfig, KernelError> {
+    read_in_chunks(tensors, true)?;
     let call = CooperativeConfig {
         reduced_width: reduced_width(problem.head_dim, options.group_size),
         head_dim: problem.head_dim,
@@ -1280,15 +1287,7 @@ fn tensor_core_config<R: Runtime>(
     let hardware = &client.properties().hardware;
     // Q and K are read as they are only for exact attention (Q' and K^T otherwise).
     let exact = options.group_size == 1;
-    if let Some(tensors) = tensors {
-        let chunked = [("value", &tensors.value)]
-            .into_iter()
-            .chain(exact.then_some(("query", &tensors.query)))
-            .chain(exact.then_some(("key", &tensors.key)));
-        for (name, binding) in chunked {
-            whole_chunks(name, binding)?;
-        }
-    }
+    read_in_chunks(tensors, exact)?;
     let config = TensorCoreConfig {
         head_dim: problem.head_dim,
         value_dim: problem.value_dim,
@@ -1393,6 +1392,22 @@ fn key_side_config(
 fn atomic_f32_add<R: Runtime>(client: &ComputeClient<R>) -> bool {
     let atomic_pair = Type::new(StorageType::Atomic(ElemType::Float(FloatKind::F32))).with_vector_size(2);
     client.properties().atomic_type_usage(atomic_pair).contains(AtomicUsage::Add)
+}
+
+/// Whether the tensor-core and cooperative-matrix kernels can copy the rows they read whole
+/// 16 bytes at a time: V's, and Q's and K's where `query_and_key` (exact attention on tensor
+/// cores; every call on cooperative matrices, whose K^T the transposition reads in chunks);
+/// without `tensors` (a plan made before the tensors exist), they are assumed to.
+fn read_in_chunks<R: Runtime>(tensors: Option<&AttentionBindings<R>>, query_and_key: bool) -> Result<(), KernelError> {
+    let Some(tensors) = tensors else { return Ok(()) };
+    let chunked = [("value", &tensors.value)]
+        .into_iter()
+        .chain(query_and_key.then_some(("query", &tensors.query)))
+        .chain(query_and_key.then_some(("key", &tensors.key)));
+    for (name, binding) in chunked {
+        whole_chunks(name, binding)?;
+    }
+    Ok(())
 }
 
 /// Whether the tensor-core kernels can copy `binding`'s rows in whole 16-byte chunks.
@@ -2076,6 +2091,7 @@ mod tests {
                     ArrayCompilationArg { inplace: None },
                     TensorCompilationArg { inplace: None },
                     (),
+                    CHUNK,
                     config,
                     dtype,
                 );

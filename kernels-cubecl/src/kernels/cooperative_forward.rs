@@ -7,8 +7,9 @@
 //! 1. the block's rows of the query operand (Q, or Q' from the grouping pre-pass) pass through
 //!    shared memory once, a tile of rows at a time, into each plane's `A` fragments, which stay
 //!    in registers for the whole key loop;
-//! 2. per tile of `key_tile` keys the cube forms K' (the sum of each group's first
-//!    `key_members` columns, named by the pre-pass's column table) and copies V into shared
+//! 2. per tile of `key_tile` keys the cube copies K (exact attention) or forms K'^T from K^T
+//!    (`G > 1`: row `j` the sum of the K^T rows of group `j`'s first `key_members` columns, named
+//!    by the pre-pass's column table, whole 16-byte chunks at a time), and copies V, into shared
 //!    memory; each plane scores its rows against the tile (`S = Q' K'^T`, f32 accumulators),
 //!    stores the scores to its shared rows, where its lanes run the online softmax (a
 //!    fragment's elements cannot be addressed, so the scores take this detour) and write the
@@ -20,22 +21,25 @@
 //! shared memory to be rescaled. `lanes_per_row` lanes share a row, each holding the
 //! running maximum and its part of the sum; they combine by butterfly shuffles. Shared rows are
 //! padded by 16 bytes so that the rows a fragment load or store touches start in different
-//! banks.
+//! banks. Every copy moves 16 bytes at a time (the launcher requires rows in whole chunks).
 
 use cubecl::cmma::{self, Matrix, MatrixIdent, MatrixLayout};
 use cubecl::prelude::*;
 
-use crate::config::CooperativeConfig;
+use crate::config::{CooperativeConfig, CHUNK};
 use crate::key_tiles::is_visible;
 use crate::mma_tiles::{exp2, RESCALE_THRESHOLD, SCORE_FLOOR};
 
-/// Fast math: `exp2` becomes the hardware's approximation; no value is ever infinite or NaN.
+/// `key` is K `[batch, kv_heads, seq_k, head_dim]` for exact attention and K^T `[batch,
+/// kv_heads, head_dim, seq_k padded to a chunk]` for `G > 1`. `N8`: the vector width of the
+/// three inputs, [`CHUNK`] (16 bytes). Fast math: `exp2` becomes the hardware's approximation;
+/// no value is ever infinite or NaN.
 #[cube(launch_unchecked, fast_math = FastMath::all())]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn cooperative_forward<F: Float>(
-    query: &Tensor<F>,
-    key: &Tensor<F>,
-    value: &Tensor<F>,
+pub(crate) fn cooperative_forward<F: Float, N8: Size>(
+    query: &Tensor<Vector<F, N8>>,
+    key: &Tensor<Vector<F, N8>>,
+    value: &Tensor<Vector<F, N8>>,
     key_columns: &Array<u32>,
     output: &mut Tensor<F>,
     scale_log2: f32,
@@ -45,7 +49,6 @@ pub(crate) fn cooperative_forward<F: Float>(
     let m = config.shape.m;
     let n = config.shape.n;
     let k = config.shape.k;
-    let value_dim = config.value_dim;
     let block_rows = config.block_rows;
     let key_tile = config.key_tile;
     let units = comptime!(config.units());
@@ -54,7 +57,7 @@ pub(crate) fn cooperative_forward<F: Float>(
 
     let heads = output.shape(1);
     let seq_q = output.shape(2);
-    let seq_k = key.shape(2);
+    let seq_k = value.shape(2);
     let queries_per_kv_head = heads / key.shape(1);
     let batch_head = CUBE_POS_Y as usize;
     let batch = batch_head / heads;
@@ -95,11 +98,10 @@ pub(crate) fn cooperative_forward<F: Float>(
         query_position = query_row + seq_k - seq_q;
     }
 
-    let value_stride = comptime!(config.value_stride());
     let score_stride = comptime!(config.score_stride());
     let probability_stride = comptime!(config.probability_stride());
-    let mut fused_keys = SharedMemory::<F>::new(comptime!(config.key_tile * config.key_stride()));
-    let mut values = SharedMemory::<F>::new(comptime!(config.key_tile * config.value_stride()));
+    let mut fused_keys = SharedMemory::<Vector<F, N8>>::new(comptime!(config.key_tile_elements() / CHUNK));
+    let mut values = SharedMemory::<Vector<F, N8>>::new(comptime!(config.key_tile * config.value_stride() / CHUNK));
     // Each plane's `m` rows of scores (f32) and probabilities (operands); the scores' rows
     // also stage the output accumulators, one `n` block at a time.
     let mut scores = SharedMemory::<f32>::new(comptime!(config.block_rows * config.score_stride()));
@@ -122,20 +124,14 @@ pub(crate) fn cooperative_forward<F: Float>(
 
     let mut tile_start = 0usize;
     while tile_start < keys_end {
-        load_fused_keys(key, &columns, &mut fused_keys, batch, kv_head, tile_start, seq_k, unit, config);
-        let value_head = batch * value.stride(0) + kv_head * value.stride(1);
-        let mut element = unit;
-        while element < comptime!(config.key_tile * config.value_dim) {
-            let tile_row = element / value_dim;
-            let column = element % value_dim;
-            let key_row = tile_start + tile_row;
-            let mut loaded = F::new(0.0);
-            if key_row < seq_k {
-                loaded = value[value_head + key_row * value.stride(2) + column * value.stride(3)];
-            }
-            values[tile_row * value_stride + column] = loaded;
-            element += units;
+        let key_head = batch * key.stride(0) + kv_head * key.stride(1);
+        if comptime!(config.group_size == 1) {
+            stage_rows(key, key_head, tile_start, seq_k, &mut fused_keys, unit, config.key_tile, config.reduced_width, config.key_stride(), config.units());
+        } else {
+            fuse_keys(key, &columns, &mut fused_keys, key_head, tile_start, unit, config);
         }
+        let value_head = batch * value.stride(0) + kv_head * value.stride(1);
+        stage_rows(value, value_head, tile_start, seq_k, &mut values, unit, config.key_tile, config.value_dim, config.value_stride(), config.units());
         sync_cube();
 
         score_tile(&queries, &fused_keys, &mut scores, plane_scores, config);
@@ -208,13 +204,13 @@ pub(crate) fn cooperative_forward<F: Float>(
             );
             #[unroll]
             for value_block in 0..value_blocks {
-                let value_fragment = Matrix::<F>::from_slice(
-                    MatrixIdent::B,
-                    m,
-                    n,
-                    k,
-                    MatrixLayout::RowMajor,
-                    &values.slice(step * k * value_stride + value_block * n, comptime!(config.key_tile * config.value_stride())),
+                let value_fragment = unsafe { Matrix::<F>::uninitialized(MatrixIdent::B, m, n, k, MatrixLayout::RowMajor) };
+                cmma::load(
+                    &value_fragment,
+                    &values.slice(
+                        comptime!((step * config.shape.k * config.value_stride() + value_block * config.shape.n) / CHUNK),
+                        comptime!(config.key_tile * config.value_stride() / CHUNK),
+                    ),
                     comptime!(config.value_stride() as u32),
                 );
                 let accumulator = outputs.index(value_block);
@@ -261,45 +257,72 @@ pub(crate) fn cooperative_forward<F: Float>(
     }
 }
 
-/// The tile of K' into shared memory as operands: the sum (in f32) of each group's first
-/// `key_members` columns named by the block's column table (K itself for exact attention),
-/// zero past `seq_k` and in the padding groups.
+/// Rows `first_row..first_row + rows` of one head of `source` (at element `head_offset`,
+/// rows contiguous), `columns` wide, into `target`'s rows of `target_stride` elements, a
+/// vector at a time; zero from row `rows_valid` on.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn load_fused_keys<F: Float>(
-    key: &Tensor<F>,
+fn stage_rows<F: Float, N: Size>(
+    source: &Tensor<Vector<F, N>>,
+    head_offset: usize,
+    first_row: usize,
+    rows_valid: usize,
+    target: &mut SharedMemory<Vector<F, N>>,
+    unit: usize,
+    #[comptime] rows: usize,
+    #[comptime] columns: usize,
+    #[comptime] target_stride: usize,
+    #[comptime] units: usize,
+) {
+    let vector = source.vector_size();
+    let vectors = comptime!(columns / vector);
+    let target_vectors = comptime!(target_stride / vector);
+    let mut slot = unit;
+    while slot < comptime!(rows * columns / vector) {
+        let row = slot / vectors;
+        let source_row = first_row + row;
+        let mut loaded = Vector::<F, N>::new(F::cast_from(0.0f32));
+        if source_row < rows_valid {
+            loaded = source[(head_offset + source_row * source.stride(2)) / vector + slot % vectors];
+        }
+        target[row * target_vectors + slot % vectors] = loaded;
+        slot += units;
+    }
+}
+
+/// K'^T of the tile into shared memory for `G > 1`, from K^T: row `j` is the sum of the K^T
+/// rows of group `j`'s first `key_members` columns (named by the block's column table), summed
+/// chunk by chunk in the storage type; zero in the padding groups and past K^T's padded keys.
+/// Consecutive units take consecutive chunks of one row.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn fuse_keys<F: Float, N8: Size>(
+    key: &Tensor<Vector<F, N8>>,
     columns: &SharedMemory<u32>,
-    fused_keys: &mut SharedMemory<F>,
-    batch: usize,
-    kv_head: usize,
+    fused_keys: &mut SharedMemory<Vector<F, N8>>,
+    key_head: usize,
     tile_start: usize,
-    seq_k: usize,
     unit: usize,
     #[comptime] config: CooperativeConfig,
 ) {
-    let width = config.reduced_width;
+    let chunks = comptime!(config.key_tile / CHUNK);
     let groups = comptime!(config.head_dim / config.group_size);
-    let key_head = batch * key.stride(0) + kv_head * key.stride(1);
-    let mut element = unit;
-    while element < comptime!(config.key_tile * config.reduced_width) {
-        let tile_row = element / width;
-        let group = element % width;
-        let key_row = tile_start + tile_row;
-        let mut fused = 0.0f32;
-        if key_row < seq_k && group < groups {
-            let key_base = key_head + key_row * key.stride(2);
-            if comptime!(config.group_size == 1) {
-                fused = f32::cast_from(key[key_base + group * key.stride(3)]);
-            } else {
-                #[unroll]
-                for member in 0..config.key_members {
-                    let column = columns[group * config.group_size + member] as usize;
-                    fused += f32::cast_from(key[key_base + column * key.stride(3)]);
-                }
+    let target_chunks = comptime!(config.transposed_key_stride() / CHUNK);
+    let mut slot = unit;
+    while slot < comptime!(config.reduced_width * config.key_tile / CHUNK) {
+        let group = slot / chunks;
+        let chunk = slot % chunks;
+        let key_chunk = tile_start / CHUNK + chunk;
+        let mut fused = Vector::<F, N8>::new(F::cast_from(0.0f32));
+        if group < groups && key_chunk * CHUNK < key.shape(3) {
+            #[unroll]
+            for member in 0..config.key_members {
+                let row = columns[group * config.group_size + member] as usize;
+                fused += key[(key_head + row * key.stride(2)) / CHUNK + key_chunk];
             }
         }
-        fused_keys[tile_row * comptime!(config.key_stride()) + group] = F::cast_from(fused);
-        element += comptime!(config.units());
+        fused_keys[group * target_chunks + chunk] = fused;
+        slot += comptime!(config.units());
     }
 }
 
@@ -309,9 +332,9 @@ fn load_fused_keys<F: Float>(
 /// rows.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn load_query_fragments<F: Float>(
-    query: &Tensor<F>,
-    staging: &mut SharedMemory<F>,
+fn load_query_fragments<F: Float, N8: Size>(
+    query: &Tensor<Vector<F, N8>>,
+    staging: &mut SharedMemory<Vector<F, N8>>,
     batch: usize,
     head: usize,
     block_first_row: usize,
@@ -322,8 +345,6 @@ fn load_query_fragments<F: Float>(
     let m = config.shape.m;
     let n = config.shape.n;
     let k = config.shape.k;
-    let width = config.reduced_width;
-    let stride = comptime!(config.key_stride());
     let mut fragments = Sequence::<Matrix<F>>::new();
     #[unroll]
     for _ in 0..comptime!(config.reduced_width / config.shape.k) {
@@ -333,26 +354,29 @@ fn load_query_fragments<F: Float>(
     #[unroll]
     for chunk in 0..comptime!(config.block_rows / config.key_tile) {
         let chunk_first_row = chunk * config.key_tile;
-        let mut element = unit;
-        while element < comptime!(config.key_tile * config.reduced_width) {
-            let chunk_row = element / width;
-            let column = element % width;
-            let row = block_first_row + chunk_first_row + chunk_row;
-            let mut loaded = F::new(0.0);
-            if row < query.shape(2) && column < query.shape(3) {
-                loaded = query[query_head + row * query.stride(2) + column * query.stride(3)];
-            }
-            staging[chunk_row * stride + column] = loaded;
-            element += comptime!(config.units());
-        }
+        stage_rows(
+            query,
+            query_head,
+            block_first_row + chunk_first_row,
+            query.shape(2),
+            staging,
+            unit,
+            config.key_tile,
+            config.reduced_width,
+            config.key_stride(),
+            config.units(),
+        );
         sync_cube();
         if plane_first_row >= chunk_first_row && plane_first_row < chunk_first_row + config.key_tile {
-            let first = (plane_first_row - chunk_first_row) * stride;
+            let first = (plane_first_row - chunk_first_row) * comptime!(config.key_stride() / CHUNK);
             #[unroll]
             for step in 0..comptime!(config.reduced_width / config.shape.k) {
                 cmma::load(
                     fragments.index(step),
-                    &staging.slice(first + step * k, comptime!(config.key_tile * config.key_stride())),
+                    &staging.slice(
+                        first + comptime!(step * config.shape.k / CHUNK),
+                        comptime!(config.key_tile_elements() / CHUNK),
+                    ),
                     comptime!(config.key_stride() as u32),
                 );
             }
@@ -365,9 +389,9 @@ fn load_query_fragments<F: Float>(
 /// `S = Q' K'^T` for the plane's `m` rows against the tile, one `n` block of keys at a time,
 /// stored as f32 rows of the plane's scores.
 #[cube]
-fn score_tile<F: Float>(
+fn score_tile<F: Float, N8: Size>(
     queries: &Sequence<Matrix<F>>,
-    fused_keys: &SharedMemory<F>,
+    fused_keys: &SharedMemory<Vector<F, N8>>,
     scores: &mut SharedMemory<f32>,
     plane_scores: usize,
     #[comptime] config: CooperativeConfig,
@@ -375,22 +399,12 @@ fn score_tile<F: Float>(
     let m = config.shape.m;
     let n = config.shape.n;
     let k = config.shape.k;
-    let key_stride = comptime!(config.key_stride());
     #[unroll]
     for key_block in 0..comptime!(config.key_tile / config.shape.n) {
         let accumulator = Matrix::<f32>::from_value(MatrixIdent::Accumulator, m, n, k, MatrixLayout::Undefined, f32::new(0.0));
         #[unroll]
         for step in 0..comptime!(config.reduced_width / config.shape.k) {
-            // K'^T's `k x n` block is K' rows read column-major.
-            let key_fragment = Matrix::<F>::from_slice(
-                MatrixIdent::B,
-                m,
-                n,
-                k,
-                MatrixLayout::ColMajor,
-                &fused_keys.slice(key_block * n * key_stride + step * k, comptime!(config.key_tile * config.key_stride())),
-                comptime!(config.key_stride() as u32),
-            );
+            let key_fragment = key_fragment(fused_keys, key_block, step, config);
             cmma::execute::<F, F, f32, f32>(queries.index(step), &key_fragment, &accumulator, &accumulator);
         }
         cmma::store(
@@ -399,6 +413,32 @@ fn score_tile<F: Float>(
             comptime!(config.score_stride() as u32),
             MatrixLayout::RowMajor,
         );
+    }
+}
+
+/// K'^T's `k x n` block (`step`, `key_block`) as a `B` fragment: K' rows read column-major
+/// for exact attention, K'^T rows read row-major for `G > 1`.
+#[cube]
+fn key_fragment<F: Float, N8: Size>(
+    fused_keys: &SharedMemory<Vector<F, N8>>,
+    #[comptime] key_block: usize,
+    #[comptime] step: usize,
+    #[comptime] config: CooperativeConfig,
+) -> Matrix<F> {
+    let m = config.shape.m;
+    let n = config.shape.n;
+    let k = config.shape.k;
+    let end = comptime!(config.key_tile_elements() / CHUNK);
+    if comptime!(config.group_size == 1) {
+        let fragment = unsafe { Matrix::<F>::uninitialized(MatrixIdent::B, m, n, k, MatrixLayout::ColMajor) };
+        let first = comptime!((key_block * config.shape.n * config.key_stride() + step * config.shape.k) / CHUNK);
+        cmma::load(&fragment, &fused_keys.slice(first, end), comptime!(config.key_stride() as u32));
+        fragment
+    } else {
+        let fragment = unsafe { Matrix::<F>::uninitialized(MatrixIdent::B, m, n, k, MatrixLayout::RowMajor) };
+        let first = comptime!((step * config.shape.k * config.transposed_key_stride() + key_block * config.shape.n) / CHUNK);
+        cmma::load(&fragment, &fused_keys.slice(first, end), comptime!(config.transposed_key_stride() as u32));
+        fragment
     }
 }
 

@@ -72,6 +72,11 @@ impl<B: Backend> Llama<B> {
         self.layers.first().map_or(0, |layer| layer.attention.num_heads)
     }
 
+    /// Query and key/value heads of the attention layers: what the rotary embedding rotates.
+    fn head_counts(&self) -> [usize; 2] {
+        self.layers.first().map_or([0, 0], |layer| [layer.attention.num_heads, layer.attention.num_kv_heads])
+    }
+
     /// Switches the attention of every layer to what `plan` says (weights kept). The plan is
     /// checked first ([`ModelAttentionConfig::check`]): one that does not fit changes nothing.
     pub fn set_attention(&mut self, plan: &ModelAttentionConfig) -> Result<()> {
@@ -107,7 +112,7 @@ impl<B: DistrAttentionBackend> Llama<B> {
             return Err(LlamaError::Context { tokens: start + seq, max: self.max_seq_len });
         }
         let num_layers = self.layers.len();
-        let angles = self.rope.angles(start, seq);
+        let angles = self.rope.angles(start, seq, &self.head_counts());
         let mut x = self.embedding.forward(tokens);
         for (index, layer) in self.layers.iter().enumerate() {
             let kind = self.attention.kind_for_call(index, num_layers, seq)?.with_causal(true);
@@ -123,7 +128,7 @@ impl<B: DistrAttentionBackend> Llama<B> {
     pub fn attention_activations(&self, tokens: Tensor<B, 2, Int>) -> Result<Vec<LayerActivations<B>>> {
         let exact = AttentionKind::Exact.with_causal(true);
         let mut cache = self.new_cache();
-        let angles = self.rope.angles(0, tokens.dims()[1]);
+        let angles = self.rope.angles(0, tokens.dims()[1], &self.head_counts());
         let mut x = self.embedding.forward(tokens);
         let mut activations = Vec::with_capacity(self.layers.len());
         for (index, layer) in self.layers.iter().enumerate() {

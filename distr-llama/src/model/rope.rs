@@ -68,31 +68,55 @@ impl<B: Backend> RotaryEmbedding<B> {
         }
     }
 
-    /// The angles of positions `start..start + seq`, for every layer of one forward pass.
-    pub fn angles(&self, start: usize, seq: usize) -> RotaryAngles<B> {
+    /// The angles of positions `start..start + seq`, for every layer of one forward pass, laid
+    /// out for tensors of each of `head_counts` heads (the query's and the key's).
+    pub fn angles(&self, start: usize, seq: usize, head_counts: &[usize]) -> RotaryAngles<B> {
         let head_dim = self.cos.dims()[1];
         let table = |table: &Tensor<B, 2>| table.clone().narrow(0, start, seq).reshape([1, seq, 1, head_dim]);
-        RotaryAngles { cos: table(&self.cos), sin: table(&self.signed_sin) }
+        let broadcast = RotaryTables { heads: 1, cos: table(&self.cos), sin: table(&self.signed_sin) };
+        let tables = head_counts.iter().map(|&heads| broadcast.repeated(heads)).collect();
+        RotaryAngles { broadcast, tables }
     }
 }
 
-/// Cosines and signed sines `[1, seq, 1, head_dim]` of one forward pass's positions: rotating
-/// is `x cos + swap(x) sin`, where `swap` exchanges the two halves of each head and the sines of
-/// the first half carry the minus sign of `rotate_half`. Taken once per forward pass rather
-/// than per layer, and applied without slicing `x`: a decode step launches a few kernels for
-/// this instead of about ten per layer (`benchmarks/results/2026-12-06-h100-decode-kernels/`).
+/// Cosines and signed sines of one forward pass's positions, `[1, seq, heads, head_dim]` for
+/// each head count the pass rotates: rotating is `x cos + swap(x) sin`, where `swap` exchanges
+/// the two halves of each head and the sines of the first half carry the minus sign of
+/// `rotate_half`. Taken once per forward pass rather than per layer, and applied without
+/// slicing `x`: a decode step launches a few kernels for this instead of about ten per layer
+/// (`benchmarks/results/2026-12-06-h100-decode-kernels/`). The tables have `x`'s shape, not
+/// one broadcast over the heads: Flex multiplies same-shaped tensors as flat slices and walks
+/// broadcast ones element by element, which made the rotation a sixth of the main thread's
+/// prefill time on the CPU.
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
+    /// One head, broadcast over any head count.
+    broadcast: RotaryTables<B>,
+    tables: Vec<RotaryTables<B>>,
+}
+
+#[derive(Debug, Clone)]
+struct RotaryTables<B: Backend> {
+    heads: usize,
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
 }
 
+impl<B: Backend> RotaryTables<B> {
+    fn repeated(&self, heads: usize) -> Self {
+        let repeat = |table: &Tensor<B, 4>| table.clone().repeat_dim(2, heads / self.heads);
+        Self { heads, cos: repeat(&self.cos), sin: repeat(&self.sin) }
+    }
+}
+
 impl<B: Backend> RotaryAngles<B> {
-    /// `x` `[batch, seq, heads, head_dim]` rotated.
+    /// `x` `[batch, seq, heads, head_dim]` rotated (with broadcast tables where the angles were
+    /// not taken for `heads`).
     pub fn rotate(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [batch, seq, heads, head_dim] = x.dims();
+        let tables = self.tables.iter().find(|tables| tables.heads == heads).unwrap_or(&self.broadcast);
         let swapped = x.clone().reshape([batch, seq, heads, 2, head_dim / 2]).flip([3]).reshape([batch, seq, heads, head_dim]);
-        x * self.cos.clone() + swapped * self.sin.clone()
+        x * tables.cos.clone() + swapped * tables.sin.clone()
     }
 }
 
@@ -122,7 +146,11 @@ mod tests {
         let (cos, sin) = (table(f64::cos), table(f64::sin));
         let rotate_half = Tensor::cat(vec![x.clone().narrow(3, 4, 4).neg(), x.clone().narrow(3, 0, 4)], 3);
         let expected = x.clone() * cos + rotate_half * sin;
-        rope.angles(start, seq).rotate(x).into_data().assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+        // Tables laid out for x's three heads, and broadcast ones (taken for other head counts).
+        for head_counts in [&[3][..], &[2]] {
+            let rotated = rope.angles(start, seq, head_counts).rotate(x.clone());
+            rotated.into_data().assert_approx_eq::<f32>(&expected.clone().into_data(), Default::default());
+        }
     }
 
     #[test]

@@ -12,54 +12,46 @@
 
 use rayon::prelude::*;
 
+use crate::AttentionProblem;
+
 /// Query rows per task: 64 rows of 64-dim heads fill gemm's micro-tiles, and 1016 rows of 9 heads
 /// still make 144 tasks for the pool to balance.
 const ROW_BLOCK: usize = 64;
 
-/// One attention call's shapes, rows of each tensor contiguous (`[batch, heads, rows, dim]`).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct BlockAttention {
-    pub batch: usize,
-    pub heads: usize,
-    /// Key/value heads; query head `h` reads key head `h / (heads / kv_heads)`.
-    pub kv_heads: usize,
-    pub seq_q: usize,
-    pub seq_k: usize,
-    pub head_dim: usize,
-    pub value_dim: usize,
-    pub scale: f32,
-    /// Query row `i` reads keys `0..=i + seq_k - seq_q` only.
-    pub causal: bool,
-    /// Burn's quiet softmax: an implicit extra logit at zero.
-    pub quiet_softmax: bool,
+/// Exact attention of `problem`'s shapes, causal mask and softmax on contiguous `[batch, heads,
+/// rows, dim]` slices (grouped-query heads: query head `h` reads key head
+/// `h / (heads / kv_heads)`); inputs are finite.
+pub(super) struct BlockAttention<'a> {
+    problem: &'a AttentionProblem,
+    scale: f32,
 }
 
-impl BlockAttention {
-    /// `softmax(scale Q K^T) V`, `[batch, heads, seq_q, value_dim]`. The slices hold the
-    /// shapes above (checked by the caller's `AttentionProblem`); inputs are finite.
+impl<'a> BlockAttention<'a> {
+    pub fn new(problem: &'a AttentionProblem) -> Self {
+        Self { problem, scale: problem.scale as f32 }
+    }
+
+    /// `softmax(scale Q K^T) V`, `[batch, heads, seq_q, value_dim]`.
     pub fn run(&self, query: &[f32], key: &[f32], value: &[f32]) -> Vec<f32> {
-        let [q_head, k_head, v_head, o_head] =
-            [self.seq_q * self.head_dim, self.seq_k * self.head_dim, self.seq_k * self.value_dim, self.seq_q * self.value_dim];
-        debug_assert_eq!(query.len(), self.batch * self.heads * q_head);
-        debug_assert_eq!(key.len(), self.batch * self.kv_heads * k_head);
-        debug_assert_eq!(value.len(), self.batch * self.kv_heads * v_head);
-        let mut output = vec![0.0; self.batch * self.heads * o_head];
+        let AttentionProblem { batch, heads, kv_heads, seq_q, seq_k, head_dim, value_dim, .. } = *self.problem;
+        let [q_head, k_head, v_head, o_head] = [seq_q * head_dim, seq_k * head_dim, seq_k * value_dim, seq_q * value_dim];
+        debug_assert_eq!(query.len(), batch * heads * q_head);
+        debug_assert_eq!(key.len(), batch * kv_heads * k_head);
+        debug_assert_eq!(value.len(), batch * kv_heads * v_head);
+        let mut output = vec![0.0; batch * heads * o_head];
         if output.is_empty() {
             return output;
         }
-        let repeats = self.heads / self.kv_heads;
-        let blocks_per_head = self.seq_q.div_ceil(ROW_BLOCK);
+        let repeats = heads / kv_heads;
         output.par_chunks_mut(o_head).enumerate().for_each(|(pair, head_output)| {
-            let (batch, head) = (pair / self.heads, pair % self.heads);
-            let kv = batch * self.kv_heads + head / repeats;
+            let kv = pair / heads * kv_heads + pair % heads / repeats;
             let head_query = &query[pair * q_head..][..q_head];
             let head_key = &key[kv * k_head..][..k_head];
             let head_value = &value[kv * v_head..][..v_head];
             head_output
-                .par_chunks_mut(ROW_BLOCK * self.value_dim)
+                .par_chunks_mut(ROW_BLOCK * value_dim)
                 .enumerate()
                 .for_each_init(Vec::new, |scores, (block, block_output)| {
-                    debug_assert!(block < blocks_per_head);
                     self.row_block(block * ROW_BLOCK, head_query, head_key, head_value, block_output, scores);
                 });
         });
@@ -68,30 +60,32 @@ impl BlockAttention {
 
     /// Rows `first..first + output.len() / value_dim` of one head.
     fn row_block(&self, first: usize, query: &[f32], key: &[f32], value: &[f32], output: &mut [f32], scores: &mut Vec<f32>) {
-        let rows = output.len() / self.value_dim;
+        let AttentionProblem { seq_q, seq_k, head_dim, value_dim, quiet_softmax, .. } = *self.problem;
+        let rows = output.len() / value_dim;
         // Keys row `row` of the block reads (causal: `seq_q <= seq_k`); the last row reads the
         // most, and the others a prefix of them.
-        let visible = |row: usize| if self.causal { self.seq_k - self.seq_q + first + row + 1 } else { self.seq_k };
+        let causal = self.problem.config.causal;
+        let visible = |row: usize| if causal { seq_k - seq_q + first + row + 1 } else { seq_k };
         let keys = visible(rows - 1);
         scores.clear();
         scores.resize(rows * keys, 0.0);
-        let query = &query[first * self.head_dim..][..rows * self.head_dim];
+        let query = &query[first * head_dim..][..rows * head_dim];
         // SAFETY: every operand lies inside its slice: `query` rows x head_dim, `key` keys x
         // head_dim read transposed, `scores` rows x keys, all row-major with the strides given.
         unsafe {
             gemm::gemm(
                 rows,
                 keys,
-                self.head_dim,
+                head_dim,
                 scores.as_mut_ptr(),
                 1,
                 keys as isize,
                 false,
                 query.as_ptr(),
                 1,
-                self.head_dim as isize,
+                head_dim as isize,
                 key.as_ptr(),
-                self.head_dim as isize,
+                head_dim as isize,
                 1,
                 0.0,
                 self.scale,
@@ -105,25 +99,25 @@ impl BlockAttention {
         for (row, inverse_sum) in inverse_sums[..rows].iter_mut().enumerate() {
             let (read, hidden) = scores[row * keys..][..keys].split_at_mut(visible(row));
             hidden.fill(0.0);
-            *inverse_sum = softmax_numerators(read, self.quiet_softmax).recip();
+            *inverse_sum = softmax_numerators(read, quiet_softmax).recip();
         }
         // SAFETY: `scores` is rows x keys, `value` keys x value_dim, `output` rows x value_dim,
         // row-major.
         unsafe {
             gemm::gemm(
                 rows,
-                self.value_dim,
+                value_dim,
                 keys,
                 output.as_mut_ptr(),
                 1,
-                self.value_dim as isize,
+                value_dim as isize,
                 false,
                 scores.as_ptr(),
                 1,
                 keys as isize,
                 value.as_ptr(),
                 1,
-                self.value_dim as isize,
+                value_dim as isize,
                 0.0,
                 1.0,
                 false,
@@ -132,7 +126,7 @@ impl BlockAttention {
                 gemm::Parallelism::None,
             );
         }
-        for (row, inverse_sum) in output.chunks_exact_mut(self.value_dim).zip(inverse_sums) {
+        for (row, inverse_sum) in output.chunks_exact_mut(value_dim).zip(inverse_sums) {
             row.iter_mut().for_each(|x| *x *= inverse_sum);
         }
     }
@@ -192,7 +186,7 @@ fn softmax_numerators_portable(row: &mut [f32], quiet: bool) -> f32 {
     sum
 }
 
-/// `e^x` for `x <= 0` (softmax numerators), within 2 ulp of `f32::exp`, branch-free so that it
+/// `e^x` for `x <= 0` (softmax numerators), within 2 ulp of `f32::exp` (the tests check), branch-free so that it
 /// vectorises: `x = n ln 2 + r` with `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`
 /// (Cephes' `expf` coefficients), `2^n` built in the exponent bits. Below `-87.3` (where `e^x`
 /// leaves the normal range) it returns 0 or a value below `2^-126`.
@@ -211,14 +205,18 @@ fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+
     use super::*;
+    use crate::DistrAttentionConfig;
 
     #[test]
     fn exp_is_within_two_ulp_of_std() {
@@ -248,22 +246,21 @@ mod tests {
                 .collect()
         };
         for (causal, quiet, seq_q, seq_k) in [(true, false, 150, 150), (true, false, 70, 200), (false, false, 65, 131), (true, true, 3, 40), (false, true, 130, 7)] {
-            let call = BlockAttention {
-                batch: 2,
-                heads: 4,
-                kv_heads: 2,
-                seq_q,
-                seq_k,
-                head_dim: 24,
-                value_dim: 20,
-                scale: 0.3,
-                causal,
-                quiet_softmax: quiet,
-            };
             let query = random(2 * 4 * seq_q * 24);
             let key = random(2 * 2 * seq_k * 24);
             let value = random(2 * 2 * seq_k * 20);
-            let output = call.run(&query, &key, &value);
+            let tensor = |values: &[f32], shape: [usize; 4]| Tensor::<Flex, 4>::from_data(TensorData::new(values.to_vec(), shape), &Default::default());
+            let config = DistrAttentionConfig::new().with_group_size(1).with_causal(causal).with_scale(Some(0.3));
+            let problem = AttentionProblem::check(
+                &tensor(&query, [2, 4, seq_q, 24]),
+                &tensor(&key, [2, 2, seq_k, 24]),
+                &tensor(&value, [2, 2, seq_k, 20]),
+                None,
+                &config,
+            )
+            .unwrap()
+            .with_quiet_softmax(quiet);
+            let output = BlockAttention::new(&problem).run(&query, &key, &value);
             for (pair, row) in (0..2 * 4).flat_map(|pair| (0..seq_q).map(move |row| (pair, row))) {
                 let kv = pair / 4 * 2 + pair % 4 / 2;
                 let q = &query[(pair * seq_q + row) * 24..][..24];

@@ -42,19 +42,7 @@ pub(crate) fn distr_attention_flex(
     }
     drop((query, key, value));
     let [expanded, key, value] = [expanded, key_f32, value_f32].map(Tensor::into_data);
-    let call = BlockAttention {
-        batch: problem.batch,
-        heads: problem.heads,
-        kv_heads: problem.kv_heads,
-        seq_q: problem.seq_q,
-        seq_k: problem.seq_k,
-        head_dim: problem.head_dim,
-        value_dim: problem.value_dim,
-        scale: problem.scale as f32,
-        causal: problem.config.causal,
-        quiet_softmax: problem.quiet_softmax,
-    };
-    let output = call.run(f32_slice(&expanded), f32_slice(&key), f32_slice(&value));
+    let output = BlockAttention::new(problem).run(f32_slice(&expanded), f32_slice(&key), f32_slice(&value));
     let shape = [problem.batch, problem.heads, problem.seq_q, problem.value_dim];
     from_accumulation(Tensor::from_data(TensorData::new(output, shape), &Default::default()), dtype)
 }

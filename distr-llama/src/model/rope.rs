@@ -86,8 +86,8 @@ impl<B: Backend> RotaryEmbedding<B> {
 /// slicing `x`: a decode step launches a few kernels for this instead of about ten per layer
 /// (`benchmarks/results/2026-12-06-h100-decode-kernels/`). The tables have `x`'s shape, not
 /// one broadcast over the heads: Flex multiplies same-shaped tensors as flat slices and walks
-/// broadcast ones element by element, which made the rotation a sixth of the main thread's
-/// prefill time on the CPU.
+/// broadcast ones element by element, which gave the rotation 14% of the calling thread's samples
+/// in the layers of a CPU prefill (`benchmarks/results/2026-12-06-cpu-block-attention/`).
 #[derive(Debug, Clone)]
 pub struct RotaryAngles<B: Backend> {
     /// One head, broadcast over any head count.

@@ -23,12 +23,11 @@ const ROW_BLOCK: usize = 64;
 /// `h / (heads / kv_heads)`); inputs are finite.
 pub(super) struct BlockAttention<'a> {
     problem: &'a AttentionProblem,
-    scale: f32,
 }
 
 impl<'a> BlockAttention<'a> {
     pub fn new(problem: &'a AttentionProblem) -> Self {
-        Self { problem, scale: problem.scale as f32 }
+        Self { problem }
     }
 
     /// `softmax(scale Q K^T) V`, `[batch, heads, seq_q, value_dim]`.
@@ -60,7 +59,7 @@ impl<'a> BlockAttention<'a> {
 
     /// Rows `first..first + output.len() / value_dim` of one head.
     fn row_block(&self, first: usize, query: &[f32], key: &[f32], value: &[f32], output: &mut [f32], scores: &mut Vec<f32>) {
-        let AttentionProblem { seq_q, seq_k, head_dim, value_dim, quiet_softmax, .. } = *self.problem;
+        let AttentionProblem { seq_q, seq_k, head_dim, value_dim, quiet_softmax, scale, .. } = *self.problem;
         let rows = output.len() / value_dim;
         // Keys row `row` of the block reads (causal: `seq_q <= seq_k`); the last row reads the
         // most, and the others a prefix of them.
@@ -88,7 +87,7 @@ impl<'a> BlockAttention<'a> {
                 head_dim as isize,
                 1,
                 0.0,
-                self.scale,
+                scale as f32,
                 false,
                 false,
                 false,

@@ -122,15 +122,15 @@ pub(crate) fn cooperative_forward<F: Float, N8: Size>(
     let mut running_max = f32::new(SCORE_FLOOR);
     let mut running_sum = 0.0f32;
 
+    let key_head = batch * key.stride(0) + kv_head * key.stride(1);
+    let value_head = batch * value.stride(0) + kv_head * value.stride(1);
     let mut tile_start = 0usize;
     while tile_start < keys_end {
-        let key_head = batch * key.stride(0) + kv_head * key.stride(1);
         if comptime!(config.group_size == 1) {
             stage_rows(key, key_head, tile_start, seq_k, &mut fused_keys, unit, config.key_tile, config.reduced_width, config.key_stride(), config.units());
         } else {
             fuse_keys(key, &columns, &mut fused_keys, key_head, tile_start, unit, config);
         }
-        let value_head = batch * value.stride(0) + kv_head * value.stride(1);
         stage_rows(value, value_head, tile_start, seq_k, &mut values, unit, config.key_tile, config.value_dim, config.value_stride(), config.units());
         sync_cube();
 

@@ -4,15 +4,20 @@
 # builds timed in alternating rounds on the same card (ROUNDS rounds, B = 4, H = 16, l = 128,
 # fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, causal and not), PyTorch's
 # SDPA on the same grid, and the per-configuration ratio of the medians. For changes that must not move performance
-# (refactors) or should (kernel changes). Expects both stripped CUDA builds, xz-compressed, and
-# sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
+# (refactors) or should (kernel changes). BACKWARD=true compares the training methods instead
+# (`--check --backward`, `--backward` timings, group size 1 unless GROUP_SIZES says otherwise,
+# PyTorch's backward from sdpa_backward.py). Expects both stripped CUDA builds, xz-compressed,
+# and sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
 # README.md); writes everything under $OUT.
 set -u
 out=${OUT:-benchmarks/results/latest}
 check_flags=${CHECK_FLAGS:-}
 rounds=${ROUNDS:-2}
 lengths=${LENGTHS:-4096,8192}
-groups=${GROUP_SIZES:-1,2,4}
+backward=${BACKWARD:-false}
+mode=()
+[ "$backward" = true ] && mode=(--backward --reference-max-len 0)
+groups=${GROUP_SIZES:-$([ "$backward" = true ] && echo 1 || echo 1,2,4)}
 representatives=${REPRESENTATIVES:-sample}
 mkdir -p "$out" /tmp/ab
 # CubeCL's PTX cache is keyed by the kernel's id, not by the build that compiled it: with a cache
@@ -25,11 +30,11 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
 common=(--block-rows 128 --burn-max-len 0 --budget-ms 300 --json)
-grid=("${common[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true
+grid=("${common[@]}" "${mode[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true
     --representatives "$representatives")
 # List flags append when repeated, so the check's (discarded) timing gets its own small grid.
 # shellcheck disable=SC2086
-/tmp/ab/new --check $check_flags "${common[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \
+/tmp/ab/new --check $check_flags "${common[@]}" "${mode[@]}" --lengths 1024 --head-dims 64 --group-sizes 1 \
     --causal false > /dev/null 2> "$out/check.log"
 echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log" | head -40
 for round in $(seq "$rounds"); do
@@ -38,8 +43,10 @@ for round in $(seq "$rounds"); do
             | sed "s/^{/{\"build\":\"$build\",\"round\":$round,/" >> "$out/ab.jsonl"
     done
 done
+baseline=.gpu/kernel/sdpa_baseline.py
+[ "$backward" = true ] && baseline=benchmarks/sdpa_backward.py
 for causal in "" "--causal"; do
-    python3 .gpu/kernel/sdpa_baseline.py --n "$lengths" --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
+    python3 "$baseline" --n "$lengths" --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
 done
 python3 - "$out/ab.jsonl" "$out/sdpa.jsonl" <<'PY'
 import json, statistics, sys
@@ -51,16 +58,21 @@ for line in open(sys.argv[1]):
         continue
     key = (r["seq"], r["head_dim"], r["causal"], r["method"])
     times[key, r["build"]].append(r["median_ms"])
+# The pass a method times: the forward, or (`--backward`) `...:backward` and `...:train`, which
+# sdpa_backward.py's rows of the same "pass" match.
+def timed_pass(method):
+    suffix = method.rpartition(":")[2]
+    return suffix if suffix in ("backward", "train") else "forward"
 flash = {}
 for line in open(sys.argv[2]):
     r = json.loads(line)
     if r.get("impl") == "torch-flash2" and r.get("ms"):
-        flash[r["n"], r["d"], r["causal"]] = r["ms"]
+        flash[r["n"], r["d"], r["causal"], r.get("pass", "forward")] = r["ms"]
 ratios = []
 print("N d causal method | base ms | new ms | new/base | FA2 ms | FA2/new (best of the rounds)")
 for key in sorted({k for k, _ in times}):
     base, new = times.get((key, "base")), times.get((key, "new"))
-    fa2 = flash.get(key[:3])
+    fa2 = flash.get((*key[:3], timed_pass(key[3])))
     if base and new:
         ratio = min(new) / min(base)
         ratios.append(ratio)

@@ -691,6 +691,10 @@ pub enum QueryGradient {
 impl TensorCoreBackwardConfig {
     /// Tiles the kernels are specialised for.
     pub const TILES: [usize; 2] = [32, 64];
+    /// The multiple the key side's row statistics pad each (batch, head)'s query rows to
+    /// ([`crate::kernels::backward_row_stats::stat_rows`]): the largest of [`Self::TILES`], so
+    /// that every tile the key side reads lies inside.
+    pub const STAT_ROWS_PADDING: usize = 64;
     /// Warps of the key side forming dQ: each cube's block of keys adds to every query row's
     /// sums once per tile, so larger blocks mean fewer atomic adds.
     pub const KEY_SIDE_WARPS: usize = 8;
@@ -784,9 +788,10 @@ impl TensorCoreBackwardConfig {
     }
 
     /// Whether the kernels' index arithmetic holds: whole k16 steps and n16 pairs of every
-    /// operand.
+    /// operand, and a block of rows whose grid writes the row statistics' padding too.
     pub fn is_consistent(&self) -> bool {
         Self::TILES.contains(&self.tile)
+            && self.block_rows() % Self::STAT_ROWS_PADDING == 0
             && self.head_dim % 16 == 0
             && self.value_dim % 16 == 0
             && self.warps > 0

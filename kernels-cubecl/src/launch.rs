@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::kernels::backward_keys::backward_keys;
 use crate::kernels::backward_queries::backward_queries;
-use crate::kernels::backward_row_stats::{backward_row_stats, write_query_gradient};
+use crate::kernels::backward_row_stats::{backward_row_stats, stat_rows, write_query_gradient};
 use crate::kernels::combine_splits::combine_splits;
 use crate::kernels::cooperative_forward::cooperative_forward;
 use crate::kernels::expanded_query::{expand_query, fold_query_gradient, EXPANSION_UNITS};
@@ -595,8 +595,9 @@ fn launch_tensor_core_backward<R: Runtime>(
     problem: &Problem,
     [queries, keys]: [TensorCoreBackwardConfig; 2],
 ) {
-    // Each row's log-sum-exp and `rowsum(dO * O)`, for the key side.
-    let stats_len = problem.batch * problem.heads * problem.seq_q * 2;
+    // Each row's log-sum-exp and `rowsum(dO * O)`, for the key side (rows padded, see
+    // `RowStatPair`).
+    let stats_len = problem.batch * problem.heads * stat_rows(problem.seq_q) * 2;
     let row_stats = client.empty(stats_len * 4);
     let forward = tensors.forward;
     let key_side_query_gradient = keys.query_gradient == QueryGradient::KeySide;
@@ -610,9 +611,10 @@ fn launch_tensor_core_backward<R: Runtime>(
     // SAFETY: `check` validated the forward's shapes and dtype, `launch_backward` the
     // gradients' shapes and the saved log-sum-exps', `tensor_core_backward_configs` the chunked
     // rows of every input the kernels copy, shared memory, the grid, and that `KeySide` has the
-    // log-sum-exps; `row_stats` holds two f32 per query row and `grad_query_sums` one per dQ
-    // element (with `KeySide`), all written by the first kernel before the key side reads or
-    // adds to them, and the sums complete before the last kernel reads them (same stream).
+    // log-sum-exps; `row_stats` holds two f32 per query row (rows padded) and
+    // `grad_query_sums` one per dQ element (with `KeySide`), all written by the first kernel
+    // before the key side reads or adds to them, and the sums complete before the last kernel
+    // reads them (same stream).
     unsafe {
         if key_side_query_gradient {
             backward_row_stats::launch_unchecked::<R>(
@@ -1355,9 +1357,11 @@ fn tensor_core_device<R: Runtime>(client: &ComputeClient<R>, dtype: StorageType,
 /// The key side's specialisation: forming dQ ([`QueryGradient::KeySide`]) where `requested`
 /// allows it and the call can (the forward's log-sum-exps saved, an f32 atomic add, whole n16
 /// pairs of head-dim columns per warp); a forced `KeySide` the call cannot take is refused,
-/// naming what it lacks. `None` takes it where it was measured faster (H100, 2026-12-06:
-/// 1.02-1.17x the query side's time non-causal and causal at head dim 64; causal above 64 it
-/// was 0.88-0.97x, so those calls stay on the query side).
+/// naming what it lacks. `None` takes it where it was measured faster: non-causal (H100,
+/// 2026-12-06, with the row statistics read as 16-byte pairs: 0.85-0.91x the query side's
+/// time at N = 4096 and 16384, d = 64 and 128). Causal calls stay on the query side, which the
+/// same change made 1.15-1.25x faster than the key side at d = 64 (above 64 it already was;
+/// `benchmarks/results/2026-12-06-h100-backward-row-stats`).
 fn key_side_config(
     keys: TensorCoreBackwardConfig,
     requested: Option<QueryGradient>,
@@ -1374,9 +1378,8 @@ fn key_side_config(
     } else {
         None
     };
-    let faster = !(keys.causal && keys.head_dim > 64);
     match (requested, lacks) {
-        (None, None) if faster => Ok(key_side),
+        (None, None) if !keys.causal => Ok(key_side),
         (Some(QueryGradient::KeySide), None) => Ok(key_side),
         (Some(QueryGradient::KeySide), Some(needs)) => Err(KernelError::Unsupported {
             name: "query_gradient",
@@ -1958,7 +1961,7 @@ mod tests {
     /// dQ is formed on the key side wherever the call allows it and it was measured faster,
     /// unless the query side is asked for; a forced key side is refused naming what the call
     /// lacks; head dims whose columns do not split into whole n16 pairs per warp (80 and 96, on
-    /// 32-row query tiles) and causal calls above head dim 64 stay on the query side.
+    /// 32-row query tiles) and causal calls stay on the query side.
     #[test]
     fn query_gradient_goes_to_the_key_side_where_it_can() {
         let [_, keys] = TensorCoreBackwardConfig::for_shape(64, 64, false);
@@ -1976,7 +1979,7 @@ mod tests {
         for head_dim in SUPPORTED_HEAD_DIMS {
             for causal in [false, true] {
                 let [_, keys] = TensorCoreBackwardConfig::for_shape(head_dim, head_dim, causal);
-                let key_side = ![80, 96].contains(&head_dim) && !(causal && head_dim > 64);
+                let key_side = ![80, 96].contains(&head_dim) && !causal;
                 let expected = if key_side { QueryGradient::KeySide } else { QueryGradient::QuerySide };
                 assert_eq!(key_side_config(keys, None, true, true).unwrap().query_gradient, expected, "d {head_dim} causal {causal}");
             }

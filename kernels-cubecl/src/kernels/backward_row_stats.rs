@@ -16,8 +16,9 @@ use crate::config::TensorCoreBackwardConfig;
 use crate::mma_tiles::row_deltas;
 
 /// One cube per (block of 16 x [`TensorCoreBackwardConfig::warps`] query rows, batch * head),
-/// each warp taking 16 rows: `row_stats[2 r] = lse`, `row_stats[2 r + 1] = delta`, and the
-/// block's rows of `grad_query_sums` (fragment order, rows padded to 16) zeroed.
+/// each warp taking 16 rows: `row_stats[2 r] = lse`, `row_stats[2 r + 1] = delta` (rows padded,
+/// see [`RowStatPair`]), and the block's rows of `grad_query_sums` (fragment order, rows padded
+/// to 16) zeroed.
 #[cube(launch_unchecked)]
 pub(crate) fn backward_row_stats<F: Float, N8: Size>(
     output: &Tensor<F>,
@@ -35,14 +36,19 @@ pub(crate) fn backward_row_stats<F: Float, N8: Size>(
     let block_first_row = CUBE_POS_X as usize * config.block_rows();
     let warp_first_row = block_first_row + UNIT_POS_Y as usize * 16;
 
+    let stat_rows = stat_rows(seq_q);
     let delta = row_deltas::<F, N8>(output, grad_output, batch_head / heads, batch_head % heads, warp_first_row, seq_q, lane, config);
     if lane % 4 == 0 {
         #[unroll]
         for half in 0..2usize {
             let row = warp_first_row + lane / 4 + half * 8;
-            if row < seq_q {
-                let stats = (batch_head * seq_q + row) * 2;
-                row_stats[stats] = saved_log_sums[batch_head * seq_q + row];
+            if row < stat_rows {
+                let mut log_sum = 0.0f32;
+                if row < seq_q {
+                    log_sum = saved_log_sums[batch_head * seq_q + row];
+                }
+                let stats = (batch_head * stat_rows + row) * 2;
+                row_stats[stats] = log_sum;
                 row_stats[stats + 1] = delta[half];
             }
         }
@@ -58,6 +64,29 @@ pub(crate) fn backward_row_stats<F: Float, N8: Size>(
             grad_query_sums[first + index] = 0.0;
         }
     }
+}
+
+/// The statistics of two adjacent query rows, `[lse, delta]` of an even row then of the next:
+/// the key side reads both rows a lane's accumulators hold in one 16-byte load, where it made
+/// four 4-byte loads behind a bounds check each (a quarter of its instructions' excess over
+/// FlashAttention-2's in Nsight Compute: `benchmarks/results/2026-12-06-h100-backward-causal-ncu`).
+/// `row_stats` holds one per row pair of each (batch, head), its rows padded with zeros to
+/// [`stat_rows`], which whole query tiles fill: no read is checked,
+/// and the padding's probabilities are masked to zero, so `0 * (dP - 0)` stays zero.
+pub(crate) type RowStatPair = Vector<f32, Const<4>>;
+
+/// Query rows of each (batch, head) in the row statistics: `seq_q` padded to
+/// [`TensorCoreBackwardConfig::STAT_ROWS_PADDING`].
+#[cube]
+pub(crate) fn stat_rows(seq_q: usize) -> usize {
+    seq_q.div_ceil(TensorCoreBackwardConfig::STAT_ROWS_PADDING) * TensorCoreBackwardConfig::STAT_ROWS_PADDING
+}
+
+/// The statistics of rows `block_first_row + 2 quad_lane` and the next, the rows of one n8
+/// block of a query tile that a lane holds; `stats_base`: the (batch, head)'s first row.
+#[cube]
+pub(crate) fn row_stat_pair(row_stats: &Array<RowStatPair>, stats_base: usize, block_first_row: usize, quad_lane: usize) -> RowStatPair {
+    row_stats[(stats_base + block_first_row) / 2 + quad_lane]
 }
 
 /// `grad_query = grad_query_sums` in the storage type, one unit per element of `grad_query`

@@ -25,6 +25,7 @@ use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
 use crate::config::{CopyStrategy, QueryGradient, TensorCoreBackwardConfig, TensorCoreConfig, CHUNK, PLANE_SIZE};
+use crate::kernels::backward_row_stats::{row_stat_pair, stat_rows, RowStatPair};
 use crate::mma_tiles::{
     copy_row_pair, exp2, multiply_block_pair, register_product, row_fragment, shared_product, transposed_fragments, zeroed, Pair,
 };
@@ -37,7 +38,7 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
     key: &Tensor<Vector<F, N8>>,
     value: &Tensor<Vector<F, N8>>,
     grad_output: &Tensor<Vector<F, N8>>,
-    row_stats: &Array<f32>,
+    row_stats: &Array<RowStatPair>,
     grad_key: &mut Tensor<F>,
     grad_value: &mut Tensor<F>,
     grad_query_sums: &mut Array<Atomic<Pair<f32>>>,
@@ -82,6 +83,7 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
         }
     }
     let tiles_per_head = seq_q.div_ceil(query_tile) - first_tile;
+    let stat_rows = stat_rows(seq_q);
     let steps = heads_per_kv_head * tiles_per_head;
 
     let mut key_tile = SharedMemory::<Vector<F, N8>>::new_aligned(comptime!(block_rows * key_stride), 16usize);
@@ -194,7 +196,7 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
 
         // A warp whose keys all come after the tile's last query position has nothing to do
         // (its dS stays zero).
-        let stats_base = (batch * heads + head) * seq_q;
+        let stats_base = (batch * heads + head) * stat_rows;
         let mut grad_scores = zeroed(comptime!(query_blocks * 2));
         if !comptime!(config.causal) || tile_start + query_tile - 1 + offset >= warp_first_key {
             // S^T = K Q^T for the warp's 16 keys, turned into P^T.
@@ -216,13 +218,11 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
             let masked = tile_start + query_tile > seq_q || (comptime!(config.causal) && tile_start + offset < warp_first_key + 15);
             #[unroll]
             for query_block in 0..query_blocks {
+                let stats = row_stat_pair(row_stats, stats_base, tile_start + query_block * 8, quad_lane);
                 #[unroll]
                 for element in 0..2usize {
                     let row = tile_start + query_block * 8 + quad_lane * 2 + element;
-                    let mut log_sum = 0.0f32;
-                    if row < seq_q {
-                        log_sum = row_stats[(stats_base + row) * 2];
-                    }
+                    let log_sum = stats[element * 2];
                     #[unroll]
                     for half in 0..2usize {
                         let index = query_block * 2 + half;
@@ -270,14 +270,12 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
             );
             #[unroll]
             for query_block in 0..query_blocks {
-                let mut deltas = Pair::<f32>::new(0.0);
-                #[unroll]
-                for element in 0..2usize {
-                    let row = tile_start + query_block * 8 + quad_lane * 2 + element;
-                    if row < seq_q {
-                        deltas[element] = row_stats[(stats_base + row) * 2 + 1];
-                    }
-                }
+                // Read again rather than kept from the first loop (the warp's registers are
+                // near their limit); the line is in L1 by now.
+                let stats = row_stat_pair(row_stats, stats_base, tile_start + query_block * 8, quad_lane);
+                let mut deltas = Pair::<f32>::empty();
+                deltas[0] = stats[1];
+                deltas[1] = stats[3];
                 #[unroll]
                 for half in 0..2usize {
                     let index = query_block * 2 + half;

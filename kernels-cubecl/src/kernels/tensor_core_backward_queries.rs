@@ -26,6 +26,7 @@ use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
 use crate::config::{CopyStrategy, TensorCoreBackwardConfig, TensorCoreConfig};
+use crate::kernels::backward_row_stats::stat_rows;
 use crate::mma_tiles::{copy_row_pair, exp2, register_product, row_deltas, shared_product, zeroed, Pair, SCORE_FLOOR};
 
 /// `N8`: the vector width of the chunked inputs, [`CHUNK`] (16 bytes).
@@ -325,6 +326,7 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
     }
 
     let quad_lane = lane % 4;
+    let stat_rows = stat_rows(seq_q);
     #[unroll]
     for half in 0..2usize {
         let row = warp_first_row + quad_row + half * 8;
@@ -339,11 +341,12 @@ pub(crate) fn tensor_core_backward_queries<F: Float, N8: Size>(
                     grad_query[grad_row + column * grad_query.stride(3)] = F::cast_from(fragment[element] * scale);
                 }
             }
-            if quad_lane == 0 {
-                let stats = (batch_head * seq_q + row) * 2;
-                row_stats[stats] = log_sum[half];
-                row_stats[stats + 1] = delta[half];
-            }
+        }
+        // Rows padded with zeros (see `RowStatPair`).
+        if quad_lane == 0 && row < stat_rows {
+            let stats = (batch_head * stat_rows + row) * 2;
+            row_stats[stats] = select(row < seq_q, log_sum[half], 0.0f32);
+            row_stats[stats + 1] = select(row < seq_q, delta[half], 0.0f32);
         }
     }
 }

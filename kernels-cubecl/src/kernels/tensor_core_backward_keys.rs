@@ -20,11 +20,11 @@
 //!
 //! Each warp writes `s dK` and `dV` for its keys.
 
-use cubecl::cmma::MmaDefinition;
+use cubecl::cmma::{MatrixIdent, MmaDefinition};
 use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
-use crate::config::{CopyStrategy, QueryGradient, TensorCoreBackwardConfig, TensorCoreConfig, CHUNK, PLANE_SIZE};
+use crate::config::{CopyStrategy, QueryGradient, TensorCoreBackwardConfig, TensorCoreConfig, PLANE_SIZE};
 use crate::kernels::backward_row_stats::{row_stat_pair, stat_rows, RowStatPair};
 use crate::mma_tiles::{
     copy_row_pair, exp2, multiply_block_pair, register_product, row_fragment, shared_product, transposed_fragments, zeroed, Pair,
@@ -371,24 +371,27 @@ fn add_query_gradient<F: Float, N8: Size>(
     let row_tiles = comptime!(split[0]);
     let head_blocks = comptime!(config.head_dim / 8);
     let group_blocks = comptime!(head_blocks / split[1]);
-    let quad_row = lane / 4;
-    let quad_lane = lane % 4;
     let warp = UNIT_POS_Y as usize;
 
-    let mut elements = grad_scores_tile.to_slice_mut().with_vector_size::<Const<1>>();
-    let warp_first_key = warp * 16;
+    // Each n8 block of `dS^T` (8 keys by 8 query rows, in accumulator layout) is stored
+    // transposed (`stmatrix.trans`, sm_90 like the atomics): four blocks per x4 store, matrix
+    // `i` being n8 block `2 p + i / 2` of key half `i % 2`, whose stored row `j` (lane
+    // `8 i + j` gives its address) is query row `(2 p + i / 2) 8 + j`, 8 keys long.
+    let matrix = lane / 8;
     #[unroll]
-    for query_block in 0..comptime!(config.tile / 8) {
+    for block_pair in 0..comptime!(config.tile / 16) {
+        let mut registers = Array::<Pair<F>>::new(4usize);
         #[unroll]
-        for half in 0..2usize {
-            let pair = grad_scores[query_block * 2 + half];
-            #[unroll]
-            for element in 0..2usize {
-                let row = query_block * 8 + quad_lane * 2 + element;
-                let key = warp_first_key + quad_row + half * 8;
-                elements[row * stride * CHUNK + key] = Vector::<F, Const<1>>::new(F::cast_from(pair[element]));
-            }
+        for index in 0..4usize {
+            let pair = grad_scores[block_pair * 4 + index];
+            let mut fragment = Pair::<F>::empty();
+            fragment[0] = F::cast_from(pair[0]);
+            fragment[1] = F::cast_from(pair[1]);
+            registers[index] = fragment;
         }
+        let query_row = (block_pair * 2 + matrix / 2) * 8 + lane % 8;
+        let chunk = query_row * stride + warp * 2 + matrix % 2;
+        mma.store_matrix::<Vector<F, N8>, Const<2>>(&mut grad_scores_tile.slice_mut(chunk, chunk + 1), &registers, MatrixIdent::A, 4usize, true);
     }
     sync_cube();
 

@@ -11,6 +11,7 @@
 //! - [`DistrMultiHeadAttention`]: a drop-in for Burn's `MultiHeadAttention`.
 //! - [`ModelAttentionConfig`]: which attention each layer of a model uses.
 //! - [`reference`]: the op in plain tensor ops, step by step.
+//! - [`vector_exp`]: the vectorisable exponential of the CPU kernels, for the models' own.
 //! - [`experiment`] (feature `experiment`): the layer above the op that model command lines
 //!   share: attention options, calibration, checkpoints, progress.
 
@@ -29,6 +30,7 @@ mod mha;
 mod op;
 pub mod reference;
 mod validate;
+pub mod vector_exp;
 
 pub use backend::{DistrAttentionBackend, DECODE_QUERY_ROWS};
 pub use config::{

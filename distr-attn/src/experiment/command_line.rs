@@ -36,6 +36,27 @@ pub fn ensure_runtime_dir() {
     }
 }
 
+/// Keeps freed memory in the process for the next allocation instead of returning it to the
+/// system (glibc, Linux): allocations up to 32 MiB (glibc's largest threshold) come from the
+/// heap, and the heap is not trimmed. A model's forward pass on the CPU allocates and frees
+/// tensors of the same sizes layer after layer; under glibc's defaults many of those are fresh
+/// `mmap`s whose pages fault in on first touch (7% of the calling thread's samples in a profile
+/// of SmolLM2-135M's 1024-token prefill on Flex, 2 cores). With this, that prefill ran 15-20%
+/// faster and decode about 5% slower (the heap's memory is zeroed where a fresh mapping comes
+/// zeroed); the process keeps its peak heap. Thresholds the user set
+/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`) are left alone. Call it at the start
+/// of `main`, before any thread exists.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"].iter().any(|name| std::env::var_os(name).is_some()) {
+        // SAFETY: `mallopt` only sets the allocator's parameters; no other thread allocates yet.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
+}
+
 /// One directory per user under the temporary directory, as a session manager would give.
 fn private_runtime_dir() -> PathBuf {
     let user = std::env::var("USER").unwrap_or_else(|_| "user".into());

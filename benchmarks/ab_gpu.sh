@@ -2,7 +2,7 @@
 # A/B comparison of two builds of distr-bench in one device call: the new build's on-device
 # check (CHECK_FLAGS: the variants and tilings to check besides the default grid), then both
 # builds timed in alternating rounds on the same card (ROUNDS rounds, B = 4, H = 16, l = 128,
-# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, causal and not), PyTorch's
+# fp16, LENGTHS x d = 64 and 128 x GROUP_SIZES x REPRESENTATIVES, CAUSAL: false,true), PyTorch's
 # SDPA on the same grid, and the per-configuration ratio of the medians. For changes that must not move performance
 # (refactors) or should (kernel changes). BACKWARD=true compares the training methods instead
 # (`--check --backward`, `--backward` timings, group size 1 unless GROUP_SIZES says otherwise,
@@ -15,6 +15,7 @@ check_flags=${CHECK_FLAGS:-}
 rounds=${ROUNDS:-2}
 lengths=${LENGTHS:-4096,8192}
 backward=${BACKWARD:-false}
+causal=${CAUSAL:-false,true}
 mode=()
 [ "$backward" = true ] && mode=(--backward --reference-max-len 0)
 groups=${GROUP_SIZES:-$([ "$backward" = true ] && echo 1 || echo 1,2,4)}
@@ -30,7 +31,7 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
 common=(--block-rows 128 --burn-max-len 0 --budget-ms 300 --json)
-grid=("${common[@]}" "${mode[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal false,true
+grid=("${common[@]}" "${mode[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal "$causal"
     --representatives "$representatives")
 # List flags append when repeated, so the check's (discarded) timing gets its own small grid.
 # shellcheck disable=SC2086
@@ -45,8 +46,10 @@ for round in $(seq "$rounds"); do
 done
 baseline=.gpu/kernel/sdpa_baseline.py
 [ "$backward" = true ] && baseline=benchmarks/sdpa_backward.py
-for causal in "" "--causal"; do
-    python3 "$baseline" --n "$lengths" --d 64,128 $causal >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
+for flag in "" "--causal"; do
+    [ "$flag" = --causal ] && [[ "$causal" != *true* ]] && continue
+    [ -z "$flag" ] && [[ "$causal" != *false* ]] && continue
+    python3 "$baseline" --n "$lengths" --d 64,128 $flag >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
 done
 python3 - "$out/ab.jsonl" "$out/sdpa.jsonl" <<'PY'
 import json, statistics, sys

@@ -46,10 +46,9 @@ for round in $(seq "$rounds"); do
 done
 baseline=.gpu/kernel/sdpa_baseline.py
 [ "$backward" = true ] && baseline=benchmarks/sdpa_backward.py
-for flag in "" "--causal"; do
-    [ "$flag" = --causal ] && [[ "$causal" != *true* ]] && continue
-    [ -z "$flag" ] && [[ "$causal" != *false* ]] && continue
-    python3 "$baseline" --n "$lengths" --d 64,128 $flag >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
+for setting in ${causal//,/ }; do
+    flag=(); [ "$setting" = true ] && flag=(--causal)
+    python3 "$baseline" --n "$lengths" --d 64,128 "${flag[@]}" >> "$out/sdpa.jsonl" 2>> "$out/sdpa.log"
 done
 python3 - "$out/ab.jsonl" "$out/sdpa.jsonl" <<'PY'
 import json, statistics, sys

@@ -42,8 +42,8 @@ pub fn ensure_runtime_dir() {
 /// tensors of the same sizes layer after layer; under glibc's defaults many of those are fresh
 /// `mmap`s whose pages fault in on first touch (7% of the calling thread's samples in a profile
 /// of SmolLM2-135M's 1024-token prefill on Flex, 2 cores). With this, that prefill ran 15-20%
-/// faster and decode about 5% slower (the heap's memory is zeroed where a fresh mapping comes
-/// zeroed); the process keeps its peak heap. Thresholds the user set
+/// faster; decode moved by 0-5% (slower in hand runs, unchanged in the scripted one; not
+/// profiled). The process keeps its peak heap. Thresholds the user set
 /// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`) are left alone. Call it at the start
 /// of `main`, before any thread exists.
 pub fn keep_freed_memory() {

@@ -30,8 +30,8 @@ impl<B: Backend> Mlp<B> {
 
 /// `silu(gate) * up`. On Flex (the CPU default, not under `Autodiff`) in f32 this is one pass
 /// on rayon's pool ([`flex_swiglu`]): Flex's `sigmoid` calls `expf` per element on the calling
-/// thread, and in a profile of SmolLM2-135M's 1024-token prefill on two cores it took about a
-/// quarter of that thread's samples in the layers while the pool idled. Elsewhere, Burn's ops.
+/// thread alone, and in a profile of SmolLM2-135M's 1024-token prefill on two cores it took
+/// about a quarter of that thread's samples in the layers. Elsewhere, Burn's ops.
 fn swiglu<B: Backend>(gate: Tensor<B, 3>, up: Tensor<B, 3>) -> Tensor<B, 3> {
     let pair: Box<dyn Any> = Box::new((gate, up));
     match pair.downcast::<(Tensor<Flex, 3>, Tensor<Flex, 3>)>() {

@@ -22,7 +22,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
 use distr_attn::backends::NdArrayBackend;
 use burn::backend::Autodiff;
-use distr_attn::kernel::{fused_forward_on_path, kernel_launches, KernelPath, KernelTuning};
+use distr_attn::kernel::{fused_backward_tuned, fused_forward_on_path, fused_forward_saving_log_sums, kernel_launches, KernelPath, KernelTuning, QueryGradient};
 use distr_attn::reference::distr_attention_reference;
 use burn_fusion::Fusion;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig, Grouping, Representative};
@@ -270,7 +270,9 @@ fn host<R: CubeRuntime>(tensor: Tensor<CubeBackend<R, f32, i32, u32>, 4>) -> Vec
 /// head dims 64, 96 and 128, G = 1, 2 and 4, causal or not, grouped-query heads and odd
 /// lengths, every representative, f16, bf16 and f32, and a few cases recorded in a fusion
 /// stream (`Fusion`, as the models run: the forward's log-sum-exps are its second output
-/// there). `Err` lists the failures.
+/// there); then dQ's two routes forced on the kernels (the query side without a mask, the key
+/// side with one), as the timing's `:backward-query-side` and `:backward-key-side` run them.
+/// `Err` lists the failures.
 pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), String> {
     let config = |group_size, causal| {
         DistrAttentionConfig::new().with_group_size(group_size).with_block_rows(args.block_rows).with_causal(causal)
@@ -343,7 +345,33 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
             }
         }
     }
-    eprintln!("check: {} backward cases, {} failures", cases.len(), failures.len());
+    // dQ's routes forced as `:backward-query-side` and `:backward-key-side` time them (the
+    // default takes one of the two per call), where the device has the tensor-core backward.
+    let routes = [(64, false, QueryGradient::QuerySide), (64, true, QueryGradient::KeySide), (128, true, QueryGradient::KeySide)];
+    for (index, (head_dim, causal, route)) in routes.into_iter().enumerate() {
+        let config = config(1, causal).with_seed(index as u64);
+        let name = format!("backward d={head_dim} G=1 l={} causal={causal} F16 {route:?} forced", config.block_rows);
+        if !args.selects(&name) {
+            continue;
+        }
+        let tuning = KernelTuning { query_gradient: Some(route), ..KernelTuning::default() };
+        match compare_route_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, &config, tuning) {
+            Ok(Some(errors)) => {
+                let worst = errors.iter().cloned().fold(0.0, f64::max);
+                let verdict = if worst < 5e-3 { "ok" } else { "FAILED" };
+                eprintln!("check: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict}", errors[0], errors[1], errors[2]);
+                if worst >= 5e-3 {
+                    failures.push(format!("{name}: relative errors {errors:?}"));
+                }
+            }
+            Ok(None) => eprintln!("check: {name}: not on this device (no tensor-core backward)"),
+            Err(reason) => {
+                eprintln!("check: {name}: {reason}");
+                failures.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    eprintln!("check: {} backward cases, {} failures", cases.len() + routes.len(), failures.len());
     if failures.is_empty() {
         Ok(())
     } else {
@@ -364,7 +392,6 @@ fn compare_gradients<R: CubeRuntime>(
     fusion: bool,
 ) -> Result<[f64; 3], String> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
-    type Host = Autodiff<NdArrayBackend>;
     let random = |shape: [usize; 4]| Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(dtype);
     let query = random([batch, heads, seq_q, head_dim]);
     let key = random([batch, kv_heads, seq_k, head_dim]);
@@ -377,10 +404,45 @@ fn compare_gradients<R: CubeRuntime>(
     } else {
         device_gradients::<B<R>>(device, &data, dtype, config)?
     };
+    reference_errors(&data, &problem, &actual)
+}
+
+/// As [`compare_gradients`] in f16, for the kernels called directly with `tuning` (the forward
+/// saving its log-sum-exps, then the backward): `None` where the device refuses the tuned
+/// backward (no tensor-core path).
+fn compare_route_gradients<R: CubeRuntime>(
+    device: &R::Device,
+    [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
+    head_dim: usize,
+    config: &DistrAttentionConfig,
+    tuning: KernelTuning,
+) -> Result<Option<[f64; 3]>, String> {
+    type B<R> = CubeBackend<R, f32, i32, u32>;
+    let random = |shape: [usize; 4]| Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(FloatDType::F16);
+    let inputs = [[batch, heads, seq_q, head_dim], [batch, kv_heads, seq_k, head_dim], [batch, kv_heads, seq_k, head_dim], [batch, heads, seq_q, head_dim]].map(random);
+    let [query, key, value, grad_output] = &inputs;
+    let problem = AttentionProblem::check(query, key, value, None, config).map_err(|e| e.to_string())?;
+    let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
+    let Ok((output, log_sums)) = fused_forward_saving_log_sums(primitive(query), primitive(key), primitive(value), &problem) else {
+        return Ok(None);
+    };
+    let gradients = match fused_backward_tuned([query, key, value].map(primitive), output, Some(log_sums), primitive(grad_output), &problem, tuning) {
+        Ok(gradients) => gradients,
+        Err(_) => return Ok(None),
+    };
+    let actual = gradients.map(|gradient| host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(gradient)))).to_vec();
+    let data = inputs.each_ref().map(|tensor| TensorData::new(host(tensor.clone()), tensor.dims()));
+    reference_errors(&data, &problem, &actual).map(Some)
+}
+
+/// Relative errors of `actual` (dQ, dK, dV) against the host reference's autodiff gradients of
+/// `sum(output * grad_output)` on `data` (query, key, value, output gradient).
+fn reference_errors(data: &[TensorData; 4], problem: &AttentionProblem, actual: &[Vec<f32>]) -> Result<[f64; 3], String> {
+    type Host = Autodiff<NdArrayBackend>;
     let on_host = |data: &TensorData| Tensor::<Host, 4>::from_data(data.clone(), &Default::default());
     let tracked = [&data[0], &data[1], &data[2]].map(|data| on_host(data).require_grad());
     let [q, k, v] = tracked.clone();
-    let output = distr_attention_reference(q, k, v, None, &problem);
+    let output = distr_attention_reference(q, k, v, None, problem);
     let gradients = (output * on_host(&data[3])).sum().backward();
     let mut errors = [0.0; 3];
     for (index, tensor) in tracked.iter().enumerate() {

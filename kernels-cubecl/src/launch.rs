@@ -601,6 +601,7 @@ fn launch_tensor_core_backward<R: Runtime>(
     let row_stats = client.empty(stats_len * 4);
     let forward = tensors.forward;
     let key_side_query_gradient = keys.query_gradient == QueryGradient::KeySide;
+    let key_cubes = key_side_cubes(problem, &keys);
     // dQ's f32 sums in fragment order, rows padded to 16 (see `backward_row_stats`).
     let sums_len = if key_side_query_gradient { problem.batch * problem.heads * problem.seq_q.div_ceil(16) * 16 * problem.head_dim } else { 2 };
     let grad_query_sums = client.empty(sums_len * 4);
@@ -652,7 +653,7 @@ fn launch_tensor_core_backward<R: Runtime>(
         }
         tensor_core_backward_keys::launch_unchecked::<R>(
             client,
-            CubeCount::Static(problem.seq_k.div_ceil(keys.block_rows()) as u32, (problem.batch * problem.kv_heads) as u32, 1),
+            CubeCount::Static(key_cubes.0 as u32, key_cubes.1 as u32, 1),
             CubeDim::new_2d(PLANE_SIZE as u32, keys.warps as u32),
             CHUNK,
             forward.query.into_tensor_arg(),
@@ -677,6 +678,17 @@ fn launch_tensor_core_backward<R: Runtime>(
                 dtype,
             );
         }
+    }
+}
+
+/// The key side's grid `(x, y)`: one cube per block of keys of each (batch, key head) pair,
+/// the blocks along x, or along y where [`TensorCoreBackwardConfig::heads_first`].
+fn key_side_cubes(problem: &Problem, keys: &TensorCoreBackwardConfig) -> (usize, usize) {
+    let (blocks, pairs) = (problem.seq_k.div_ceil(keys.block_rows()), problem.batch * problem.kv_heads);
+    if keys.heads_first() {
+        (pairs, blocks)
+    } else {
+        (blocks, pairs)
     }
 }
 
@@ -874,7 +886,7 @@ fn tensor_core_backward_configs<R: Runtime>(
     }
     let cubes = [
         (problem.seq_q.div_ceil(configs[0].block_rows()), problem.batch * problem.heads),
-        (problem.seq_k.div_ceil(configs[1].block_rows()), problem.batch * problem.kv_heads),
+        key_side_cubes(problem, &configs[1]),
     ];
     let max_count = hardware.max_cube_count;
     if let Some(too_many) = cubes.iter().find(|(x, y)| *x > max_count.0 as usize || *y > max_count.1 as usize) {
@@ -1357,11 +1369,13 @@ fn tensor_core_device<R: Runtime>(client: &ComputeClient<R>, dtype: StorageType,
 /// The key side's specialisation: forming dQ ([`QueryGradient::KeySide`]) where `requested`
 /// allows it and the call can (the forward's log-sum-exps saved, an f32 atomic add, whole n16
 /// pairs of head-dim columns per warp); a forced `KeySide` the call cannot take is refused,
-/// naming what it lacks. `None` takes it where it was measured faster: non-causal (H100,
-/// 2026-12-06, with the row statistics read as 16-byte pairs: 0.85-0.91x the query side's
-/// time at N = 4096 and 16384, d = 64 and 128). Causal calls stay on the query side, which the
-/// same change made 1.15-1.25x faster than the key side at d = 64 (above 64 it already was;
-/// `benchmarks/results/2026-12-06-h100-backward-row-stats`).
+/// naming what it lacks. `None` takes it where it was measured faster and checked on the device:
+/// non-causal (H100, 2026-12-06, with the row statistics read as 16-byte pairs: 0.85-0.91x the
+/// query side's time at N = 4096 and 16384, d = 64 and 128). Causal calls stay on the query
+/// side: on the grid of [`TensorCoreBackwardConfig::heads_first`] the key side took 0.87x its
+/// time at d = 64 and 1.09x at d = 128 (`benchmarks/results/2026-12-06-h100-causal-grid`), but
+/// its causal gradients have not yet been checked on a GPU (`--check --backward`'s forced
+/// routes do that).
 fn key_side_config(
     keys: TensorCoreBackwardConfig,
     requested: Option<QueryGradient>,
@@ -1987,6 +2001,9 @@ mod tests {
         let [_, causal_128] = TensorCoreBackwardConfig::for_shape(128, 128, true);
         let forced = key_side_config(causal_128, Some(QueryGradient::KeySide), true, true).unwrap();
         assert_eq!(forced.query_gradient, QueryGradient::KeySide, "forced where it is slower but possible");
+        // Only causal calls forming dQ put the key heads along x.
+        assert!(forced.heads_first() && !causal_128.heads_first());
+        assert!(!key_side_config(keys, None, true, true).unwrap().heads_first());
     }
 
     #[test]

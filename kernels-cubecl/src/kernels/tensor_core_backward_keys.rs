@@ -64,10 +64,15 @@ pub(crate) fn tensor_core_backward_keys<F: Float, N8: Size>(
     let kv_heads = key.shape(1);
     let seq_k = key.shape(2);
     let heads_per_kv_head = heads / kv_heads;
-    let batch_kv_head = CUBE_POS_Y as usize;
+    let mut batch_kv_head = CUBE_POS_Y as usize;
+    let mut key_block = CUBE_POS_X as usize;
+    if comptime!(config.heads_first()) {
+        batch_kv_head = CUBE_POS_X as usize;
+        key_block = CUBE_POS_Y as usize;
+    }
     let batch = batch_kv_head / kv_heads;
     let kv_head = batch_kv_head % kv_heads;
-    let block_first_key = CUBE_POS_X as usize * block_rows;
+    let block_first_key = key_block * block_rows;
     let lane = UNIT_POS_X as usize;
     let quad_row = lane / 4;
     let quad_lane = lane % 4;

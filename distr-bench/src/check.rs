@@ -301,15 +301,14 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     cases.push((64, config(1, true), FloatDType::F16, true));
     cases.push((128, config(1, false), FloatDType::BF16, true));
     cases.push((64, config(2, false).with_representative(Representative::Mean), FloatDType::F16, true));
+    // dQ's routes forced as `:backward-query-side` and `:backward-key-side` time them (the
+    // default takes one of the two per call), where the device has the tensor-core backward.
+    let routes = [(64, false, QueryGradient::QuerySide), (64, true, QueryGradient::KeySide), (128, true, QueryGradient::KeySide)];
+    let total = cases.len() + routes.len();
     let mut failures = Vec::new();
     for (index, &(head_dim, ref config, dtype, fusion)) in cases.iter().enumerate() {
         let start = Instant::now();
         let config = config.clone().with_seed(index as u64);
-        let tolerance = match dtype {
-            FloatDType::F32 => 1e-4,
-            FloatDType::F16 => 5e-3,
-            _ => 3e-2,
-        };
         let name = format!(
             "backward d={head_dim} G={} l={} causal={} {dtype:?} {:?} {:?}{}",
             config.group_size,
@@ -322,56 +321,30 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
         if !args.selects(&name) {
             continue;
         }
-        match compare_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, fusion) {
-            Ok(errors) => {
-                let worst = errors.iter().cloned().fold(0.0, f64::max);
-                let verdict = if worst < tolerance { "ok" } else { "FAILED" };
-                eprintln!(
-                    "check {}/{}: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict} ({:.1} s)",
-                    index + 1,
-                    cases.len(),
-                    errors[0],
-                    errors[1],
-                    errors[2],
-                    start.elapsed().as_secs_f64()
-                );
-                if worst >= tolerance {
-                    failures.push(format!("{name}: relative errors {errors:?}"));
-                }
-            }
-            Err(reason) => {
-                eprintln!("check {}/{}: {name}: {reason}", index + 1, cases.len());
-                failures.push(format!("{name}: {reason}"));
-            }
-        }
+        let label = format!("check {}/{total}", index + 1);
+        let result = compare_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, fusion);
+        report_gradients(&label, &name, result, gradient_tolerance(dtype), start, &mut failures);
     }
-    // dQ's routes forced as `:backward-query-side` and `:backward-key-side` time them (the
-    // default takes one of the two per call), where the device has the tensor-core backward.
-    let routes = [(64, false, QueryGradient::QuerySide), (64, true, QueryGradient::KeySide), (128, true, QueryGradient::KeySide)];
     for (index, (head_dim, causal, route)) in routes.into_iter().enumerate() {
+        let start = Instant::now();
         let config = config(1, causal).with_seed(index as u64);
         let name = format!("backward d={head_dim} G=1 l={} causal={causal} F16 {route:?} forced", config.block_rows);
         if !args.selects(&name) {
             continue;
         }
+        let label = format!("check {}/{total}", cases.len() + index + 1);
         let tuning = KernelTuning { query_gradient: Some(route), ..KernelTuning::default() };
-        match compare_route_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, &config, tuning) {
-            Ok(Some(errors)) => {
-                let worst = errors.iter().cloned().fold(0.0, f64::max);
-                let verdict = if worst < 5e-3 { "ok" } else { "FAILED" };
-                eprintln!("check: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict}", errors[0], errors[1], errors[2]);
-                if worst >= 5e-3 {
-                    failures.push(format!("{name}: relative errors {errors:?}"));
-                }
+        let result = match compare_route_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, &config, tuning) {
+            Err(RouteCheck::Refused(reason)) => {
+                eprintln!("{label}: {name}: not on this device ({reason})");
+                continue;
             }
-            Ok(None) => eprintln!("check: {name}: not on this device (no tensor-core backward)"),
-            Err(reason) => {
-                eprintln!("check: {name}: {reason}");
-                failures.push(format!("{name}: {reason}"));
-            }
-        }
+            Err(RouteCheck::Failed(reason)) => Err(reason),
+            Ok(errors) => Ok(errors),
+        };
+        report_gradients(&label, &name, result, gradient_tolerance(FloatDType::F16), start, &mut failures);
     }
-    eprintln!("check: {} backward cases, {} failures", cases.len() + routes.len(), failures.len());
+    eprintln!("check: {total} backward cases, {} failures", failures.len());
     if failures.is_empty() {
         Ok(())
     } else {
@@ -407,32 +380,76 @@ fn compare_gradients<R: CubeRuntime>(
     reference_errors(&data, &problem, &actual)
 }
 
+/// Largest relative error of a gradient check passed in `dtype`.
+fn gradient_tolerance(dtype: FloatDType) -> f64 {
+    match dtype {
+        FloatDType::F32 => 1e-4,
+        FloatDType::F16 => 5e-3,
+        _ => 3e-2,
+    }
+}
+
+/// Prints one gradient check's line (after its progress `label`) and records a failure where
+/// the largest relative error reaches `tolerance` or the check could not run.
+fn report_gradients(label: &str, name: &str, result: Result<[f64; 3], String>, tolerance: f64, start: Instant, failures: &mut Vec<String>) {
+    match result {
+        Ok(errors) => {
+            let worst = errors.iter().cloned().fold(0.0, f64::max);
+            let verdict = if worst < tolerance { "ok" } else { "FAILED" };
+            eprintln!(
+                "{label}: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict} ({:.1} s)",
+                errors[0],
+                errors[1],
+                errors[2],
+                start.elapsed().as_secs_f64()
+            );
+            if worst >= tolerance {
+                failures.push(format!("{name}: relative errors {errors:?}"));
+            }
+        }
+        Err(reason) => {
+            eprintln!("{label}: {name}: {reason}");
+            failures.push(format!("{name}: {reason}"));
+        }
+    }
+}
+
+/// Why a forced route's gradients were not compared.
+enum RouteCheck {
+    /// The kernels refused the call as tuned (no tensor-core backward on the device, or not
+    /// this route): nothing to check here.
+    Refused(String),
+    /// The check itself failed.
+    Failed(String),
+}
+
+impl RouteCheck {
+    fn refused(reason: impl std::fmt::Display) -> Self {
+        Self::Refused(reason.to_string())
+    }
+}
+
 /// As [`compare_gradients`] in f16, for the kernels called directly with `tuning` (the forward
-/// saving its log-sum-exps, then the backward): `None` where the device refuses the tuned
-/// backward (no tensor-core path).
+/// saving its log-sum-exps, then the backward).
 fn compare_route_gradients<R: CubeRuntime>(
     device: &R::Device,
     [batch, heads, kv_heads, seq_q, seq_k]: [usize; 5],
     head_dim: usize,
     config: &DistrAttentionConfig,
     tuning: KernelTuning,
-) -> Result<Option<[f64; 3]>, String> {
+) -> Result<[f64; 3], RouteCheck> {
     type B<R> = CubeBackend<R, f32, i32, u32>;
     let random = |shape: [usize; 4]| Tensor::<B<R>, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).cast(FloatDType::F16);
     let inputs = [[batch, heads, seq_q, head_dim], [batch, kv_heads, seq_k, head_dim], [batch, kv_heads, seq_k, head_dim], [batch, heads, seq_q, head_dim]].map(random);
     let [query, key, value, grad_output] = &inputs;
-    let problem = AttentionProblem::check(query, key, value, None, config).map_err(|e| e.to_string())?;
+    let problem = AttentionProblem::check(query, key, value, None, config).map_err(|e| RouteCheck::Failed(e.to_string()))?;
     let primitive = |tensor: &Tensor<B<R>, 4>| -> CubeTensor<R> { tensor.clone().into_primitive().tensor() };
-    let Ok((output, log_sums)) = fused_forward_saving_log_sums(primitive(query), primitive(key), primitive(value), &problem) else {
-        return Ok(None);
-    };
-    let gradients = match fused_backward_tuned([query, key, value].map(primitive), output, Some(log_sums), primitive(grad_output), &problem, tuning) {
-        Ok(gradients) => gradients,
-        Err(_) => return Ok(None),
-    };
+    let (output, log_sums) = fused_forward_saving_log_sums(primitive(query), primitive(key), primitive(value), &problem).map_err(RouteCheck::refused)?;
+    let gradients =
+        fused_backward_tuned([query, key, value].map(primitive), output, Some(log_sums), primitive(grad_output), &problem, tuning).map_err(RouteCheck::refused)?;
     let actual = gradients.map(|gradient| host(Tensor::<B<R>, 4>::from_primitive(TensorPrimitive::Float(gradient)))).to_vec();
     let data = inputs.each_ref().map(|tensor| TensorData::new(host(tensor.clone()), tensor.dims()));
-    reference_errors(&data, &problem, &actual).map(Some)
+    reference_errors(&data, &problem, &actual).map_err(RouteCheck::Failed)
 }
 
 /// Relative errors of `actual` (dQ, dK, dV) against the host reference's autodiff gradients of

@@ -303,7 +303,16 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
     cases.push((64, config(2, false).with_representative(Representative::Mean), FloatDType::F16, true));
     // dQ's routes forced as `:backward-query-side` and `:backward-key-side` time them (the
     // default takes one of the two per call), where the device has the tensor-core backward.
-    let routes = [(64, false, QueryGradient::QuerySide), (64, true, QueryGradient::KeySide), (128, true, QueryGradient::KeySide)];
+    // The 1000-token cases give the key side's causal grid many key blocks of unequal length.
+    let short = [2, 4, 2, 157, 203];
+    let long = [1, 4, 2, 1000, 1000];
+    let routes = [
+        (64, false, QueryGradient::QuerySide, short),
+        (64, true, QueryGradient::KeySide, short),
+        (128, true, QueryGradient::KeySide, short),
+        (64, true, QueryGradient::KeySide, long),
+        (128, true, QueryGradient::KeySide, long),
+    ];
     let total = cases.len() + routes.len();
     let mut failures = Vec::new();
     for (index, &(head_dim, ref config, dtype, fusion)) in cases.iter().enumerate() {
@@ -325,16 +334,16 @@ pub fn run_backward_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Re
         let result = compare_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, dtype, &config, fusion);
         report_gradients(&label, &name, result, gradient_tolerance(dtype), start, &mut failures);
     }
-    for (index, (head_dim, causal, route)) in routes.into_iter().enumerate() {
+    for (index, (head_dim, causal, route, shape)) in routes.into_iter().enumerate() {
         let start = Instant::now();
         let config = config(1, causal).with_seed(index as u64);
-        let name = format!("backward d={head_dim} G=1 l={} causal={causal} F16 {route:?} forced", config.block_rows);
+        let name = format!("backward d={head_dim} G=1 l={} causal={causal} F16 {route:?} N={} forced", config.block_rows, shape[3]);
         if !args.selects(&name) {
             continue;
         }
         let label = format!("check {}/{total}", cases.len() + index + 1);
         let tuning = KernelTuning { query_gradient: Some(route), ..KernelTuning::default() };
-        let result = match compare_route_gradients::<R>(device, [2, 4, 2, 157, 203], head_dim, &config, tuning) {
+        let result = match compare_route_gradients::<R>(device, shape, head_dim, &config, tuning) {
             Err(RouteCheck::Refused(reason)) => {
                 eprintln!("{label}: {name}: not on this device ({reason})");
                 continue;

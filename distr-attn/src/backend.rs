@@ -99,8 +99,8 @@ where
 {
 }
 
-/// Flex runs Burn's own fused CPU attention on the expanded query where that computes what the
-/// reference does (finite inputs, no mask tensor), the reference elsewhere ([`crate::flex`]).
+/// Flex runs our CPU block kernel on the expanded query where that computes what the reference
+/// does (finite inputs, no mask tensor), the reference elsewhere ([`crate::flex`]).
 impl DistrAttentionBackend for Flex {
     fn distr_attention_checked(
         query: Tensor<Self, 4>,

@@ -19,9 +19,98 @@ use crate::AttentionProblem;
 /// still make 144 tasks for the pool to balance.
 const ROW_BLOCK: usize = 64;
 
-/// Exact attention of `problem`'s shapes, causal mask and softmax on contiguous `[batch, heads,
-/// rows, dim]` slices (grouped-query heads: query head `h` reads key head
-/// `h / (heads / kv_heads)`); inputs are finite.
+/// A `[batch, heads, rows, dim]` `f32` tensor read where it lies: its storage and the element
+/// strides of the first three axes, the last axis contiguous. The heads a model passes are views
+/// (queries split from `[batch, seq, heads, dim]` rows, keys and values narrowed from its KV
+/// cache); read in place they cost no copy, where a contiguous copy of them was 2-3% of
+/// SmolLM2-135M's 1024-token prefill.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HeadsView<'a> {
+    storage: &'a [f32],
+    offset: usize,
+    shape: [usize; 4],
+    strides: [usize; 3],
+}
+
+impl<'a> HeadsView<'a> {
+    /// `None` where a stride is negative, the last axis is not contiguous or an element lies
+    /// outside `storage`.
+    pub fn new(storage: &'a [f32], offset: usize, shape: [usize; 4], strides: [isize; 4]) -> Option<Self> {
+        if shape[3] > 1 && strides[3] != 1 {
+            return None;
+        }
+        let strides = [0, 1, 2].map(|axis| usize::try_from(strides[axis]).ok());
+        let [Some(batch), Some(head), Some(row)] = strides else {
+            return None;
+        };
+        let strides = [batch, head, row];
+        let view = Self { storage, offset, shape, strides };
+        let fits = shape.contains(&0) || view.head_start(shape[0] - 1, shape[1] - 1) + view.head_span() <= storage.len();
+        fits.then_some(view)
+    }
+
+    /// A contiguous `[batch, heads, rows, dim]` slice.
+    #[cfg(test)]
+    pub fn contiguous(values: &'a [f32], shape: [usize; 4]) -> Self {
+        let strides = [shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1].map(|stride| stride as isize);
+        Self::new(values, 0, shape, strides).expect("a contiguous slice of the shape's length")
+    }
+
+    fn head_start(&self, batch: usize, head: usize) -> usize {
+        self.offset + batch * self.strides[0] + head * self.strides[1]
+    }
+
+    /// Elements from a head's first row's start to its last row's end.
+    fn head_span(&self) -> usize {
+        match self.shape[2] {
+            0 => 0,
+            rows => (rows - 1) * self.strides[2] + self.shape[3],
+        }
+    }
+
+    /// One head's rows: a slice from its first row's start and the row stride.
+    fn head(&self, batch: usize, head: usize) -> HeadRows<'a> {
+        let start = self.head_start(batch, head);
+        HeadRows { values: &self.storage[start..start + self.head_span()], stride: self.strides[2] }
+    }
+
+    /// Whether every element is finite (one pass; `x * 0` is zero for finite `x` and NaN else).
+    pub fn is_finite(&self) -> bool {
+        let [batch, heads, rows, dim] = self.shape;
+        (0..batch * heads).all(|pair| {
+            let head = self.head(pair / heads, pair % heads);
+            (0..rows).all(|row| head.values[row * head.stride..][..dim].iter().fold(0.0f32, |sum, &x| sum + x * 0.0) == 0.0)
+        })
+    }
+}
+
+/// The rows of one head of a [`HeadsView`].
+#[derive(Clone, Copy)]
+struct HeadRows<'a> {
+    values: &'a [f32],
+    stride: usize,
+}
+
+/// Where the output's rows go: `[batch, seq_q, heads, value_dim]`, written by tasks that own
+/// disjoint rows of it.
+#[derive(Clone, Copy)]
+struct OutputRows(*mut f32);
+
+// SAFETY: tasks write disjoint `(batch, head, row)` ranges of the buffer behind the pointer, which
+// outlives them (`BlockAttention::run` joins them before it returns the buffer).
+unsafe impl Send for OutputRows {}
+unsafe impl Sync for OutputRows {}
+
+impl OutputRows {
+    /// The rows from element `offset` on.
+    fn from(self, offset: usize) -> Self {
+        Self(self.0.wrapping_add(offset))
+    }
+}
+
+/// Exact attention of `problem`'s shapes, causal mask and softmax on `[batch, heads, rows, dim]`
+/// views (grouped-query heads: query head `h` reads key head `h / (heads / kv_heads)`); inputs
+/// are finite.
 pub(super) struct BlockAttention<'a> {
     problem: &'a AttentionProblem,
 }
@@ -31,37 +120,55 @@ impl<'a> BlockAttention<'a> {
         Self { problem }
     }
 
-    /// `softmax(scale Q K^T) V`, `[batch, heads, seq_q, value_dim]`.
-    pub fn run(&self, query: &[f32], key: &[f32], value: &[f32]) -> Vec<f32> {
+    /// `softmax(scale Q K^T) V` as `[batch, seq_q, heads, value_dim]`: the layout in which a
+    /// model merges the heads, so that its merge is a view of it.
+    pub fn run(&self, query: HeadsView, key: HeadsView, value: HeadsView) -> Vec<f32> {
         let AttentionProblem { batch, heads, kv_heads, seq_q, seq_k, head_dim, value_dim, .. } = *self.problem;
-        let [q_head, k_head, v_head, o_head] = [seq_q * head_dim, seq_k * head_dim, seq_k * value_dim, seq_q * value_dim];
-        debug_assert_eq!(query.len(), batch * heads * q_head);
-        debug_assert_eq!(key.len(), batch * kv_heads * k_head);
-        debug_assert_eq!(value.len(), batch * kv_heads * v_head);
-        let mut output = vec![0.0; batch * heads * o_head];
+        debug_assert_eq!(query.shape, [batch, heads, seq_q, head_dim]);
+        debug_assert_eq!(key.shape, [batch, kv_heads, seq_k, head_dim]);
+        debug_assert_eq!(value.shape, [batch, kv_heads, seq_k, value_dim]);
+        let mut output = vec![0.0; batch * seq_q * heads * value_dim];
         if output.is_empty() {
             return output;
         }
+        let destination = OutputRows(output.as_mut_ptr());
         let repeats = heads / kv_heads;
-        output.par_chunks_mut(o_head).enumerate().for_each(|(pair, head_output)| {
-            let kv = pair / heads * kv_heads + pair % heads / repeats;
-            let head_query = &query[pair * q_head..][..q_head];
-            let head_key = &key[kv * k_head..][..k_head];
-            let head_value = &value[kv * v_head..][..v_head];
-            head_output
-                .par_chunks_mut(ROW_BLOCK * value_dim)
-                .enumerate()
-                .for_each_init(Vec::new, |scores, (block, block_output)| {
-                    self.row_block(block * ROW_BLOCK, head_query, head_key, head_value, block_output, scores);
-                });
+        let blocks = seq_q.div_ceil(ROW_BLOCK);
+        (0..batch * heads * blocks).into_par_iter().for_each_init(Vec::new, |scores, task| {
+            let (pair, block) = (task / blocks, task % blocks);
+            let (batch, head) = (pair / heads, pair % heads);
+            let first = block * ROW_BLOCK;
+            let rows = ROW_BLOCK.min(seq_q - first);
+            let kv = head / repeats;
+            let output = destination.from(((batch * seq_q + first) * heads + head) * value_dim);
+            // SAFETY: this task alone writes rows `first..first + rows` of this head, inside the
+            // buffer.
+            unsafe {
+                self.row_block(first, rows, query.head(batch, head), key.head(batch, kv), value.head(batch, kv), output, scores);
+            }
         });
         output
     }
 
-    /// Rows `first..first + output.len() / value_dim` of one head.
-    fn row_block(&self, first: usize, query: &[f32], key: &[f32], value: &[f32], output: &mut [f32], scores: &mut Vec<f32>) {
-        let AttentionProblem { seq_q, seq_k, head_dim, value_dim, quiet_softmax, scale, .. } = *self.problem;
-        let rows = output.len() / value_dim;
+    /// Rows `first..first + rows` of one head, written from `output` on with a row stride of
+    /// `heads * value_dim`.
+    ///
+    /// # Safety
+    /// `output` must point at this block's first output row of a buffer laid out as
+    /// [`Self::run`] returns it, and no other task may write these rows meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row_block(
+        &self,
+        first: usize,
+        rows: usize,
+        query: HeadRows,
+        key: HeadRows,
+        value: HeadRows,
+        output: OutputRows,
+        scores: &mut Vec<f32>,
+    ) {
+        let AttentionProblem { seq_q, seq_k, heads, head_dim, value_dim, quiet_softmax, scale, .. } = *self.problem;
+        let output_stride = heads * value_dim;
         // Keys row `row` of the block reads (causal: `seq_q <= seq_k`); the last row reads the
         // most, and the others a prefix of them.
         let causal = self.problem.config.causal;
@@ -69,9 +176,10 @@ impl<'a> BlockAttention<'a> {
         let keys = visible(rows - 1);
         scores.clear();
         scores.resize(rows * keys, 0.0);
-        let query = &query[first * head_dim..][..rows * head_dim];
-        // SAFETY: every operand lies inside its slice: `query` rows x head_dim, `key` keys x
-        // head_dim read transposed, `scores` rows x keys, all row-major with the strides given.
+        let query_rows = &query.values[first * query.stride..];
+        // SAFETY: every operand lies inside its slice: `query_rows` rows x head_dim, `key`
+        // keys x head_dim read transposed, `scores` rows x keys, each row-major with its row
+        // stride.
         unsafe {
             gemm::gemm(
                 rows,
@@ -81,11 +189,11 @@ impl<'a> BlockAttention<'a> {
                 1,
                 keys as isize,
                 false,
-                query.as_ptr(),
+                query_rows.as_ptr(),
                 1,
-                head_dim as isize,
-                key.as_ptr(),
-                head_dim as isize,
+                query.stride as isize,
+                key.values.as_ptr(),
+                key.stride as isize,
                 1,
                 0.0,
                 scale as f32,
@@ -101,23 +209,23 @@ impl<'a> BlockAttention<'a> {
             hidden.fill(0.0);
             *inverse_sum = softmax_numerators(read, quiet_softmax).recip();
         }
-        // SAFETY: `scores` is rows x keys, `value` keys x value_dim, `output` rows x value_dim,
-        // row-major.
+        // SAFETY: `scores` is rows x keys, `value` keys x value_dim with its row stride, and the
+        // caller gives `output` rows x value_dim with stride `output_stride`.
         unsafe {
             gemm::gemm(
                 rows,
                 value_dim,
                 keys,
-                output.as_mut_ptr(),
+                output.0,
                 1,
-                value_dim as isize,
+                output_stride as isize,
                 false,
                 scores.as_ptr(),
                 1,
                 keys as isize,
-                value.as_ptr(),
+                value.values.as_ptr(),
                 1,
-                value_dim as isize,
+                value.stride as isize,
                 0.0,
                 1.0,
                 false,
@@ -126,7 +234,9 @@ impl<'a> BlockAttention<'a> {
                 gemm::Parallelism::None,
             );
         }
-        for (row, inverse_sum) in output.chunks_exact_mut(value_dim).zip(inverse_sums) {
+        for (row, inverse_sum) in inverse_sums[..rows].iter().enumerate() {
+            // SAFETY: row `row` of this block's output, which the caller gives this task.
+            let row = unsafe { std::slice::from_raw_parts_mut(output.0.add(row * output_stride), value_dim) };
             row.iter_mut().for_each(|x| *x *= inverse_sum);
         }
     }
@@ -195,7 +305,9 @@ mod tests {
     use crate::DistrAttentionConfig;
 
     /// Every score row, exact softmax in f64 against the block kernel: causal with fewer query
-    /// rows than keys, grouped-query heads, rows not a multiple of the block, quiet softmax.
+    /// rows than keys, grouped-query heads, rows not a multiple of the block, quiet softmax; the
+    /// inputs read contiguous and as views (queries split from `[batch, seq, heads, dim]` rows,
+    /// keys and values narrowed from a longer cache).
     #[test]
     fn matches_a_direct_softmax() {
         let mut state = 0x2545_f491_u32;
@@ -224,7 +336,37 @@ mod tests {
             )
             .unwrap()
             .with_quiet_softmax(quiet);
-            let output = BlockAttention::new(&problem).run(&query, &key, &value);
+            let contiguous = BlockAttention::new(&problem).run(
+                HeadsView::contiguous(&query, [2, 4, seq_q, 24]),
+                HeadsView::contiguous(&key, [2, 2, seq_k, 24]),
+                HeadsView::contiguous(&value, [2, 2, seq_k, 20]),
+            );
+            // The same values as views: query rows `[batch, seq, heads, dim]`, keys and values
+            // the first `seq_k` of 9 more cached positions, after 5 elements of something else.
+            let query_rows: Vec<f32> = (0..2 * seq_q * 4)
+                .flat_map(|index| {
+                    let (batch, row, head) = (index / (seq_q * 4), index / 4 % seq_q, index % 4);
+                    query[((batch * 4 + head) * seq_q + row) * 24..][..24].to_vec()
+                })
+                .collect();
+            let cached = |values: &[f32], dim: usize| -> Vec<f32> {
+                let mut cache = vec![f32::NAN; 5 + 2 * 2 * (seq_k + 9) * dim];
+                for (pair, head) in values.chunks(seq_k * dim).enumerate() {
+                    cache[5 + pair * (seq_k + 9) * dim..][..seq_k * dim].copy_from_slice(head);
+                }
+                cache
+            };
+            let (key_cache, value_cache) = (cached(&key, 24), cached(&value, 20));
+            fn cache_view(cache: &[f32], seq_k: usize, dim: usize) -> HeadsView<'_> {
+                let strides = [2 * (seq_k + 9) * dim, (seq_k + 9) * dim, dim, 1].map(|stride| stride as isize);
+                HeadsView::new(cache, 5, [2, 2, seq_k, dim], strides).unwrap()
+            }
+            let query_strides = [seq_q * 4 * 24, 24, 4 * 24, 1].map(|stride| stride as isize);
+            let views = BlockAttention::new(&problem).run(
+                HeadsView::new(&query_rows, 0, [2, 4, seq_q, 24], query_strides).unwrap(),
+                cache_view(&key_cache, seq_k, 24),
+                cache_view(&value_cache, seq_k, 20),
+            );
             for (pair, row) in (0..2 * 4).flat_map(|pair| (0..seq_q).map(move |row| (pair, row))) {
                 let kv = pair / 4 * 2 + pair % 4 / 2;
                 let q = &query[(pair * seq_q + row) * 24..][..24];
@@ -235,13 +377,34 @@ mod tests {
                 let max = scores.iter().cloned().fold(if quiet { 0.0 } else { f64::NEG_INFINITY }, f64::max);
                 let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let total = weights.iter().sum::<f64>() + if quiet { (-max).exp() } else { 0.0 };
+                let output_row = ((pair / 4 * seq_q + row) * 4 + pair % 4) * 20;
                 for c in 0..20 {
                     let expected: f64 =
                         weights.iter().enumerate().map(|(j, w)| w * value[(kv * seq_k + j) * 20 + c] as f64).sum::<f64>() / total;
-                    let got = output[(pair * seq_q + row) * 20 + c] as f64;
-                    assert!((got - expected).abs() < 1e-5, "causal={causal} quiet={quiet} pair {pair} row {row} col {c}: {got} vs {expected}");
+                    for (layout, output) in [("contiguous", &contiguous), ("views", &views)] {
+                        let got = output[output_row + c] as f64;
+                        assert!((got - expected).abs() < 1e-5, "{layout} causal={causal} quiet={quiet} pair {pair} row {row} col {c}: {got} vs {expected}");
+                    }
                 }
             }
+        }
+    }
+
+    /// Views whose strides or extent the kernel cannot read are refused (their callers copy
+    /// them), and a NaN or infinity anywhere in a view is found.
+    #[test]
+    fn views_refuse_what_they_cannot_read_and_find_non_finite_values() {
+        let values = vec![1.0f32; 2 * 3 * 4 * 5];
+        let shape = [2, 3, 4, 5];
+        assert!(HeadsView::new(&values, 0, shape, [60, 20, 5, 1]).is_some());
+        assert!(HeadsView::new(&values, 1, shape, [60, 20, 5, 1]).is_none(), "one element past the end");
+        assert!(HeadsView::new(&values, 0, shape, [60, 20, 1, 4]).is_none(), "last axis not contiguous");
+        assert!(HeadsView::new(&values, 100, shape, [-60, 20, 5, 1]).is_none(), "negative stride");
+        assert!(HeadsView::contiguous(&values, shape).is_finite());
+        for (index, bad) in [(0, f32::NAN), (77, f32::INFINITY), (119, f32::NEG_INFINITY)] {
+            let mut values = values.clone();
+            values[index] = bad;
+            assert!(!HeadsView::contiguous(&values, shape).is_finite(), "{bad} at {index}");
         }
     }
 }

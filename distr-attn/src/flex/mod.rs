@@ -10,15 +10,19 @@
 
 mod block_attention;
 
+use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{Bool, DType, Tensor, TensorData};
 
 use crate::reference::{distr_attention_reference, expanded_query, from_accumulation, to_accumulation};
 use crate::{AttentionProblem, DECODE_QUERY_ROWS};
-use block_attention::BlockAttention;
+use block_attention::{BlockAttention, HeadsView};
 
 /// The op on Flex: the block kernel where it computes what the reference does (see the module
-/// doc), the reference elsewhere.
+/// doc), the reference elsewhere. The kernel reads its inputs in place where their layout
+/// allows (views of a model's projections and cache) and returns a view of
+/// `[batch, seq_q, heads, value_dim]` rows, which a model's merge of the heads reads without a
+/// copy.
 pub(crate) fn distr_attention_flex(
     query: Tensor<Flex, 4>,
     key: Tensor<Flex, 4>,
@@ -32,33 +36,35 @@ pub(crate) fn distr_attention_flex(
         return distr_attention_reference(query, key, value, mask, problem);
     }
     // Half precision runs in f32, as in the reference.
-    let [key_f32, value_f32] = [key.clone(), value.clone()].map(to_accumulation);
-    if !all_finite(&[&key_f32, &value_f32]) {
-        return distr_attention_reference(query, key, value, None, problem);
-    }
     let expanded = to_accumulation(expanded_query(query.clone(), key.clone(), problem));
-    if !all_finite(&[&expanded]) {
+    let [expanded, key_f32, value_f32] = [expanded, to_accumulation(key.clone()), to_accumulation(value.clone())].map(readable);
+    let [expanded, key_f32, value_f32] = [&expanded, &key_f32, &value_f32].map(heads_view);
+    if ![expanded, key_f32, value_f32].iter().all(HeadsView::is_finite) {
         return distr_attention_reference(query, key, value, None, problem);
     }
-    drop((query, key, value));
-    let [expanded, key, value] = [expanded, key_f32, value_f32].map(Tensor::into_data);
-    let output = BlockAttention::new(problem).run(f32_slice(&expanded), f32_slice(&key), f32_slice(&value));
-    let shape = [problem.batch, problem.heads, problem.seq_q, problem.value_dim];
-    from_accumulation(Tensor::from_data(TensorData::new(output, shape), &Default::default()), dtype)
+    let output = BlockAttention::new(problem).run(expanded, key_f32, value_f32);
+    let shape = [problem.batch, problem.seq_q, problem.heads, problem.value_dim];
+    let output = Tensor::<Flex, 4>::from_data(TensorData::new(output, shape), &Default::default());
+    from_accumulation(output.swap_dims(1, 2), dtype)
 }
 
-/// The values of an `f32` tensor's data, which [`to_accumulation`] guarantees for every dtype
-/// but `f64`.
-fn f32_slice(data: &TensorData) -> &[f32] {
-    data.as_slice().expect("to_accumulation gives f32 for every dtype but f64")
+/// An `f32` tensor as [`HeadsView`] can read it: itself where its layout allows, a contiguous
+/// copy otherwise (negative strides of a flip, a strided last axis).
+fn readable(tensor: Tensor<Flex, 4>) -> FlexTensor {
+    let tensor = tensor.into_primitive().tensor();
+    let layout = tensor.layout();
+    let readable = layout.has_positive_strides() && (layout.shape()[3] <= 1 || layout.strides()[3] == 1);
+    if readable { tensor } else { tensor.to_contiguous() }
 }
 
-/// Whether every element of every tensor is finite, conservatively: a tensor passes when its sum
-/// is finite, which a NaN or infinity in it prevents (one reduction, where an elementwise test
-/// and `all` make a boolean tensor first). Finite elements whose sum overflows fail, and send
-/// the call to the reference, which is slower but right.
-fn all_finite(tensors: &[&Tensor<Flex, 4>]) -> bool {
-    tensors.iter().all(|tensor| (*tensor).clone().sum().into_scalar().is_finite())
+/// The view of a tensor [`readable`] returned; every dtype but `f64` is `f32` after
+/// [`to_accumulation`].
+fn heads_view(tensor: &FlexTensor) -> HeadsView<'_> {
+    let layout = tensor.layout();
+    let shape = [0, 1, 2, 3].map(|axis| layout.shape()[axis]);
+    let strides = [0, 1, 2, 3].map(|axis| layout.strides()[axis]);
+    HeadsView::new(tensor.storage::<f32>(), layout.start_offset(), shape, strides)
+        .expect("a Flex tensor's layout addresses its storage with non-negative strides")
 }
 
 #[cfg(test)]

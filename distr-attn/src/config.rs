@@ -463,6 +463,8 @@ mod tests {
             assert_eq!(config.grouping, Grouping::Lsh);
             assert_eq!(config, DistrAttentionConfig::new().with_group_size(group_size), "{name} is the default at G={group_size}");
         }
+        let gram = DistrAttentionConfig::new().with_grouping(Grouping::Gram).with_block_rows(64);
+        assert_eq!(preset("g2-gram-l64"), gram, "G = 2, Mean, Gram groups of 64-row blocks");
     }
 
     #[test]

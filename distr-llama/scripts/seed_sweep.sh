@@ -5,7 +5,8 @@
 # per text, the Gram grouping once (it draws nothing). Raw JSON in
 # benchmarks/results/llama-seeds/<setting>-<text>.json, then a Markdown table.
 #
-# Usage (workspace root): distr-llama/scripts/seed_sweep.sh [SEEDS] [TOKENS]   (default 10, 512)
+# Usage (workspace root): distr-llama/scripts/seed_sweep.sh [SEEDS] [TOKENS]   (default 10, 512);
+# BACKEND (default ndarray; the rows marked flex in RESULTS.md ran with BACKEND=flex) picks the backend.
 set -euo pipefail
 seeds="${1:-10}"
 tokens="${2:-512}"
@@ -13,6 +14,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 model="${DISTR_MODELS_DIR:-$root/.cache/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 corpus="$root/.cache/corpus"
 out="$root/benchmarks/results/llama-seeds"
+backend="${BACKEND:-ndarray}"
 bin="${DISTR_LLAMA_BIN:-cargo run -q --release -p distr-llama --features ndarray --}"
 bash "$root/distr-llama/scripts/prepare-corpus.sh" "$corpus"
 mkdir -p "$out"
@@ -28,6 +30,12 @@ settings=(
   "mean-gram-key-weighted|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted|1"
   "mean-gram-key-distance|--attention distr --group-size 2 --representative mean --grouping gram-key-distance|1"
   "sampled-keys|--attention distr --group-size 2 --representative sampled-keys"
+  "mean-gram-l64|--attention distr --group-size 2 --representative mean --grouping gram --block-rows 64|1"
+  "mean-gram-l32|--attention distr --group-size 2 --representative mean --grouping gram --block-rows 32|1"
+  "mean-gram-l16|--attention distr --group-size 2 --representative mean --grouping gram --block-rows 16|1"
+  "mean-gram-key-weighted-l64|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 64|1"
+  "mean-gram-key-weighted-l32|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 32|1"
+  "mean-gram-key-weighted-l16|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 16|1"
 )
 
 for entry in "${settings[@]}"; do
@@ -37,7 +45,7 @@ for entry in "${settings[@]}"; do
     file="$out/$name-$text.json"
     [ -s "$file" ] && continue
     # shellcheck disable=SC2086
-    $bin perplexity --backend ndarray --model "$model" --text "$path" --max-tokens "$tokens" --context "$tokens" \
+    $bin perplexity --backend "$backend" --model "$model" --text "$path" --max-tokens "$tokens" --context "$tokens" \
       $options --seeds "${draws:-$seeds}" --json > "$file"
     echo "done $name $text" >&2
   done

@@ -4,13 +4,15 @@
 # `distr-vit eval --seeds N` per setting (the Gram groupings draw nothing and run once), raw
 # JSON in benchmarks/results/vit-seeds/<setting>.json, then a Markdown table.
 #
-# Usage (workspace root): distr-vit/scripts/seed_sweep.sh [SEEDS]   (default 10)
+# Usage (workspace root): distr-vit/scripts/seed_sweep.sh [SEEDS]   (default 10); BACKEND
+# (default ndarray; the rows marked flex in RESULTS.md ran with BACKEND=flex) picks the backend.
 set -euo pipefail
 seeds="${1:-10}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 onnx="${DISTR_MODELS_DIR:-$root/.cache/models}/vit_s_focus.onnx"
 photos="$root/.cache/heldout-photos"
 out="$root/benchmarks/results/vit-seeds"
+backend="${BACKEND:-ndarray}"
 bin="${DISTR_VIT_BIN:-cargo run -q --release -p distr-vit --features ndarray --}"
 [ -d "$photos" ] || python3 "$root/distr-vit/scripts/heldout-photos.py" "$photos"
 mkdir -p "$out"
@@ -27,13 +29,17 @@ settings=(
   "mean-gram-key-distance|--representative mean --grouping gram-key-distance|1"
   "projected-gram|--representative projected --grouping gram|1"
   "sampled-keys-gram|--representative sampled-keys --grouping gram|1"
+  "mean-gram-l64|--representative mean --grouping gram --block-rows 64|1"
+  "mean-gram-l32|--representative mean --grouping gram --block-rows 32|1"
+  "mean-gram-l16|--representative mean --grouping gram --block-rows 16|1"
+  "mean-gram-key-weighted-l64|--representative mean --grouping gram-key-weighted --block-rows 64|1"
 )
 
 for entry in "${settings[@]}"; do
   IFS='|' read -r name options draws <<< "$entry"
   [ -s "$out/$name.json" ] && continue
   # shellcheck disable=SC2086
-  $bin eval --backend ndarray --model "$onnx" --images "$photos" --attention distr --group-size 2 $options \
+  $bin eval --backend "$backend" --model "$onnx" --images "$photos" --attention distr --group-size 2 $options \
     --seeds "${draws:-$seeds}" --json --out "$out/$name.json" > /dev/null
   echo "done $name" >&2
 done

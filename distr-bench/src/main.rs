@@ -88,8 +88,9 @@ pub struct Args {
     #[arg(long)]
     pub grouping_alone: bool,
     /// Time training instead of inference: for each G, the fused backward alone (`:backward`;
-    /// where the forward saves its log-sum-exps also `:backward-query-side`, dQ formed by the
-    /// query-side kernel, and `:backward-own-log-sums`, without them) and a forward and backward
+    /// where the forward saves its log-sum-exps also `:backward-query-side` and
+    /// `:backward-key-side`, dQ's two routes forced, and `:backward-own-log-sums`, without them)
+    /// and a forward and backward
     /// through `Autodiff` (`:train`), with the memory each leaves reserved; `--check` then checks
     /// the gradients.
     #[arg(long)]

@@ -359,19 +359,17 @@ fn backward_methods<R: CubeRuntime>(
             drop(gradients.expect("the backward takes what the forward took"));
         }) as Box<dyn Fn()>
     };
-    // Where the forward saves them, dQ's other route is also timed on them: the query side
-    // (`:backward-query-side`) where the key side forms dQ by default (no mask), the key side
-    // (`:backward-key-side`, where the call can take it) where the query side does (causal).
+    // Where the forward saves them, both of dQ's routes are also timed on them, forced
+    // (`:backward-query-side`, `:backward-key-side` where the call can take it), so that each
+    // call shows which one the default (`:backward`) should take.
     if log_sums.is_some() {
         methods.push(method(format!("{base}:backward-own-log-sums"), 2.5, backward(None, None)));
-        let (route, other) = if config.causal { ("key-side", QueryGradient::KeySide) } else { ("query-side", QueryGradient::QuerySide) };
-        let trial = fused_backward_tuned(inputs.clone(), output.clone(), log_sums.clone(), grad_output.clone(), &backward_problem, KernelTuning {
-            query_gradient: Some(other),
-            ..KernelTuning::default()
-        });
-        match trial {
-            Ok(_) => methods.push(method(format!("{base}:backward-{route}"), 2.5, backward(log_sums.clone(), Some(other)))),
-            Err(reason) => eprintln!("skipping {base}:backward-{route}: {reason}"),
+        for (route, forced) in [("query-side", QueryGradient::QuerySide), ("key-side", QueryGradient::KeySide)] {
+            let tuning = KernelTuning { query_gradient: Some(forced), ..KernelTuning::default() };
+            match fused_backward_tuned(inputs.clone(), output.clone(), log_sums.clone(), grad_output.clone(), &backward_problem, tuning) {
+                Ok(_) => methods.push(method(format!("{base}:backward-{route}"), 2.5, backward(log_sums.clone(), Some(forced)))),
+                Err(reason) => eprintln!("skipping {base}:backward-{route}: {reason}"),
+            }
         }
     }
     methods.push(method(format!("{base}:backward"), 2.5, backward(log_sums, None)));

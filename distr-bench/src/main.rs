@@ -90,9 +90,8 @@ pub struct Args {
     /// Time training instead of inference: for each G, the fused backward alone (`:backward`;
     /// where the forward saves its log-sum-exps also `:backward-query-side` and
     /// `:backward-key-side`, dQ's two routes forced, and `:backward-own-log-sums`, without them)
-    /// and a forward and backward
-    /// through `Autodiff` (`:train`), with the memory each leaves reserved; `--check` then checks
-    /// the gradients.
+    /// and a forward and backward through `Autodiff` (`:train`), with the memory each leaves
+    /// reserved; `--check` then checks the gradients.
     #[arg(long)]
     pub backward: bool,
     /// With `--backward`: longest sequence at which the tensor-op reference's forward and

@@ -38,7 +38,8 @@ pub(crate) fn distr_attention_flex(
     // Half precision runs in f32, as in the reference.
     let expanded = to_accumulation(expanded_query(query.clone(), key.clone(), problem));
     let [expanded, key_f32, value_f32] = [expanded, to_accumulation(key.clone()), to_accumulation(value.clone())].map(readable);
-    let [expanded, key_f32, value_f32] = [&expanded, &key_f32, &value_f32].map(heads_view);
+    let [expanded, key_f32, value_f32] =
+        [&expanded, &key_f32, &value_f32].map(|tensor| heads_view(tensor).expect("readable gives a tensor HeadsView reads"));
     if ![expanded, key_f32, value_f32].iter().all(HeadsView::is_finite) {
         return distr_attention_reference(query, key, value, None, problem);
     }
@@ -48,23 +49,20 @@ pub(crate) fn distr_attention_flex(
     from_accumulation(output.swap_dims(1, 2), dtype)
 }
 
-/// An `f32` tensor as [`HeadsView`] can read it: itself where its layout allows, a contiguous
-/// copy otherwise (negative strides of a flip, a strided last axis).
+/// An `f32` tensor as [`HeadsView`] can read it: itself where [`heads_view`] reads it, a
+/// contiguous copy otherwise (negative strides of a flip, a strided last axis).
 fn readable(tensor: Tensor<Flex, 4>) -> FlexTensor {
     let tensor = tensor.into_primitive().tensor();
-    let layout = tensor.layout();
-    let readable = layout.has_positive_strides() && (layout.shape()[3] <= 1 || layout.strides()[3] == 1);
-    if readable { tensor } else { tensor.to_contiguous() }
+    if heads_view(&tensor).is_some() { tensor } else { tensor.to_contiguous() }
 }
 
-/// The view of a tensor [`readable`] returned; every dtype but `f64` is `f32` after
-/// [`to_accumulation`].
-fn heads_view(tensor: &FlexTensor) -> HeadsView<'_> {
+/// The tensor read in place, `None` where [`HeadsView::new`] refuses its layout; every dtype but
+/// `f64` is `f32` after [`to_accumulation`].
+fn heads_view(tensor: &FlexTensor) -> Option<HeadsView<'_>> {
     let layout = tensor.layout();
     let shape = [0, 1, 2, 3].map(|axis| layout.shape()[axis]);
     let strides = [0, 1, 2, 3].map(|axis| layout.strides()[axis]);
     HeadsView::new(tensor.storage::<f32>(), layout.start_offset(), shape, strides)
-        .expect("a Flex tensor's layout addresses its storage with non-negative strides")
 }
 
 #[cfg(test)]

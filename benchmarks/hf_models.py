@@ -18,6 +18,7 @@ report the best (llama) and median (ViT) of theirs. Prints one JSON object per l
 
 Usage: python3 hf_models.py --llama-config DIR/config.json [--dtype bfloat16] [--device cuda|cpu]
                             [--threads N] [--context 512,2048,8192] [--sizes 224,518,1036]
+                            [--no-decode]
 """
 import argparse
 import json
@@ -54,7 +55,7 @@ def timed(fn, warmup, repeats):
     return times[0], times[len(times) // 2]
 
 
-def llama(config_path, dtype, contexts, repeats, row):
+def llama(config_path, dtype, contexts, repeats, row, decode=True):
     with open(config_path) as f:
         config = LlamaConfig.from_dict(json.load(f))
     config._attn_implementation = "sdpa"
@@ -66,6 +67,8 @@ def llama(config_path, dtype, contexts, repeats, row):
             best, median = timed(lambda: model(ids, use_cache=True), 2, repeats)
         print(json.dumps(dict(row, model="SmolLM2-135M", phase="prefill", tokens=context, best_ms=round(best, 3),
                               median_ms=round(median, 3), tokens_per_s=round(context / best * 1e3, 1))), flush=True)
+        if not decode:
+            continue
         prompt = ids[:, : context - DECODE_TOKENS]
 
         def generate(new):
@@ -105,6 +108,7 @@ def main():
     p.add_argument("--sizes", default="224,518,1036", help="ViT sides; empty to skip the ViT")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--no-decode", action="store_true", help="time the Llama's prefill only")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads on the CPU (default: torch's)")
     a = p.parse_args()
     import transformers
@@ -119,7 +123,7 @@ def main():
     if a.sizes:
         dinov2(dtype, [int(s) for s in a.sizes.split(",")], a.repeats, row)
     if a.context:
-        llama(a.llama_config, dtype, [int(c) for c in a.context.split(",")], max(2, a.repeats // 3), row)
+        llama(a.llama_config, dtype, [int(c) for c in a.context.split(",")], max(2, a.repeats // 3), row, not a.no_decode)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ use burn::tensor::DType;
 use burn::tensor::{Shape, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::ops::permute;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use burn_cubecl::cubecl::prelude::{ComputeClient, StorageType};
@@ -126,12 +127,16 @@ fn launch_fused_forward<R: CubeRuntime>(
     refusal(problem, query.dtype)?;
     let planes = hyperplanes_for(&query.client, &query.device, problem, tuning.hyperplanes)?;
     let options = forward_options(&query.client, problem, planes.as_ref(), tuning);
-    let output = empty_device_contiguous_dtype(
+    // `[batch, seq_q, heads, value_dim]` rows seen as `[batch, heads, seq_q, value_dim]`: the
+    // kernels write through strides, and a model merging the heads (`swap_dims(1, 2)` and a
+    // reshape) then reads them without a copy.
+    let rows = empty_device_contiguous_dtype(
         query.client.clone(),
         query.device.clone(),
-        Shape::new([problem.batch, problem.heads, problem.seq_q, problem.value_dim]),
+        Shape::new([problem.batch, problem.seq_q, problem.heads, problem.value_dim]),
         query.dtype,
     );
+    let output = permute(rows, &[0, 2, 1, 3]);
     let client = query.client.clone();
     let dtype = query.dtype.into();
     let bindings = AttentionBindings {

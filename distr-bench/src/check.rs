@@ -27,7 +27,7 @@ use distr_attn::reference::distr_attention_reference;
 use burn_fusion::Fusion;
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionBackend, DistrAttentionConfig, Grouping, Representative};
 
-use crate::{tiling_name, Args, Variant};
+use crate::{head_group_tuning, tiling_name, Args, Variant};
 
 /// One check: `[batch, heads, kv_heads, seq_q, seq_k]`, the op's configuration (seeded per
 /// case), head dim, dtype, the kernel variant with its name, and whether the keys rise along
@@ -130,6 +130,13 @@ fn cases(args: &Args) -> Vec<Case> {
         .filter(|variant| variant.is_exact_function() && **variant != Variant::Default)
         .map(|&variant| (variant.tuning(None), variant.name()));
     let tilings = args.tilings.iter().map(|tiling| (Variant::Default.tuning(Some(*tiling)), tiling_name(tiling)));
+    for &group in &args.head_groups {
+        let (tuning, name) = (head_group_tuning(group), format!("heads{group}"));
+        for (head_dim, group_size) in [(64, 1), (128, 2), (64, 4)] {
+            cases.push(case(head_dim, group_size, true, FloatDType::F16, block_rows, tuning, &name));
+        }
+        cases.push(Case { rising_keys: true, ..case(64, 1, true, FloatDType::BF16, block_rows, tuning, &name) });
+    }
     for (tuning, name) in variants.chain(tilings) {
         for head_dim in [64, 128] {
             for group_size in [1, 2] {

@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use distr_attn::kernel::{TensorCoreTiling, SUPPORTED_BLOCK_ROWS, SUPPORTED_GROUP_SIZES, SUPPORTED_HEAD_DIMS};
 use distr_attn::{Grouping, Representative};
 
-pub use variants::{tiling_name, Variant};
+pub use variants::{head_group_tuning, tiling_name, Variant};
 
 /// Storage dtype of the inputs (accumulation is f32 throughout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -84,6 +84,10 @@ pub struct Args {
     /// `4x2x64r,8x1x64`.
     #[arg(long, value_delimiter = ',', value_parser = variants::parse_tiling)]
     pub tilings: Vec<TensorCoreTiling>,
+    /// Causal calls: also time (and check) the tensor-core forward with its blocks launched this
+    /// many (batch, head) pairs at a time, longest first, comma separated: `1,4,16`.
+    #[arg(long, value_delimiter = ',', value_parser = variants::parse_head_group)]
+    pub head_groups: Vec<usize>,
     /// Also time the grouping pre-pass alone for each G > 1.
     #[arg(long)]
     pub grouping_alone: bool,

@@ -23,7 +23,7 @@ use distr_attn::kernel::{
 use distr_attn::reference::{distr_attention_reference, expanded_query};
 use distr_attn::{distr_attention, AttentionProblem, DistrAttentionConfig, Representative, DECODE_QUERY_ROWS};
 
-use crate::{tiling_name, Args, StorageDtype, Variant};
+use crate::{head_group_tuning, tiling_name, Args, StorageDtype, Variant};
 
 /// The runtime the benchmark is built for.
 #[cfg(feature = "cuda")]
@@ -42,6 +42,8 @@ struct Measurement {
     representative: Option<Representative>,
     variant: Option<String>,
     tiling: Option<String>,
+    /// Causal calls: (batch, head) pairs launched together (`--head-groups`).
+    head_group: Option<usize>,
     batch: usize,
     heads: usize,
     kv_heads: usize,
@@ -70,6 +72,7 @@ struct Method {
     representative: Option<Representative>,
     variant: Option<Variant>,
     tiling: Option<TensorCoreTiling>,
+    head_group: Option<usize>,
     path: Option<String>,
     /// FLOPs of one call in forward passes: 1, 2.5 (backward) or 3.5 (both).
     passes: f64,
@@ -125,6 +128,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         representative: None,
                         variant: None,
                         tiling: None,
+                        head_group: None,
                         path: None,
                         passes: 1.0,
                         run: Box::new(move || {
@@ -141,6 +145,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         representative: None,
                         variant: None,
                         tiling: None,
+                        head_group: None,
                         path: None,
                         passes: 1.0,
                         run: Box::new(move || drop(attention(query.clone(), key.clone(), value.clone(), None, None, options))),
@@ -160,6 +165,7 @@ pub fn run_grid<R: CubeRuntime>(args: &Args, device: &R::Device) {
                         representative: method.representative,
                         variant: method.variant.map(Variant::name),
                         tiling: method.tiling.as_ref().map(tiling_name),
+                        head_group: method.head_group,
                         batch: args.batch,
                         heads: args.heads,
                         kv_heads,
@@ -225,6 +231,7 @@ fn kernel_methods<R: CubeRuntime>(
         representative,
         variant: Some(Variant::Default),
         tiling: None,
+        head_group: None,
         path: Some(kernel_path(query, key, value, &problem, KernelTuning::default())),
         passes: 1.0,
         run: Box::new(move || {
@@ -237,10 +244,14 @@ fn kernel_methods<R: CubeRuntime>(
         .variants
         .iter()
         .filter(|variant| **variant != Variant::Default && (group_size > 1 || !variant.grouped_only()))
-        .map(|&variant| (variant, None));
-    let tilings = args.tilings.iter().map(|&tiling| (Variant::Default, Some(tiling)));
-    for (variant, tiling) in variants.chain(tilings) {
-        let tuning = variant.tuning(tiling);
+        .map(|&variant| (variant, None, None));
+    let tilings = args.tilings.iter().map(|&tiling| (Variant::Default, Some(tiling), None));
+    let head_groups = args.head_groups.iter().filter(|_| config.causal).map(|&group| (Variant::Default, None, Some(group)));
+    for (variant, tiling, head_group) in variants.chain(tilings).chain(head_groups) {
+        let tuning = match head_group {
+            Some(group) => head_group_tuning(group),
+            None => variant.tuning(tiling),
+        };
         let path = kernel_path(query, key, value, &problem, tuning);
         let mut name = base.clone();
         if variant != Variant::Default {
@@ -248,6 +259,9 @@ fn kernel_methods<R: CubeRuntime>(
         }
         if let Some(tiling) = &tiling {
             name += &format!("@{}", tiling_name(tiling));
+        }
+        if let Some(group) = head_group {
+            name += &format!("@heads{group}");
         }
         if path.starts_with("refused") {
             eprintln!("skipping {name}: {path}");
@@ -260,6 +274,7 @@ fn kernel_methods<R: CubeRuntime>(
             representative,
             variant: Some(variant),
             tiling,
+            head_group,
             path: Some(path),
             passes: 1.0,
             run: Box::new(move || {
@@ -276,6 +291,7 @@ fn kernel_methods<R: CubeRuntime>(
             representative,
             variant: None,
             tiling: None,
+            head_group: None,
             path: None,
             passes: 1.0,
             run: Box::new(move || grouping_pre_pass(q.clone(), k.clone(), &problem).expect("validated shapes")),
@@ -310,6 +326,7 @@ fn backward_methods<R: CubeRuntime>(
         representative,
         variant: None,
         tiling: None,
+        head_group: None,
         path: None,
         passes,
         run,

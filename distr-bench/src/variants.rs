@@ -44,7 +44,7 @@ impl Variant {
     /// The kernel tuning of this variant with `tiling` (the measured default if `None`).
     pub fn tuning(self, tiling: Option<TensorCoreTiling>) -> KernelTuning {
         let tensor_cores = |copy, fragments, key_fusion| {
-            Strategy::TensorCore(TensorCoreVariant { tiling, copy, fragments, key_fusion })
+            Strategy::TensorCore(TensorCoreVariant { tiling, copy, fragments, key_fusion, head_group: None })
         };
         let default_tensor_cores = tensor_cores(CopyStrategy::DoubleBuffered, FragmentLoads::Matrix, KeyFusion::Fused);
         let strategy = match self {
@@ -87,6 +87,24 @@ impl Variant {
     /// The `--variants` spelling.
     pub fn name(self) -> String {
         self.to_possible_value().map(|value| value.get_name().to_string()).unwrap_or_default()
+    }
+}
+
+/// The default tensor-core kernel with causal blocks launched `head_group` (batch, head) pairs at
+/// a time (`--head-groups`).
+pub fn head_group_tuning(head_group: usize) -> KernelTuning {
+    let mut tuning = Variant::ForwardKernel.tuning(None);
+    if let Strategy::TensorCore(variant) = &mut tuning.strategy {
+        variant.head_group = Some(head_group);
+    }
+    tuning
+}
+
+/// Parses one `--head-groups` entry: a positive count of (batch, head) pairs.
+pub fn parse_head_group(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(group) if group > 0 => Ok(group),
+        _ => Err(format!("head group {text:?}: expected a positive number of (batch, head) pairs")),
     }
 }
 

@@ -110,6 +110,10 @@ pub struct TensorCoreVariant {
     pub copy: CopyStrategy,
     pub fragments: FragmentLoads,
     pub key_fusion: KeyFusion,
+    /// Causal calls: how many (batch, head) pairs have their blocks launched together, longest
+    /// first, rank-major; `None`: about two cubes per SM's worth. Rounded down to a
+    /// divisor of batch x heads.
+    pub head_group: Option<usize>,
 }
 
 impl Default for TensorCoreVariant {
@@ -119,6 +123,7 @@ impl Default for TensorCoreVariant {
             copy: CopyStrategy::DoubleBuffered,
             fragments: FragmentLoads::Matrix,
             key_fusion: KeyFusion::Fused,
+            head_group: None,
         }
     }
 }
@@ -228,14 +233,15 @@ pub fn launch_forward<R: Runtime>(
     let key_columns = unsafe { ArrayArg::from_raw_parts(columns, columns_len) };
     let cube_count = CubeCount::Static(problem.num_blocks as u32, (problem.batch * problem.heads) as u32, 1);
     match plan {
-        Plan::TensorCore(config) => {
+        Plan::TensorCore { config, head_group } => {
+            let (x, y) = forward_cubes(&problem, config.causal, head_group);
             let key = if options.group_size > 1 { transposed_keys(client, &tensors.key, dtype)? } else { tensors.key };
             // SAFETY: `check` and `plan` validated shapes, dtypes, strides (whole 16-byte
             // chunks per row) and shared memory; every row index is guarded by seq_q / seq_k.
             unsafe {
                 tensor_core_forward::launch_unchecked::<R>(
                     client,
-                    cube_count,
+                    CubeCount::Static(x as u32, y as u32, 1),
                     CubeDim::new_2d(PLANE_SIZE as u32, config.tiling.warps as u32),
                     CHUNK,
                     query.into_tensor_arg(),
@@ -439,7 +445,7 @@ pub fn check_saves_log_sums<R: Runtime>(
 /// forward keeps its rows' statistics to the end (see [`AttentionBindings::log_sums`]).
 fn saving_log_sums(plan: &mut Plan) -> Result<(), KernelError> {
     match plan {
-        Plan::TensorCore(config) => {
+        Plan::TensorCore { config, .. } => {
             config.saves_log_sums = true;
             Ok(())
         }
@@ -1000,7 +1006,8 @@ fn transposed_keys<R: Runtime>(
 /// The forward kernel a call runs, fully specialised.
 enum Plan {
     Portable(PortableConfig),
-    TensorCore(TensorCoreConfig),
+    /// `head_group`: see [`forward_cubes`].
+    TensorCore { config: TensorCoreConfig, head_group: usize },
     Cooperative(CooperativeConfig),
     SplitKeys(SplitKeysPlan),
 }
@@ -1009,7 +1016,7 @@ impl Plan {
     fn name(&self) -> &'static str {
         match self {
             Plan::Portable(_) => "portable",
-            Plan::TensorCore(_) => "tensor-core",
+            Plan::TensorCore { .. } => "tensor-core",
             Plan::Cooperative(_) => "cooperative-matrix",
             Plan::SplitKeys(_) => "split-key decode",
         }
@@ -1158,7 +1165,13 @@ fn plan<R: Runtime>(
         Strategy::TensorCore(variant) => variant,
     };
     match tensor_core_config(client, tensors, dtype, options, problem, variant) {
-        Ok(config) => Ok(Plan::TensorCore(config)),
+        Ok(config) => {
+            let head_group = largest_divisor_up_to(
+                problem.batch * problem.heads,
+                variant.head_group.unwrap_or_else(|| causal_head_group(client, problem, &config)),
+            );
+            Ok(Plan::TensorCore { config, head_group })
+        }
         Err(reason) if options.strategy == Strategy::Auto => {
             log::debug!("no tensor-core kernel: {reason}");
             match cooperative_config(client, tensors, dtype, options, problem) {
@@ -1333,6 +1346,45 @@ fn tensor_core_config<R: Runtime>(
         );
     }
     Ok(config)
+}
+
+/// The tensor-core forward's grid `(x, y)`. Without a mask every block does the same work: x
+/// runs over one (batch, head) pair's blocks, y over the pairs. Causal blocks differ (a head's
+/// last block sees every key, its first one block of them): launched one pair after another,
+/// the launch's last pairs start their longest blocks last and leave SMs idle at its end, while
+/// every pair's longest block first makes the cubes that run at once read every head's keys and
+/// values, more than L2 holds at long sequences. So causal x runs over `head_group` pairs'
+/// blocks, rank-major (each pair's longest block, then each pair's next, ...), y over the groups.
+fn forward_cubes(problem: &Problem, causal: bool, head_group: usize) -> (usize, usize) {
+    let pairs = problem.batch * problem.heads;
+    if causal {
+        (head_group * problem.num_blocks, pairs / head_group)
+    } else {
+        (problem.num_blocks, pairs)
+    }
+}
+
+/// [`TensorCoreVariant::head_group`]'s default for causal calls: as many pairs as make about
+/// [`CAUSAL_CUBES_PER_SM`] cubes per SM, the cubes that run at once. Timed on an H100 against
+/// groups of 1 (one pair after another, the grid before), 2, 4, 8, 16 and 64 (every pair at
+/// once), B = 4, H = 16, fp16, N = 4096 to 16384, d = 64 and 128, exact and G = 2
+/// (`benchmarks/results/2026-12-07-h100-causal-order/`): this picks 8, 4 and 2 pairs at N = 4096,
+/// 8192 and 16384, 0.91-0.96x, 0.95-0.98x and 0.98-1.01x the time of one pair after another,
+/// where all pairs at once took 1.04-1.08x at N = 16384.
+fn causal_head_group<R: Runtime>(client: &ComputeClient<R>, problem: &Problem, config: &TensorCoreConfig) -> usize {
+    let sms = client.properties().hardware.num_streaming_multiprocessors.unwrap_or(1) as usize;
+    match config.causal {
+        true => (CAUSAL_CUBES_PER_SM * sms / problem.num_blocks).max(1),
+        false => 1,
+    }
+}
+
+/// Cubes of the causal forward per SM that [`causal_head_group`] launches together.
+const CAUSAL_CUBES_PER_SM: usize = 2;
+
+/// The largest divisor of `n` that is at most `limit` (at least 1).
+fn largest_divisor_up_to(n: usize, limit: usize) -> usize {
+    (1..=limit.clamp(1, n.max(1))).rev().find(|divisor| n % divisor == 0).unwrap_or(1)
 }
 
 /// Whether the device runs the tensor-core kernels for `dtype` and `scale`: f16 or bf16, `mma`
@@ -2007,6 +2059,38 @@ mod tests {
         assert!(!key_side_config(keys, None, true, true).unwrap().heads_first());
         let [_, causal_64] = TensorCoreBackwardConfig::for_shape(64, 64, true);
         assert!(key_side_config(causal_64, None, true, true).unwrap().heads_first(), "causal d 64 takes the key side by default");
+    }
+
+    /// The causal grid, decoded as `tensor_core_forward` decodes it, runs every (pair, block)
+    /// once, each group's pairs' longest blocks first; without a mask it is one pair per row.
+    #[test]
+    fn causal_grid_runs_each_block_once_longest_first() {
+        assert_eq!(largest_divisor_up_to(64, 24), 16);
+        assert_eq!(largest_divisor_up_to(9, 4), 3);
+        assert_eq!(largest_divisor_up_to(7, 100), 7);
+        assert_eq!(largest_divisor_up_to(12, 0), 1);
+        let (blocks, pairs) = (5, 12);
+        let problem = Problem { batch: 3, heads: 4, kv_heads: 2, seq_q: 600, seq_k: 600, head_dim: 64, value_dim: 64, num_blocks: blocks };
+        assert_eq!(forward_cubes(&problem, false, 4), (blocks, pairs));
+        for group in [1, 2, 3, 4, 6, 12] {
+            let (x, y) = forward_cubes(&problem, true, group);
+            let mut seen = vec![false; pairs * blocks];
+            let mut launched = Vec::new();
+            for cube_y in 0..y {
+                for cube_x in 0..x {
+                    let group_of_x = x / blocks;
+                    let pair = cube_y * group_of_x + cube_x % group_of_x;
+                    let block = blocks - 1 - cube_x / group_of_x;
+                    assert!(!std::mem::replace(&mut seen[pair * blocks + block], true), "group {group}: pair {pair} block {block} twice");
+                    launched.push((cube_y, block));
+                }
+            }
+            assert!(seen.iter().all(|&run| run), "group {group}");
+            for window in launched.windows(2) {
+                let ((group_a, block_a), (group_b, block_b)) = (window[0], window[1]);
+                assert!(group_a < group_b || block_a >= block_b, "group {group}: a shorter block before a longer one");
+            }
+        }
     }
 
     #[test]

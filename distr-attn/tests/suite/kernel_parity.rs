@@ -78,6 +78,14 @@ fn kernel_and_reference_on(case: &Case, inputs: [Vec<f32>; 3], half: bool) -> (V
     let primitive = |tensor: &Tensor<Cube, 4>| tensor.clone().into_primitive().tensor();
     let (output, path) = fused_forward_on_path(primitive(&query), primitive(&key), primitive(&value), &problem, KernelTuning::default())
         .unwrap_or_else(|reason| panic!("kernel refused {:?}: {reason}", case.dims));
+    let [batch, heads, seq_q, _] = shapes[0];
+    let value_dim = shapes[2][3];
+    assert_eq!(
+        output.meta.strides()[..],
+        [seq_q * heads * value_dim, value_dim, heads * value_dim, 1],
+        "the output is [batch, seq_q, heads, value_dim] rows, read as [batch, heads, seq_q, value_dim]"
+    );
+    assert_eq!(output.meta.shape()[..], [batch, heads, seq_q, value_dim]);
     let output = Tensor::<Cube, 4>::from_primitive(TensorPrimitive::Float(output));
     // The reference in f32 on the CPU, on the same (for f16: f16-rounded) values: on lavapipe
     // its matmuls would cost minutes of autotuning.

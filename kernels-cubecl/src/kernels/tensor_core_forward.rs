@@ -26,7 +26,8 @@
 //! plus a constant (the row tile's, key block's and step's), so the compiler folds the constant
 //! into the instruction instead of recomputing the address for every load. The softmax masks
 //! only the tiles that reach past `seq_k` or the causal diagonal of the warp's first row, and a
-//! warp skips the tiles wholly after its last row. Causal blocks are launched longest first.
+//! warp skips the tiles wholly after its last row. Causal blocks are launched longest first,
+//! a group of (batch, head) pairs at a time.
 //!
 //! Only launched where the device has the m16n8k16 `mma` for the storage type (CUDA, sm_80 and
 //! newer); see [`crate::launch`].
@@ -72,14 +73,19 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
     let seq_q = output.shape(2);
     // `key` is K, or K^T for G > 1: V gives the key count.
     let seq_k = value.shape(2);
-    let batch_head = CUBE_POS_Y as usize;
+    // Causal: x runs over `group` (batch, head) pairs' blocks, rank-major, longest first
+    // (see `launch::forward_cubes`); otherwise over one pair's blocks.
+    let blocks = seq_q.div_ceil(config.block_rows);
+    let mut batch_head = CUBE_POS_Y as usize;
+    let mut block = CUBE_POS_X as usize;
+    if comptime!(config.causal) {
+        let group = CUBE_COUNT_X as usize / blocks;
+        batch_head = CUBE_POS_Y as usize * group + CUBE_POS_X as usize % group;
+        block = blocks - 1 - CUBE_POS_X as usize / group;
+    }
     let batch = batch_head / heads;
     let head = batch_head % heads;
     let kv_head = head / (heads / value.shape(1));
-    let mut block = CUBE_POS_X as usize;
-    if comptime!(config.causal) {
-        block = CUBE_COUNT_X as usize - 1 - block;
-    }
     let block_first_row = block * config.block_rows;
     let lane = UNIT_POS_X as usize;
     let warp_first_in_block = UNIT_POS_Y as usize * comptime!(config.warp_rows());
@@ -97,7 +103,7 @@ pub(crate) fn tensor_core_forward<F: Float, N8: Size>(
     let mut columns = SharedMemory::<u32>::new(comptime!(config.reduced_width() * config.group_size));
 
     if comptime!(config.group_size > 1) {
-        let table = (batch_head * CUBE_COUNT_X as usize + block) * comptime!(config.reduced_width() * config.group_size);
+        let table = (batch_head * blocks + block) * comptime!(config.reduced_width() * config.group_size);
         let mut entry = UNIT_POS as usize;
         while entry < comptime!(config.reduced_width() * config.group_size) {
             columns[entry] = key_columns[table + entry];

@@ -2,7 +2,8 @@
 # A/B of two builds of distr-llama on the lent GPU in one call: SmolLM2-135M (bf16, random
 # weights, batch 1) prefill and decode at CONTEXT (2048,8192 by default), exact and G = 2, the
 # two builds in ROUNDS alternating rounds, then transformers' prefill on the same card for the
-# ratio. Expects .gpu/models/distr-llama.xz (new), .gpu/models/distr-llama-base.xz (base) and
+# ratio. A fresh machine compiles each build's kernels in its first run: RUN_S (240 s) allows for
+# that. Expects .gpu/models/distr-llama.xz (new), .gpu/models/distr-llama-base.xz (base) and
 # .gpu/models/smollm2/ as models_gpu.sh does; writes ab.jsonl and the logs under $OUT.
 set -u
 out=${OUT:-benchmarks/results/latest}
@@ -17,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 rm -f cubecl.toml CubeCL.toml
 for round in $(seq "${ROUNDS:-2}"); do
     for build in base new; do
-        timeout "${RUN_S:-120}" "/tmp/ab/$build" bench --backend cuda --dtype bf16 --random-weights \
+        timeout "${RUN_S:-240}" "/tmp/ab/$build" bench --backend cuda --dtype bf16 --random-weights \
             --model .gpu/models/smollm2 --context "$context" --decode-tokens 8 --repeats 3 \
             --attention distr --group-size 2 --json 2>> "$out/$build.log" \
             | sed "s/^{/{\"build\":\"$build\",\"round\":$round,/" >> "$out/ab.jsonl"
@@ -36,10 +37,12 @@ for line in open(sys.argv[1]):
     key = (r["context"], r["attention"], r["build"])
     best[key] = max(best[key], r["prefill_tokens_per_second"])
 theirs = {r["tokens"]: r["tokens_per_s"] for r in map(json.loads, open(sys.argv[2])) if r.get("phase") == "prefill"}
+nan = float("nan")
 print("| context | attention | base tokens/s | new tokens/s | new / base | transformers | new / transformers |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for context, attention in sorted({(c, a) for c, a, _ in best}):
-    base, new = best[(context, attention, "base")], best[(context, attention, "new")]
-    hf = theirs.get(context, float("nan"))
+    # A build whose run timed out has no line: nan, not a division by zero.
+    base, new = best.get((context, attention, "base"), nan), best.get((context, attention, "new"), nan)
+    hf = theirs.get(context, nan)
     print(f"| {context} | {attention} | {base:.0f} | {new:.0f} | {new / base:.3f} | {hf:.0f} | {new / hf:.2f} |")
 PY

@@ -38,6 +38,10 @@ pub fn kernel_launches() -> usize {
 }
 
 /// Runs the fused forward kernel on `[batch, heads, seq, dim]` tensors of one CubeCL runtime.
+/// The output is `[batch, heads, seq_q, value_dim]` laid out as `[batch, seq_q, heads,
+/// value_dim]` rows (strides `[seq_q * heads * value_dim, value_dim, heads * value_dim, 1]`),
+/// so that merging the heads is a view; a caller that binds its handle to a kernel of its own
+/// must read it through those strides.
 ///
 /// Errors (nothing launched) for what the kernel does not cover: f64, the groupings other than
 /// [`Grouping::Lsh`], [`Grouping::LshStrided`], [`Grouping::Gram`] and [`Grouping::GramKeyWeighted`] (with `Sample` or `Mean`),
@@ -75,7 +79,8 @@ pub struct KernelTuning {
     pub query_gradient: Option<QueryGradient>,
 }
 
-/// [`fused_forward`] with an explicit [`KernelTuning`], also returning which kernel ran.
+/// [`fused_forward`] with an explicit [`KernelTuning`], also returning which kernel ran (the
+/// output laid out as [`fused_forward`]'s).
 pub fn fused_forward_on_path<R: CubeRuntime>(
     query: CubeTensor<R>,
     key: CubeTensor<R>,
@@ -88,7 +93,8 @@ pub fn fused_forward_on_path<R: CubeRuntime>(
 
 /// [`fused_forward`] for a call whose fused backward follows: also each query row's
 /// log-sum-exp of its scaled scores in base 2 (`[batch, heads, seq_q]` f32), which spares the
-/// backward a pass over every key tile. For the calls [`check_saves_log_sums`] accepts (the
+/// backward a pass over every key tile (the output laid out as [`fused_forward`]'s). For the
+/// calls [`check_saves_log_sums`] accepts (the
 /// tensor-core forward, exact or grouped); errors for the rest, with nothing launched. Inputs
 /// whose strides are not contiguous are copied first, so that the answer
 /// [`check_saves_log_sums`] gave from the shapes holds.

@@ -5,8 +5,8 @@
 //! or not: the same compiled variants, on the tensor-core path where the device has it) with
 //! odd lengths and GQA, plus bf16 on tensor cores, f32 at 1e-4 and f16 forced onto the
 //! portable path, both block row counts, the other head dims, the `Mean` and `SampledKeys`
-//! representatives, strided groups and the Gram grouping, and every variant and tiling the timing compares (those that compute
-//! DistrAttention). Decode shapes (1 to 8 query rows against caches up to 16k keys, grouped-query
+//! representatives, strided groups and the Gram grouping, and every variant, tiling and causal
+//! head group the timing compares (those that compute DistrAttention). Decode shapes (1 to 8 query rows against caches up to 16k keys, grouped-query
 //! heads as in SmolLM2 and Llama 3) check split-key decode. A few cases scale the keys up along the sequence (to 5x at its end), so
 //! that a row's maximum grows past the tensor-core kernel's rescale threshold in a later tile
 //! instead of only in the first. Each case prints a progress line naming
@@ -44,7 +44,8 @@ struct Case {
 
 /// The default grid (see the module doc) plus, for each variant and tiling the timing
 /// compares, its specialisations at head dims 64 and 128 for G = 1 and 2, one causal, and one
-/// causal with rising keys.
+/// causal with rising keys; for each `--head-groups` entry, causal cases of 48 (batch, head)
+/// pairs and three blocks, so that groups such as 3, 16 and 64 (rounded to 48) stay distinct.
 fn cases(args: &Args) -> Vec<Case> {
     let block_rows = args.block_rows;
     let other_rows = if block_rows == 64 { 128 } else { 64 };
@@ -132,10 +133,12 @@ fn cases(args: &Args) -> Vec<Case> {
     let tilings = args.tilings.iter().map(|tiling| (Variant::Default.tuning(Some(*tiling)), tiling_name(tiling)));
     for &group in &args.head_groups {
         let (tuning, name) = (head_group_tuning(group), format!("heads{group}"));
+        let dims = [3, 16, 4, 300, 330];
         for (head_dim, group_size) in [(64, 1), (128, 2), (64, 4)] {
-            cases.push(case(head_dim, group_size, true, FloatDType::F16, block_rows, tuning, &name));
+            cases.push(Case { dims, ..case(head_dim, group_size, true, FloatDType::F16, block_rows, tuning, &name) });
         }
-        cases.push(Case { rising_keys: true, ..case(64, 1, true, FloatDType::BF16, block_rows, tuning, &name) });
+        let rising = case(64, 1, true, FloatDType::BF16, block_rows, tuning, &name);
+        cases.push(Case { dims, rising_keys: true, ..rising });
     }
     for (tuning, name) in variants.chain(tilings) {
         for head_dim in [64, 128] {

@@ -85,7 +85,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = variants::parse_tiling)]
     pub tilings: Vec<TensorCoreTiling>,
     /// Causal calls: also time (and check) the tensor-core forward with its blocks launched this
-    /// many (batch, head) pairs at a time, longest first, comma separated: `1,4,16`.
+    /// many (batch, head) pairs at a time, longest first, comma separated: `1,4,16` (each
+    /// rounded down to a divisor of batch x heads by the launcher).
     #[arg(long, value_delimiter = ',', value_parser = variants::parse_head_group)]
     pub head_groups: Vec<usize>,
     /// Also time the grouping pre-pass alone for each G > 1.

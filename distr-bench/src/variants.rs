@@ -93,11 +93,8 @@ impl Variant {
 /// The default tensor-core kernel with causal blocks launched `head_group` (batch, head) pairs at
 /// a time (`--head-groups`).
 pub fn head_group_tuning(head_group: usize) -> KernelTuning {
-    let mut tuning = Variant::ForwardKernel.tuning(None);
-    if let Strategy::TensorCore(variant) = &mut tuning.strategy {
-        variant.head_group = Some(head_group);
-    }
-    tuning
+    let variant = TensorCoreVariant { head_group: Some(head_group), ..Default::default() };
+    KernelTuning { strategy: Strategy::TensorCore(variant), ..KernelTuning::default() }
 }
 
 /// Parses one `--head-groups` entry: a positive count of (batch, head) pairs.

@@ -111,7 +111,7 @@ pub struct TensorCoreVariant {
     pub fragments: FragmentLoads,
     pub key_fusion: KeyFusion,
     /// Causal calls: how many (batch, head) pairs have their blocks launched together, longest
-    /// first, rank-major; `None`: about two cubes per SM's worth. Rounded down to a
+    /// first, rank-major; `None`: enough pairs for about two cubes per SM. Rounded down to a
     /// divisor of batch x heads.
     pub head_group: Option<usize>,
 }
@@ -1372,11 +1372,11 @@ fn forward_cubes(problem: &Problem, causal: bool, head_group: usize) -> (usize, 
 /// 8192 and 16384, 0.91-0.96x, 0.95-0.98x and 0.98-1.01x the time of one pair after another,
 /// where all pairs at once took 1.04-1.08x at N = 16384.
 fn causal_head_group<R: Runtime>(client: &ComputeClient<R>, problem: &Problem, config: &TensorCoreConfig) -> usize {
-    let sms = client.properties().hardware.num_streaming_multiprocessors.unwrap_or(1) as usize;
-    match config.causal {
-        true => (CAUSAL_CUBES_PER_SM * sms / problem.num_blocks).max(1),
-        false => 1,
+    if !config.causal {
+        return 1;
     }
+    let sms = client.properties().hardware.num_streaming_multiprocessors.unwrap_or(1) as usize;
+    (CAUSAL_CUBES_PER_SM * sms / problem.num_blocks).max(1)
 }
 
 /// Cubes of the causal forward per SM that [`causal_head_group`] launches together.
@@ -2078,9 +2078,9 @@ mod tests {
             let mut launched = Vec::new();
             for cube_y in 0..y {
                 for cube_x in 0..x {
-                    let group_of_x = x / blocks;
-                    let pair = cube_y * group_of_x + cube_x % group_of_x;
-                    let block = blocks - 1 - cube_x / group_of_x;
+                    let pairs_per_group = x / blocks;
+                    let pair = cube_y * pairs_per_group + cube_x % pairs_per_group;
+                    let block = blocks - 1 - cube_x / pairs_per_group;
                     assert!(!std::mem::replace(&mut seen[pair * blocks + block], true), "group {group}: pair {pair} block {block} twice");
                     launched.push((cube_y, block));
                 }

@@ -8,7 +8,12 @@
 # (`--check --backward`, `--backward` timings, group size 1 unless GROUP_SIZES says otherwise,
 # PyTorch's backward from sdpa_backward.py). Expects both stripped CUDA builds, xz-compressed,
 # and sdpa_baseline.py in .gpu/kernel/ (distr-bench.xz = new, distr-bench-base.xz = base; see
-# README.md); writes everything under $OUT.
+# README.md); writes everything under $OUT. BIN_DIR names another folder of the two builds (the
+# baseline script stays in .gpu/kernel/); VULKAN=true runs wgpu builds on the card's Vulkan
+# driver (`.gl/` carried, see vulkan_gpu.sh); BURN_MAX_LEN (default 0) times Burn's `attention`
+# up to that length; BLOCK_ROWS (default 128) the query rows per block. BUILDS (default "base
+# new") times more builds in the same rounds, each against base: a build named x comes from
+# distr-bench-x.xz (new from distr-bench.xz), and only new is checked.
 set -u
 out=${OUT:-benchmarks/results/latest}
 check_flags=${CHECK_FLAGS:-}
@@ -20,17 +25,20 @@ mode=()
 [ "$backward" = true ] && mode=(--backward --reference-max-len 0)
 groups=${GROUP_SIZES:-$([ "$backward" = true ] && echo 1 || echo 1,2,4)}
 representatives=${REPRESENTATIVES:-sample}
+bin_dir=${BIN_DIR:-.gpu/kernel}
 mkdir -p "$out" /tmp/ab
+[ "${VULKAN:-false}" = true ] && source benchmarks/vulkan_env.sh "$out/vulkan-env.txt"
 # CubeCL's PTX cache is keyed by the kernel's id, not by the build that compiled it: with a cache
 # configured (run_gpu.sh writes one), one build would run the other's kernels.
 rm -f cubecl.toml CubeCL.toml
-for build in new base; do
-    name=distr-bench; [ "$build" = base ] && name=distr-bench-base
-    xz -dc ".gpu/kernel/$name.xz" > "/tmp/ab/$build" && chmod +x "/tmp/ab/$build" || exit 2
+builds=${BUILDS:-base new}
+for build in $builds; do
+    name=distr-bench; [ "$build" = new ] || name=distr-bench-$build
+    xz -dc "$bin_dir/$name.xz" > "/tmp/ab/$build" && chmod +x "/tmp/ab/$build" || exit 2
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
 export RUST_LOG=warn CUBECL_AUTOTUNE_LEVEL=minimal
-common=(--block-rows 128 --burn-max-len 0 --budget-ms 300 --json)
+common=(--block-rows "${BLOCK_ROWS:-128}" --burn-max-len "${BURN_MAX_LEN:-0}" --budget-ms 300 --json)
 grid=("${common[@]}" "${mode[@]}" --lengths "$lengths" --head-dims 64,128 --group-sizes "$groups" --causal "$causal"
     --representatives "$representatives")
 # List flags append when repeated, so the check's (discarded) timing gets its own small grid.
@@ -39,7 +47,7 @@ grid=("${common[@]}" "${mode[@]}" --lengths "$lengths" --head-dims 64,128 --grou
     --causal false > /dev/null 2> "$out/check.log"
 echo "check exit $?"; grep -E "FAILED|refused|panicked|^check:" "$out/check.log" | head -40
 for round in $(seq "$rounds"); do
-    for build in base new; do
+    for build in $builds; do
         /tmp/ab/$build "${grid[@]}" 2>> "$out/$build.log" \
             | sed "s/^{/{\"build\":\"$build\",\"round\":$round,/" >> "$out/ab.jsonl"
     done
@@ -70,16 +78,26 @@ for line in open(sys.argv[2]):
     r = json.loads(line)
     if r.get("impl") == "torch-flash2" and r.get("ms"):
         flash[r["n"], r["d"], r["causal"], r.get("pass", "forward")] = r["ms"]
-ratios = []
-print("N d causal method | base ms | new ms | new/base | FA2 ms | FA2/new (best of the rounds)")
+others = sorted({build for _, build in times} - {"base"}, key=lambda build: (build != "new", build))
+ratios = defaultdict(list)
+print("N d causal method | base ms |", " | ".join(f"{b} ms | {b}/base" for b in others),
+      "| FA2 ms | FA2/new (best of the rounds)")
 for key in sorted({k for k, _ in times}):
-    base, new = times.get((key, "base")), times.get((key, "new"))
-    fa2 = flash.get((*key[:3], timed_pass(key[3])))
-    if base and new:
-        ratio = min(new) / min(base)
-        ratios.append(ratio)
-        fa2_text = f"{fa2:.3f} | {fa2 / min(new):.2f}" if fa2 else "- | -"
-        print(*key, "|", f"{min(base):.3f} | {min(new):.3f} | {ratio:.3f} | {fa2_text}")
-if ratios:
-    print(f"geometric mean new/base {statistics.geometric_mean(ratios):.3f} over {len(ratios)}")
+    base = times.get((key, "base"))
+    if not base:
+        continue
+    cells = []
+    for build in others:
+        ms = times.get((key, build))
+        if ms:
+            ratios[build].append(min(ms) / min(base))
+            cells.append(f"{min(ms):.3f} | {min(ms) / min(base):.3f}")
+        else:
+            cells.append("- | -")
+    fa2, new = flash.get((*key[:3], timed_pass(key[3]))), times.get((key, "new"))
+    fa2_text = f"{fa2:.3f} | {fa2 / min(new):.2f}" if fa2 and new else "- | -"
+    print(*key, "|", f"{min(base):.3f} |", " | ".join(cells), "|", fa2_text)
+for build in others:
+    if ratios[build]:
+        print(f"geometric mean {build}/base {statistics.geometric_mean(ratios[build]):.3f} over {len(ratios[build])}")
 PY

@@ -187,18 +187,21 @@ pub fn run_suite<R: CubeRuntime>(device: &R::Device, args: &Args) -> Result<(), 
         match compare::<R>(device, case.dims, case.head_dim, dtype, &config, case.tuning, case.rising_keys) {
             Ok((error, path)) => {
                 let key = format!("{dtype:?} {path:?}");
+                // NaN is the worst error of all, and fails.
                 match worst.iter_mut().find(|(name, _)| *name == key) {
-                    Some((_, largest)) => *largest = largest.max(error),
+                    Some((_, largest)) if error.is_nan() || error > *largest => *largest = error,
+                    Some(_) => {}
                     None => worst.push((key, error)),
                 }
-                let verdict = if error < tolerance { "ok" } else { "FAILED" };
+                let passed = error < tolerance;
+                let verdict = if passed { "ok" } else { "FAILED" };
                 eprintln!(
                     "check {}/{}: {name} {path:?}: relative error {error:.2e} {verdict} ({:.1} s)",
                     index + 1,
                     cases.len(),
                     start.elapsed().as_secs_f64()
                 );
-                if error >= tolerance {
+                if !passed {
                     failures.push(format!("{name} {path:?}: relative error {error:e}"));
                 }
             }
@@ -415,8 +418,9 @@ fn gradient_tolerance(dtype: FloatDType) -> f64 {
 fn report_gradients(label: &str, name: &str, result: Result<[f64; 3], String>, tolerance: f64, start: Instant, failures: &mut Vec<String>) {
     match result {
         Ok(errors) => {
-            let worst = errors.iter().cloned().fold(0.0, f64::max);
-            let verdict = if worst < tolerance { "ok" } else { "FAILED" };
+            // A NaN error fails (comparisons with NaN are false).
+            let passed = errors.iter().all(|error| *error < tolerance);
+            let verdict = if passed { "ok" } else { "FAILED" };
             eprintln!(
                 "{label}: {name}: relative errors dQ {:.2e} dK {:.2e} dV {:.2e} {verdict} ({:.1} s)",
                 errors[0],
@@ -424,7 +428,7 @@ fn report_gradients(label: &str, name: &str, result: Result<[f64; 3], String>, t
                 errors[2],
                 start.elapsed().as_secs_f64()
             );
-            if worst >= tolerance {
+            if !passed {
                 failures.push(format!("{name}: relative errors {errors:?}"));
             }
         }

@@ -239,6 +239,22 @@ impl CooperativeConfig {
         }
     }
 
+    /// Registers in which each unit holds its chunks of the next key tile: K' rows for exact
+    /// attention, the `key_members` K^T chunks of each K'^T chunk for `G > 1`.
+    pub fn key_chunks_per_unit(&self) -> usize {
+        let chunks = (self.reduced_width * self.key_tile / CHUNK).div_ceil(self.units());
+        if self.group_size == 1 {
+            chunks
+        } else {
+            chunks * self.key_members
+        }
+    }
+
+    /// Registers in which each unit holds its chunks of the next value tile.
+    pub fn value_chunks_per_unit(&self) -> usize {
+        (self.value_dim * self.key_tile / CHUNK).div_ceil(self.units())
+    }
+
     /// Shared rows of V, padded as [`Self::key_stride`].
     pub fn value_stride(&self) -> usize {
         self.value_dim + CHUNK

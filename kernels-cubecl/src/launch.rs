@@ -1708,6 +1708,32 @@ pub fn tensor_core_source<R: Runtime>(
     cuda_source(kernel.define(), true, "tensor-core kernel", format!("{config:?}"))
 }
 
+/// The CUDA source of the cooperative-matrix forward for `config`, without a device: the same
+/// kernel that wgpu compiles to SPIR-V for Vulkan, lowered by CubeCL's CUDA compiler to `wmma`,
+/// so that NVRTC and ptxas report its registers and spills
+/// (`examples/cooperative_source.rs`, `scripts/ptxas-report.py`).
+#[cfg(feature = "cuda")]
+pub fn cooperative_source<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: CooperativeConfig,
+    dtype: StorageType,
+) -> Result<String, KernelError> {
+    let kernel = cooperative_forward::CooperativeForward::<R>::new(
+        KernelSettings::default().cube_dim(CubeDim::new_2d(config.plane_size as u32, config.planes() as u32)),
+        client.clone(),
+        TensorCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        ArrayCompilationArg { inplace: None },
+        TensorCompilationArg { inplace: None },
+        (),
+        CHUNK,
+        config,
+        dtype,
+    );
+    cuda_source(kernel.define(), true, "cooperative-matrix kernel", format!("{config:?}"))
+}
+
 /// The CUDA source of the grouping pre-pass for `config`, without a device (static analysis).
 #[cfg(feature = "cuda")]
 pub fn grouping_source<R: Runtime>(

@@ -7,13 +7,16 @@
 //! 1. the block's rows of the query operand (Q, or Q' from the grouping pre-pass) pass through
 //!    shared memory once, a tile of rows at a time, into each plane's `A` fragments, which stay
 //!    in registers for the whole key loop;
-//! 2. per tile of `key_tile` keys the cube copies K (exact attention) or forms K'^T from K^T
-//!    (`G > 1`: row `j` the sum of the K^T rows of group `j`'s first `key_members` columns, named
-//!    by the pre-pass's column table, whole 16-byte chunks at a time), and copies V, into shared
-//!    memory; each plane scores its rows against the tile (`S = Q' K'^T`, f32 accumulators),
-//!    stores the scores to its shared rows, where its lanes run the online softmax (a
-//!    fragment's elements cannot be addressed, so the scores take this detour) and write the
-//!    probabilities back as operands, and adds `P V` into its output accumulators;
+//! 2. per tile of `key_tile` keys the cube stores into shared memory the tile's K (exact
+//!    attention) or K'^T (`G > 1`: row `j` the sum of the K^T rows of group `j`'s first
+//!    `key_members` columns, named by the pre-pass's column table, whole 16-byte chunks at a
+//!    time) and its V, which its units loaded into registers while the cube computed on the
+//!    tile before, and starts loading the next tile's, so that global memory's latency hides
+//!    behind the products; each plane scores its rows against the tile (`S = Q' K'^T`, f32
+//!    accumulators) and stores the scores to its shared rows, where its lanes read them once
+//!    into registers for the online softmax (a fragment's elements cannot be addressed, so the
+//!    scores take this detour) and write the probabilities back as operands, and adds `P V`
+//!    into its output accumulators;
 //! 3. each plane stores its accumulators one `n` block at a time and writes them normalised.
 //!
 //! The running maximum moves only when a row's scores outgrow it by [`RESCALE_THRESHOLD`]
@@ -124,28 +127,41 @@ pub(crate) fn cooperative_forward<F: Float, N8: Size>(
 
     let key_head = batch * key.stride(0) + kv_head * key.stride(1);
     let value_head = batch * value.stride(0) + kv_head * value.stride(1);
+    // The next tile's chunks wait in registers while the cube computes on this one.
+    let mut key_chunks = Array::<Vector<F, N8>>::new(comptime!(config.key_chunks_per_unit()));
+    let mut value_chunks = Array::<Vector<F, N8>>::new(comptime!(config.value_chunks_per_unit()));
+    load_keys(key, &columns, &mut key_chunks, key_head, 0, seq_k, unit, config);
+    load_rows(value, value_head, 0, seq_k, &mut value_chunks, unit, config.key_tile, config.value_dim, config.units());
+    let steps = comptime!(config.key_tile / lanes_per_row);
+    // Rows `r` and `r + 8` of the scores and probabilities start in the same bank: the later
+    // eight rows walk their keys one step ahead, so that a plane's 32 accesses hit 32 banks.
+    let rotation = row / 8;
+    let mut row_scores = Array::<f32>::new(steps);
     let mut tile_start = 0usize;
     while tile_start < keys_end {
-        if comptime!(config.group_size == 1) {
-            stage_rows(key, key_head, tile_start, seq_k, &mut fused_keys, unit, config.key_tile, config.reduced_width, config.key_stride(), config.units());
-        } else {
-            fuse_keys(key, &columns, &mut fused_keys, key_head, tile_start, unit, config);
-        }
-        stage_rows(value, value_head, tile_start, seq_k, &mut values, unit, config.key_tile, config.value_dim, config.value_stride(), config.units());
+        store_keys(&key_chunks, &mut fused_keys, unit, config);
+        store_rows(&value_chunks, &mut values, unit, config.key_tile, config.value_dim, config.value_stride(), config.units());
         sync_cube();
+        let next_tile = tile_start + key_tile;
+        if next_tile < keys_end {
+            load_keys(key, &columns, &mut key_chunks, key_head, next_tile, seq_k, unit, config);
+            load_rows(value, value_head, next_tile, seq_k, &mut value_chunks, unit, config.key_tile, config.value_dim, config.units());
+        }
 
         score_tile(&queries, &fused_keys, &mut scores, plane_scores, config);
         sync_cube();
 
-        // The online softmax over this lane's keys of its row.
+        // The online softmax over this lane's keys of its row, read from shared memory once.
         let mut tile_max = f32::new(SCORE_FLOOR);
         #[unroll]
-        for step in 0..comptime!(config.key_tile / lanes_per_row) {
-            let column = step * lanes_per_row + part;
-            let score = scores[plane_scores + row * score_stride + column] * scale_log2;
+        for step in 0..steps {
+            let column = ((step + rotation) % steps) * lanes_per_row + part;
+            let mut score = f32::new(SCORE_FLOOR);
             if is_visible(tile_start + column, seq_k, query_position, config.causal) {
-                tile_max = max(tile_max, score);
+                score = scores[plane_scores + row * score_stride + column] * scale_log2;
             }
+            row_scores[step] = score;
+            tile_max = max(tile_max, score);
         }
         tile_max = row_reduce_max(tile_max, config);
         let mut correction = f32::new(1.0);
@@ -158,12 +174,11 @@ pub(crate) fn cooperative_forward<F: Float, N8: Size>(
         }
         running_sum *= correction;
         #[unroll]
-        for step in 0..comptime!(config.key_tile / lanes_per_row) {
-            let column = step * lanes_per_row + part;
-            let score = scores[plane_scores + row * score_stride + column] * scale_log2;
+        for step in 0..steps {
+            let column = ((step + rotation) % steps) * lanes_per_row + part;
             let mut probability = 0.0f32;
             if is_visible(tile_start + column, seq_k, query_position, config.causal) {
-                probability = exp2(score - running_max);
+                probability = exp2(row_scores[step] - running_max);
             }
             running_sum += probability;
             probabilities[plane_probabilities + row * probability_stride + column] = F::cast_from(probability);
@@ -218,7 +233,7 @@ pub(crate) fn cooperative_forward<F: Float, N8: Size>(
             }
         }
         sync_cube();
-        tile_start += key_tile;
+        tile_start = next_tile;
     }
 
     // Normalise and write: the row's sum over its lanes, the inverse through shared memory to
@@ -257,16 +272,40 @@ pub(crate) fn cooperative_forward<F: Float, N8: Size>(
     }
 }
 
-/// Rows `first_row..first_row + rows` of one head of `source` (at element `head_offset`,
-/// rows contiguous), `columns` wide, into `target`'s rows of `target_stride` elements, a
-/// vector at a time; zero from row `rows_valid` on.
+/// This unit's chunks of rows `first_row..first_row + rows` of one head of `source` (at
+/// element `head_offset`, rows contiguous), `columns` wide, into `chunks`: chunk `i` is the
+/// tile's chunk `unit + i * units`, zero from row `rows_valid` on.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn stage_rows<F: Float, N: Size>(
+fn load_rows<F: Float, N: Size>(
     source: &Tensor<Vector<F, N>>,
     head_offset: usize,
     first_row: usize,
     rows_valid: usize,
+    chunks: &mut Array<Vector<F, N>>,
+    unit: usize,
+    #[comptime] rows: usize,
+    #[comptime] columns: usize,
+    #[comptime] units: usize,
+) {
+    let vectors = comptime!(columns / CHUNK);
+    let slots = comptime!(rows * columns / CHUNK);
+    #[unroll]
+    for index in 0..comptime!(slots.div_ceil(units)) {
+        let slot = unit + index * units;
+        let source_row = first_row + slot / vectors;
+        let mut loaded = Vector::<F, N>::new(F::cast_from(0.0f32));
+        if slot < slots && source_row < rows_valid {
+            loaded = source[(head_offset + source_row * source.stride(2)) / CHUNK + slot % vectors];
+        }
+        chunks[index] = loaded;
+    }
+}
+
+/// The chunks [`load_rows`] took into `target`'s rows of `target_stride` elements.
+#[cube]
+fn store_rows<F: Float, N: Size>(
+    chunks: &Array<Vector<F, N>>,
     target: &mut SharedMemory<Vector<F, N>>,
     unit: usize,
     #[comptime] rows: usize,
@@ -274,55 +313,88 @@ fn stage_rows<F: Float, N: Size>(
     #[comptime] target_stride: usize,
     #[comptime] units: usize,
 ) {
-    let vector = source.vector_size();
-    let vectors = comptime!(columns / vector);
-    let target_vectors = comptime!(target_stride / vector);
-    let mut slot = unit;
-    while slot < comptime!(rows * columns / vector) {
-        let row = slot / vectors;
-        let source_row = first_row + row;
-        let mut loaded = Vector::<F, N>::new(F::cast_from(0.0f32));
-        if source_row < rows_valid {
-            loaded = source[(head_offset + source_row * source.stride(2)) / vector + slot % vectors];
+    let vectors = comptime!(columns / CHUNK);
+    let slots = comptime!(rows * columns / CHUNK);
+    #[unroll]
+    for index in 0..comptime!(slots.div_ceil(units)) {
+        let slot = unit + index * units;
+        if slot < slots {
+            target[(slot / vectors) * comptime!(target_stride / CHUNK) + slot % vectors] = chunks[index];
         }
-        target[row * target_vectors + slot % vectors] = loaded;
-        slot += units;
     }
 }
 
-/// K'^T of the tile into shared memory for `G > 1`, from K^T: row `j` is the sum of the K^T
-/// rows of group `j`'s first `key_members` columns (named by the block's column table), summed
-/// chunk by chunk in the storage type; zero in the padding groups and past K^T's padded keys.
-/// Consecutive units take consecutive chunks of one row.
+/// This unit's chunks of the key tile from `tile_start`: K's rows for exact attention; for
+/// `G > 1` the K^T chunks that [`store_keys`] sums into K'^T, `key_members` per chunk of K'^T
+/// (row `j` of K'^T sums the K^T rows of group `j`'s first `key_members` columns, named by the
+/// block's column table), zero in the padding groups and past K^T's padded keys. Consecutive
+/// units take consecutive chunks of one row.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn fuse_keys<F: Float, N8: Size>(
+fn load_keys<F: Float, N8: Size>(
     key: &Tensor<Vector<F, N8>>,
     columns: &SharedMemory<u32>,
-    fused_keys: &mut SharedMemory<Vector<F, N8>>,
+    chunks: &mut Array<Vector<F, N8>>,
     key_head: usize,
     tile_start: usize,
+    seq_k: usize,
     unit: usize,
     #[comptime] config: CooperativeConfig,
 ) {
-    let chunks = comptime!(config.key_tile / CHUNK);
-    let groups = comptime!(config.head_dim / config.group_size);
-    let target_chunks = comptime!(config.transposed_key_stride() / CHUNK);
-    let mut slot = unit;
-    while slot < comptime!(config.reduced_width * config.key_tile / CHUNK) {
-        let group = slot / chunks;
-        let chunk = slot % chunks;
-        let key_chunk = tile_start / CHUNK + chunk;
-        let mut fused = Vector::<F, N8>::new(F::cast_from(0.0f32));
-        if group < groups && key_chunk * CHUNK < key.shape(3) {
+    if comptime!(config.group_size == 1) {
+        load_rows(key, key_head, tile_start, seq_k, chunks, unit, config.key_tile, config.reduced_width, config.units());
+    } else {
+        let tile_chunks = comptime!(config.key_tile / CHUNK);
+        let groups = comptime!(config.head_dim / config.group_size);
+        let slots = comptime!(config.reduced_width * config.key_tile / CHUNK);
+        #[unroll]
+        for index in 0..comptime!(slots.div_ceil(config.units())) {
+            let slot = unit + index * config.units();
+            let group = slot / tile_chunks;
+            let key_chunk = tile_start / CHUNK + slot % tile_chunks;
+            let present = slot < slots && group < groups && key_chunk * CHUNK < key.shape(3);
             #[unroll]
             for member in 0..config.key_members {
-                let row = columns[group * config.group_size + member] as usize;
-                fused += key[(key_head + row * key.stride(2)) / CHUNK + key_chunk];
+                let mut loaded = Vector::<F, N8>::new(F::cast_from(0.0f32));
+                if present {
+                    let row = columns[group * config.group_size + member] as usize;
+                    loaded = key[(key_head + row * key.stride(2)) / CHUNK + key_chunk];
+                }
+                chunks[index * config.key_members + member] = loaded;
             }
         }
-        fused_keys[group * target_chunks + chunk] = fused;
-        slot += comptime!(config.units());
+    }
+}
+
+/// The chunks [`load_keys`] took into the K' tile: K' rows for exact attention, K'^T rows (each
+/// chunk the sum of its members) for `G > 1`. The members add in f32: Vulkan has no bf16
+/// arithmetic (`VK_KHR_shader_bfloat16` converts and multiplies matrices only), and bf16 sums
+/// in the storage type came out NaN there.
+#[cube]
+fn store_keys<F: Float, N8: Size>(
+    chunks: &Array<Vector<F, N8>>,
+    fused_keys: &mut SharedMemory<Vector<F, N8>>,
+    unit: usize,
+    #[comptime] config: CooperativeConfig,
+) {
+    if comptime!(config.group_size == 1) {
+        store_rows(chunks, fused_keys, unit, config.key_tile, config.reduced_width, config.key_stride(), config.units());
+    } else {
+        let tile_chunks = comptime!(config.key_tile / CHUNK);
+        let slots = comptime!(config.reduced_width * config.key_tile / CHUNK);
+        #[unroll]
+        for index in 0..comptime!(slots.div_ceil(config.units())) {
+            let slot = unit + index * config.units();
+            if slot < slots {
+                let mut fused = Vector::<f32, N8>::cast_from(chunks[index * config.key_members]);
+                #[unroll]
+                for member in 1..config.key_members {
+                    fused += Vector::<f32, N8>::cast_from(chunks[index * config.key_members + member]);
+                }
+                fused_keys[(slot / tile_chunks) * comptime!(config.transposed_key_stride() / CHUNK) + slot % tile_chunks] =
+                    Vector::<F, N8>::cast_from(fused);
+            }
+        }
     }
 }
 
@@ -351,21 +423,22 @@ fn load_query_fragments<F: Float, N8: Size>(
         fragments.push(unsafe { Matrix::<F>::uninitialized(MatrixIdent::A, m, n, k, MatrixLayout::RowMajor) });
     }
     let query_head = batch * query.stride(0) + head * query.stride(1);
+    let mut chunks = Array::<Vector<F, N8>>::new(comptime!((config.key_tile * config.reduced_width / CHUNK).div_ceil(config.units())));
     #[unroll]
     for chunk in 0..comptime!(config.block_rows / config.key_tile) {
         let chunk_first_row = chunk * config.key_tile;
-        stage_rows(
+        load_rows(
             query,
             query_head,
             block_first_row + chunk_first_row,
             query.shape(2),
-            staging,
+            &mut chunks,
             unit,
             config.key_tile,
             config.reduced_width,
-            config.key_stride(),
             config.units(),
         );
+        store_rows(&chunks, staging, unit, config.key_tile, config.reduced_width, config.key_stride(), config.units());
         sync_cube();
         if plane_first_row >= chunk_first_row && plane_first_row < chunk_first_row + config.key_tile {
             let first = (plane_first_row - chunk_first_row) * comptime!(config.key_stride() / CHUNK);

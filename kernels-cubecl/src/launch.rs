@@ -1718,7 +1718,19 @@ pub fn cooperative_source<R: Runtime>(
     config: CooperativeConfig,
     dtype: StorageType,
 ) -> Result<String, KernelError> {
-    let kernel = cooperative_forward::CooperativeForward::<R>::new(
+    let kernel = cooperative_kernel::<R>(client, config, dtype);
+    cuda_source(kernel.define(), true, "cooperative-matrix kernel", format!("{config:?}"))
+}
+
+/// The cooperative-matrix kernel specialised for `config`, for a compiler to lower without a
+/// device (its launch goes through `launch_unchecked`).
+#[cfg(any(feature = "cuda", all(test, feature = "vulkan")))]
+fn cooperative_kernel<R: Runtime>(
+    client: &ComputeClient<R>,
+    config: CooperativeConfig,
+    dtype: StorageType,
+) -> cooperative_forward::CooperativeForward<R> {
+    cooperative_forward::CooperativeForward::<R>::new(
         KernelSettings::default().cube_dim(CubeDim::new_2d(config.plane_size as u32, config.planes() as u32)),
         client.clone(),
         TensorCompilationArg { inplace: None },
@@ -1730,8 +1742,7 @@ pub fn cooperative_source<R: Runtime>(
         CHUNK,
         config,
         dtype,
-    );
-    cuda_source(kernel.define(), true, "cooperative-matrix kernel", format!("{config:?}"))
+    )
 }
 
 /// The CUDA source of the grouping pre-pass for `config`, without a device (static analysis).
@@ -2215,19 +2226,7 @@ mod tests {
                     ..cooperative_call(head_dim, group_size)
                 };
                 assert!(config.is_consistent(), "{config:?}");
-                let kernel = cooperative_forward::CooperativeForward::<WgpuRuntime>::new(
-                    KernelSettings::default().cube_dim(CubeDim::new_2d(32, config.planes() as u32)),
-                    client.clone(),
-                    TensorCompilationArg { inplace: None },
-                    TensorCompilationArg { inplace: None },
-                    TensorCompilationArg { inplace: None },
-                    ArrayCompilationArg { inplace: None },
-                    TensorCompilationArg { inplace: None },
-                    (),
-                    CHUNK,
-                    config,
-                    dtype,
-                );
+                let kernel = cooperative_kernel::<WgpuRuntime>(&client, config, dtype);
                 let mut compiler = VkSpirvCompiler::default();
                 let options = Default::default();
                 compiler

@@ -8,7 +8,8 @@
 # Builds, here: `cargo build --release -p distr-bench` (WGSL), the same with `--features vulkan`
 # (SPIR-V) and with `--no-default-features --features cuda`, each stripped and xz-compressed
 # into .gpu/vulkan/distr-bench-{wgsl,spirv,cuda}.xz, with sdpa_baseline.py beside them; the
-# GPU machine has no Vulkan loader, so the loaders' .debs go in .gl/ (libvulkan1, and libglvnd0 and libglx0, which NVIDIA's driver, libGLX_nvidia, loads; recipe in the device
+# GPU machine has no Vulkan loader, so the loaders' .debs go in .gl/ (libvulkan1 and GLVND's libglvnd0, libglx0, libegl1,
+# libgl1, libgles2, libopengl0: with only the first three the loader found no driver on 2026-12-07; recipe in the device
 # tool's README). Run from the repository root on the device machine, `.gl` and `.gpu/vulkan`
 # carried, then unpack $OUT/raw.tar.gz here and `python3 benchmarks/vulkan_table.py raw`:
 #   CALL_SECONDS=560 bash benchmarks/vulkan_gpu.sh

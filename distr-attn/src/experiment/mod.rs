@@ -6,7 +6,8 @@
 //!
 //! - [`args`]: the attention options (`--attention`, `--config`, `--group-size`, ...) and
 //!   their translation into a checked [`ModelAttentionConfig`](crate::ModelAttentionConfig);
-//!   [`command_line`]: parsing with negative numbers allowed, the runtime directory wgpu needs.
+//!   [`command_line`]: parsing with negative numbers allowed, the runtime directory wgpu needs;
+//!   [`kernel_cache`]: compiled kernels and autotune decisions kept between runs.
 //! - [`calibration`]: the greedy per-layer search under a budget, and attention FLOPs.
 //! - [`checkpoint`]: trained weights saved and reloaded with their shapes checked.
 //! - [`npy`]: NumPy `.npy` files; [`output`]: output paths checked before the work.
@@ -16,6 +17,7 @@ pub mod args;
 pub mod calibration;
 pub mod checkpoint;
 pub mod command_line;
+pub mod kernel_cache;
 mod error;
 pub mod npy;
 pub mod output;

@@ -15,8 +15,9 @@ use distr_attn::{DistrAttentionBackend, ModelAttentionConfig};
 use serde_json::json;
 
 use crate::cli::{AttentionArgs, ModelArgs};
-use crate::evaluation::{score_text, windows, Perplexity};
+use crate::evaluation::{score_text, windows, Perplexity, TextScore};
 use crate::finetune::corpus::{text_files, tokenize_files};
+use crate::tokenizer::Tokenizer;
 use crate::finetune::{finetune, FinetuneConfig, Loss, TokenCorpus, Trainable};
 use crate::model::Llama;
 
@@ -30,12 +31,17 @@ pub struct FinetuneArgs {
     /// Training text: files, or directories searched for .md / .txt files. Repeatable.
     #[arg(long, required = true)]
     pub train_text: Vec<PathBuf>,
-    /// Held-out text for perplexity before and after training. Repeatable.
+    /// Held-out text for perplexity before and after training (files, or directories searched
+    /// for .md / .txt files; each file is scored on its own). Repeatable.
     #[arg(long)]
     pub eval_text: Vec<PathBuf>,
-    /// Score only the first N held-out tokens.
+    /// Score only the first N tokens of each held-out file.
     #[arg(long, default_value_t = 4096)]
     pub eval_tokens: usize,
+    /// Also score the held-out text every N steps (a perplexity curve in the report); 0 for
+    /// before and after only.
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
     /// Tokens per forward pass of the evaluation (windows advance by half of it).
     #[arg(long, default_value_t = 1024)]
     pub eval_context: usize,
@@ -123,6 +129,12 @@ impl FinetuneArgs {
             require(self.eval_tokens >= 2, "--eval-tokens", self.eval_tokens, "expected at least 2 with --eval-text")?;
             require(self.eval_context >= 2, "--eval-context", self.eval_context, "expected at least 2")?;
         }
+        require(
+            self.eval_every == 0 || !self.eval_text.is_empty(),
+            "--eval-every",
+            self.eval_every,
+            "needs --eval-text to score",
+        )?;
         if let Some(max) = self.max_train_tokens {
             require(max >= self.seq_len, "--max-train-tokens", max, format!("expected at least --seq-len {}", self.seq_len))?;
         }
@@ -148,47 +160,44 @@ where
         train_ids.truncate(max);
     }
     let corpus = TokenCorpus::new(&train_ids, args.seq_len, args.shuffle_seed)?;
-    let mut eval_ids = tokenize_files(tokenizer, &text_files(&args.eval_text)?)?;
-    eval_ids.truncate(args.eval_tokens);
-    // Evaluation windows hold min(eval_context, tokens) tokens.
-    if eval_ids.len() > max_seq_len {
+    let held_out = HeldOut::load(tokenizer, &args.eval_text, args.eval_tokens)?;
+    if held_out.longest() > max_seq_len {
         let expected = format!("expected at most the model's {max_seq_len}");
         require(args.eval_context <= max_seq_len, "--eval-context", args.eval_context, expected)?;
     }
     eprintln!(
-        "training on {} tokens ({} sequences of {}), {} steps of {} sequences; held-out {} tokens",
+        "training on {} tokens ({} sequences of {}), {} steps of {} sequences; held-out {} tokens in {} files",
         train_ids.len(),
         corpus.num_sequences(),
         args.seq_len,
         args.steps,
         args.batch_size,
-        eval_ids.len()
+        held_out.tokens(),
+        held_out.texts.len()
     );
 
     // Each evaluation reports its time: on a fresh GPU the first one includes compiling the
     // inference kernels, which can take minutes.
-    let evaluate = |model: &Llama<B::InnerBackend>, label: &str| -> Result<Option<Perplexity>, Box<dyn Error>> {
-        if eval_ids.len() < 2 {
+    let evaluate = |model: &Llama<B::InnerBackend>, label: &str| -> crate::error::Result<Option<HeldOutScore>> {
+        if held_out.texts.is_empty() {
             return Ok(None);
         }
         let start = Instant::now();
-        let context = args.eval_context.min(eval_ids.len());
-        let stride = (context / 2).max(1);
-        let progress = Progress::bar(windows(eval_ids.len(), context, stride)?.len(), "held-out windows", args.json);
-        let result = score_text(model, &eval_ids, context, stride, device, |_| progress.step(label.to_string()))?.perplexity();
-        progress.finish();
-        eprintln!("held-out perplexity {label}: {:.3} ({:.1} s)", result.perplexity, start.elapsed().as_secs_f64());
-        Ok(Some(result))
+        let score = held_out.score(model, args.eval_context, device, args.json, label)?;
+        eprintln!("held-out perplexity {label}: {:.3} ({:.1} s)", score.pooled.perplexity, start.elapsed().as_secs_f64());
+        Ok(Some(score))
     };
     let exact = ModelAttentionConfig::exact();
     let inner = pretrained.model.valid();
     let exact_before = evaluate(&inner.clone().with_attention(&exact)?, "before, exact attention")?;
-    let before = if plan == exact { exact_before } else { evaluate(&inner, "before")? };
+    let before = if plan == exact { exact_before.clone() } else { evaluate(&inner, "before")? };
     drop(inner);
+    let tokens_per_step = args.batch_size * args.seq_len;
+    let mut curve: Vec<_> = before.iter().map(|score| score.at_step(0, 0)).collect();
 
     let progress = Progress::bar(args.steps, "steps", args.json);
     let (mut steady_tokens, mut steady_seconds) = (0usize, 0.0f64);
-    let (trained, report) = finetune(pretrained.model, &corpus, &config, device, |step| {
+    let (trained, report) = finetune(pretrained.model, &corpus, &config, device, |step, model| {
         if step.step > 0 {
             steady_tokens += step.tokens;
             steady_seconds += step.seconds;
@@ -199,9 +208,17 @@ where
             progress.println(&format!("step {}/{}: {message} ({:.2} s)", step.step + 1, args.steps, step.seconds));
         }
         progress.step(message);
+        let done = step.step + 1;
+        if args.eval_every > 0 && done % args.eval_every == 0 && done < args.steps {
+            if let Some(score) = evaluate(&model.valid(), &format!("after step {done}"))? {
+                curve.push(score.at_step(done, done * tokens_per_step));
+            }
+        }
+        Ok(())
     })?;
     progress.finish();
     let after = evaluate(&trained, "after")?;
+    curve.extend(after.iter().map(|score| score.at_step(args.steps, args.steps * tokens_per_step)));
 
     let summary = json!({
         "model": args.model.model.display().to_string(),
@@ -210,13 +227,15 @@ where
         "attention": serde_json::to_value(&plan)?,
         "finetune": serde_json::from_str::<serde_json::Value>(&config.to_string())?,
         "train_tokens_available": train_ids.len(),
-        "eval_tokens": eval_ids.len(),
+        "eval_tokens": held_out.tokens(),
+        "eval_texts": held_out.texts.iter().map(|text| &text.name).collect::<Vec<_>>(),
         "eval_context": args.eval_context,
-        "perplexity_exact_before": exact_before.map(|p| p.perplexity),
-        "perplexity_before": before.map(|p| p.perplexity),
-        "perplexity_after": after.map(|p| p.perplexity),
-        "top1_before": before.map(|p| p.top1_accuracy),
-        "top1_after": after.map(|p| p.top1_accuracy),
+        "perplexity_exact_before": exact_before.as_ref().map(|s| s.pooled.perplexity),
+        "perplexity_before": before.as_ref().map(|s| s.pooled.perplexity),
+        "perplexity_after": after.as_ref().map(|s| s.pooled.perplexity),
+        "top1_before": before.as_ref().map(|s| s.pooled.top1_accuracy),
+        "top1_after": after.as_ref().map(|s| s.pooled.top1_accuracy),
+        "curve": curve,
         "first_loss": report.losses.first(),
         "last_loss": report.losses.last(),
         "report": report,
@@ -231,16 +250,101 @@ where
     if args.json {
         println!("{summary}");
     } else {
-        let show = |p: Option<Perplexity>| p.map_or("-".to_string(), |p| format!("{:.3}", p.perplexity));
+        let show = |s: &Option<HeldOutScore>| s.as_ref().map_or("-".to_string(), |s| format!("{:.3}", s.pooled.perplexity));
         println!("trainable parameters    {}", report.trainable_parameters);
         println!("loss                    {:.4} -> {:.4}", report.losses[0], report.losses[report.steps - 1]);
         if let Some(speed) = report.tokens_per_second {
             println!("training tokens/s       {speed:.1} (first step {:.2} s)", report.first_step_seconds);
         }
-        println!("held-out perplexity     exact {} | before {} | after {}", show(exact_before), show(before), show(after));
+        println!("held-out perplexity     exact {} | before {} | after {}", show(&exact_before), show(&before), show(&after));
         if let Some(out) = &args.out {
             println!("checkpoint              {}", checkpoint_file(out).display());
         }
     }
     Ok(())
+}
+
+/// The held-out files, each cut to its first `--eval-tokens` tokens and scored on its own.
+struct HeldOut {
+    texts: Vec<HeldOutText>,
+}
+
+struct HeldOutText {
+    name: String,
+    ids: Vec<u32>,
+}
+
+impl HeldOut {
+    fn load(tokenizer: &dyn Tokenizer, paths: &[PathBuf], tokens: usize) -> crate::error::Result<Self> {
+        let mut texts = Vec::new();
+        for file in text_files(paths)? {
+            let mut ids = tokenize_files(tokenizer, std::slice::from_ref(&file))?;
+            ids.truncate(tokens);
+            if ids.len() < 2 {
+                return Err(crate::error::LlamaError::TooFewTokens { what: format!("held-out file {}", file.display()), tokens: ids.len(), needed: 2 });
+            }
+            texts.push(HeldOutText { name: file.display().to_string(), ids });
+        }
+        Ok(Self { texts })
+    }
+
+    fn tokens(&self) -> usize {
+        self.texts.iter().map(|text| text.ids.len()).sum()
+    }
+
+    fn longest(&self) -> usize {
+        self.texts.iter().map(|text| text.ids.len()).max().unwrap_or(0)
+    }
+
+    /// Perplexity of each file (windows of `context` tokens advancing by half of it) and of
+    /// all of them together.
+    fn score<B: DistrAttentionBackend>(
+        &self,
+        model: &Llama<B>,
+        context: usize,
+        device: &B::Device,
+        quiet: bool,
+        label: &str,
+    ) -> crate::error::Result<HeldOutScore> {
+        let window_size = |text: &HeldOutText| context.min(text.ids.len());
+        let mut total_windows = 0;
+        for text in &self.texts {
+            total_windows += windows(text.ids.len(), window_size(text), (window_size(text) / 2).max(1))?.len();
+        }
+        let progress = Progress::bar(total_windows, "held-out windows", quiet);
+        let mut pooled = TextScore::default();
+        let mut by_text = Vec::with_capacity(self.texts.len());
+        for text in &self.texts {
+            let context = window_size(text);
+            let score = score_text(model, &text.ids, context, (context / 2).max(1), device, |_| progress.step(label.to_string()))?;
+            pooled.negative_log_likelihood += score.negative_log_likelihood;
+            pooled.correct += score.correct;
+            pooled.predictions.extend_from_slice(&score.predictions);
+            by_text.push((text.name.clone(), score.perplexity()));
+        }
+        progress.finish();
+        Ok(HeldOutScore { pooled: pooled.perplexity(), by_text })
+    }
+}
+
+/// A held-out evaluation: all files together, and each file.
+#[derive(Clone)]
+struct HeldOutScore {
+    pooled: Perplexity,
+    by_text: Vec<(String, Perplexity)>,
+}
+
+impl HeldOutScore {
+    /// A point of the report's perplexity curve.
+    fn at_step(&self, step: usize, tokens: usize) -> serde_json::Value {
+        let by_text: serde_json::Map<_, _> =
+            self.by_text.iter().map(|(name, score)| (name.clone(), json!(score.perplexity))).collect();
+        json!({
+            "step": step,
+            "train_tokens": tokens,
+            "perplexity": self.pooled.perplexity,
+            "top1": self.pooled.top1_accuracy,
+            "perplexity_by_text": by_text,
+        })
+    }
 }

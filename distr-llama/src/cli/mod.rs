@@ -14,11 +14,13 @@ mod perplexity;
 
 use std::error::Error;
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use clap::{Parser, Subcommand};
 use distr_attn::backends::BackendRunner;
 use distr_attn::experiment::command_line::parse_command_line;
+use distr_attn::experiment::kernel_cache::use_kernel_cache;
 use distr_attn::DistrAttentionBackend;
 
 pub use args::ModelArgs;
@@ -29,6 +31,11 @@ pub use distr_attn::experiment::args::AttentionArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Keep compiled kernels and autotune decisions in this directory between runs (one
+    /// subdirectory per build of this program). On CUDA a run without it compiles and tunes
+    /// its kernels again, minutes before a first training step.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub kernel_cache: Option<PathBuf>,
 }
 
 impl Cli {
@@ -68,6 +75,9 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
+    if let Some(dir) = &cli.kernel_cache {
+        eprintln!("kernel cache {}", use_kernel_cache(dir)?.display());
+    }
     let device = match &cli.command {
         Command::Generate(args) => args.model.device,
         Command::Logits(args) => args.model.device,

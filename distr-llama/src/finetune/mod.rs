@@ -126,7 +126,7 @@ pub struct FinetuneReport {
     pub trainable_parameters: usize,
     /// The loss of every step.
     pub losses: Vec<f64>,
-    /// Wall time of all steps.
+    /// Time of all steps (what `on_step` does in between not counted).
     pub seconds: f64,
     /// The first step alone: it includes kernel compilation and autotuning on GPUs.
     pub first_step_seconds: f64,
@@ -136,13 +136,15 @@ pub struct FinetuneReport {
 
 /// Fine-tunes `model` on `corpus` with its attention plan in place; returns the trained model
 /// (adapters merged, off the autodiff graph, same plan) and a report. `on_step` sees every
-/// step. The distillation teacher is the starting model with exact attention.
+/// step and the model after it (to evaluate it mid-run: its time is not counted as training
+/// time); an error it returns stops the run. The distillation teacher is the starting model
+/// with exact attention.
 pub fn finetune<B>(
     model: Llama<B>,
     corpus: &TokenCorpus,
     config: &FinetuneConfig,
     device: &B::Device,
-    mut on_step: impl FnMut(&StepReport),
+    mut on_step: impl FnMut(&StepReport, &Llama<B>) -> error::Result<()>,
 ) -> error::Result<(Llama<B::InnerBackend>, FinetuneReport)>
 where
     B: AutodiffBackend + DistrAttentionBackend,
@@ -166,8 +168,7 @@ where
     let schedule = config.schedule();
 
     let mut losses = Vec::with_capacity(config.steps);
-    let mut first_step_seconds = 0.0;
-    let start = Instant::now();
+    let (mut first_step_seconds, mut seconds) = (0.0, 0.0);
     for step in 0..config.steps {
         let step_start = Instant::now();
         let tokens = batch_tokens::<B>(&corpus.batch(step, config.batch_size), device);
@@ -189,13 +190,14 @@ where
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(learning_rate, model, gradients);
         losses.push(loss_value);
-        let seconds = step_start.elapsed().as_secs_f64();
+        let step_seconds = step_start.elapsed().as_secs_f64();
+        seconds += step_seconds;
         if step == 0 {
-            first_step_seconds = seconds;
+            first_step_seconds = step_seconds;
         }
-        on_step(&StepReport { step, loss: loss_value, learning_rate, tokens: config.batch_size * config.seq_len, seconds });
+        let tokens = config.batch_size * config.seq_len;
+        on_step(&StepReport { step, loss: loss_value, learning_rate, tokens, seconds: step_seconds }, &model)?;
     }
-    let seconds = start.elapsed().as_secs_f64();
     let tokens = config.steps * config.batch_size * config.seq_len;
     let steady_tokens = tokens - config.batch_size * config.seq_len;
     let report = FinetuneReport {

@@ -66,6 +66,80 @@ fn every_command_runs_on_the_tiny_checkpoint_directory() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `finetune --eval-every` scores every held-out file on its own along the run: the report's
+/// curve starts before the first step, ends with the after-training figure, and names each file.
+#[test]
+fn finetune_reports_a_held_out_curve_per_file() {
+    let dir = temp_dir("curve");
+    let (model, text) = (tiny(), text());
+    let second = dir.join("second.md");
+    let hamlet = std::fs::read_to_string(&text).unwrap();
+    std::fs::write(&second, hamlet.lines().rev().collect::<Vec<_>>().join("\n")).unwrap();
+    let out = dir.join("run").display().to_string();
+    distr_llama(&[
+        "finetune", "--model", &model, "--train-text", &text, "--max-train-tokens", "96", "--steps", "3", "--batch-size", "2",
+        "--seq-len", "16", "--warmup-steps", "1", "--eval-text", &text, "--eval-text", &second.display().to_string(),
+        "--eval-tokens", "32", "--eval-context", "16", "--eval-every", "2", "--out", &out,
+    ])
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let curve = report["curve"].as_array().unwrap();
+    let steps: Vec<u64> = curve.iter().map(|point| point["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 2, 3], "before, every 2 steps, after: {report}");
+    assert_eq!(curve[1]["train_tokens"], 2 * 2 * 16);
+    assert_eq!(curve[0]["perplexity"], report["perplexity_before"]);
+    assert_eq!(curve[2]["perplexity"], report["perplexity_after"]);
+    for point in curve {
+        let by_text = point["perplexity_by_text"].as_object().unwrap();
+        assert_eq!(by_text.len(), 2, "{point}");
+        assert!(by_text.values().all(|p| p.as_f64().is_some_and(|p| p.is_finite() && p > 1.0)), "{point}");
+        assert_ne!(by_text.values().next(), by_text.values().nth(1), "two texts, two figures: {point}");
+    }
+    assert_eq!(report["eval_tokens"], 64, "the first 32 tokens of each file");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--kernel-cache DIR` (its own process: CubeCL reads its configuration once) keeps what the
+/// run compiled and tuned in one subdirectory for this build of the binary.
+#[cfg(feature = "wgpu")]
+#[test]
+fn the_kernel_cache_is_one_directory_per_build() {
+    let dir = temp_dir("kernel-cache");
+    let run = |out: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_distr-llama"))
+            .args(["--kernel-cache", &dir.display().to_string(), "logits", "--model", &tiny(), "--prompt", "Who is there?"])
+            .args(["--out", &dir.join(out).display().to_string(), "--backend", "wgpu"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let (first, second) = (run("first.npy"), run("second.npy"));
+    let builds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    let build = builds[0].display().to_string();
+    assert!(first.contains(&format!("kernel cache {build}")) && second.contains(&build), "{first}\n{second}");
+    let files = walk(&builds[0]);
+    assert!(!files.is_empty(), "the run's autotune decisions are kept in {build}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(feature = "wgpu")]
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() { walk(&path) } else { vec![path] }
+        })
+        .collect()
+}
+
 #[test]
 fn perplexity_of_fewer_than_two_tokens_is_an_error_not_nan() {
     let dir = temp_dir("short");
@@ -126,6 +200,7 @@ fn bad_numeric_flags_are_errors_naming_the_flag() {
         (&["calibrate", "--text", &text, "--out", &out, "--max-perplexity-increase=-0.5"], "invalid --max-perplexity-increase -0.5"),
         (&["calibrate", "--text", &text, "--out", &out, "--context", "300"], "invalid --context 300"),
         (&["finetune", "--train-text", &text, "--steps", "0"], "steps must be positive"),
+        (&["finetune", "--train-text", &text, "--eval-every", "2"], "invalid --eval-every 2: needs --eval-text"),
         (&["finetune", "--train-text", &text, "--batch-size", "0"], "batch_size must be positive"),
         (&["finetune", "--train-text", &text, "--seq-len", "1"], "sequence length 1"),
         (&["finetune", "--train-text", &text, "--seq-len", "512"], "invalid --seq-len 512"),

@@ -66,7 +66,7 @@ fn finetuning_through_distr_attention_lowers_the_loss_and_the_checkpoint_reloads
     let plan = distr_g2();
     let config = short_run(Trainable::All, Loss::Lm);
     let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
-    let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_| {}).unwrap();
+    let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_, _| Ok(())).unwrap();
     assert_eq!(trained.attention(), &plan, "the trained model keeps its plan");
     assert_eq!(report.losses.len(), 12);
     let (first, last) = (report.losses[0], report.losses[11]);
@@ -105,7 +105,7 @@ fn finetuning_on_fused_wgpu_takes_the_fused_backward_and_follows_ndarray() {
         let model = build_llama::<Backend>(config, &RandomWeights::new(config.clone(), 5), &device).unwrap();
         let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();
         let run = FinetuneConfig::new().with_steps(3).with_batch_size(2).with_seq_len(24).with_learning_rate(1e-3).with_warmup_steps(1);
-        let (_, report) = finetune(model.with_attention(plan).unwrap(), &corpus, &run, &device, |_| {}).unwrap();
+        let (_, report) = finetune(model.with_attention(plan).unwrap(), &corpus, &run, &device, |_, _| Ok(())).unwrap();
         report.losses
     }
     let config = LlamaConfig::new(64, 128, 2, 4, 2, 32, 96).with_max_seq_len(128);
@@ -138,7 +138,7 @@ fn attention_only_and_lora_training_leave_the_other_weights_alone() {
     for train in [Trainable::Attention, Trainable::Lora] {
         let config = short_run(train, Loss::Lm);
         let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
-        let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_| {}).unwrap();
+        let (trained, report) = finetune(model, &corpus, &config, &Default::default(), |_, _| Ok(())).unwrap();
         assert!(report.losses[11] < report.losses[0], "{train:?}: {:?}", report.losses);
         assert_eq!(weight(&trained, "mlp"), weight(&original, "mlp"), "{train:?}");
         assert_ne!(weight(&trained, "query"), weight(&original, "query"), "{train:?}");
@@ -146,7 +146,7 @@ fn attention_only_and_lora_training_leave_the_other_weights_alone() {
     }
     let lora = short_run(Trainable::Lora, Loss::Lm).with_lora_rank(2);
     let model = tiny_model::<Trainer>(1).with_attention(&plan).unwrap();
-    let (_, report) = finetune(model, &corpus, &lora, &Default::default(), |_| {}).unwrap();
+    let (_, report) = finetune(model, &corpus, &lora, &Default::default(), |_, _| Ok(())).unwrap();
     // Rank 2 on q [32, 32], k and v [32, 16], o [32, 32], two layers.
     assert_eq!(report.trainable_parameters, 2 * 2 * ((32 + 32) + 2 * (32 + 16) + (32 + 32)));
 }
@@ -155,7 +155,7 @@ fn attention_only_and_lora_training_leave_the_other_weights_alone() {
 fn distillation_starts_at_zero_with_exact_attention_and_recovers_distr_attention() {
     let corpus = TokenCorpus::new(&periodic_ids(480), 24, 0).unwrap();
     let config = short_run(Trainable::All, Loss::Distill).with_steps(1);
-    let (_, report) = finetune(tiny_model::<Trainer>(1), &corpus, &config, &Default::default(), |_| {}).unwrap();
+    let (_, report) = finetune(tiny_model::<Trainer>(1), &corpus, &config, &Default::default(), |_, _| Ok(())).unwrap();
     assert!(report.losses[0].abs() < 1e-6, "KL to itself {}", report.losses[0]);
 
     // Larger weights than usual, so that attention is sharp and G=4 visibly departs from it.
@@ -168,7 +168,7 @@ fn distillation_starts_at_zero_with_exact_attention_and_recovers_distr_attention
     // tokens at every step, so its decrease is not batch noise.
     let one_batch = TokenCorpus::new(&periodic_ids(48), 24, 0).unwrap();
     let run = short_run(Trainable::All, Loss::Distill).with_steps(20).with_learning_rate(2e-3);
-    let (_, report) = finetune(sharp, &one_batch, &run, &Default::default(), |_| {}).unwrap();
+    let (_, report) = finetune(sharp, &one_batch, &run, &Default::default(), |_, _| Ok(())).unwrap();
     let losses = &report.losses;
     assert!(losses[0] > 1e-3, "G=4 should differ from exact: {losses:?}");
     assert!(losses[19] < 0.8 * losses[0], "{losses:?}");

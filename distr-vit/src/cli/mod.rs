@@ -10,9 +10,11 @@ mod overlay;
 mod saliency;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use distr_attn::experiment::command_line::parse_command_line;
+use distr_attn::experiment::kernel_cache::use_kernel_cache;
 
 /// Errors reach `main` as text; every library error already names its value.
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -23,6 +25,11 @@ pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Keep compiled kernels and autotune decisions in this directory between runs (one
+    /// subdirectory per build of this program). On CUDA a run without it compiles and tunes
+    /// its kernels again, minutes before a first training step.
+    #[arg(long, global = true, value_name = "DIR")]
+    kernel_cache: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,6 +65,9 @@ impl Cli {
 
     /// Runs the chosen command.
     pub fn run(self) -> CliResult<()> {
+        if let Some(dir) = &self.kernel_cache {
+            eprintln!("kernel cache {}", use_kernel_cache(dir)?.display());
+        }
         match self.command {
             Command::Saliency(args) => args.run(),
             Command::Eval(args) => args.run(),

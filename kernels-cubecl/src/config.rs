@@ -1,6 +1,8 @@
 //! Comptime types shared by the kernels and the launcher: what a specialisation is, and the
 //! limits the launcher checks against. Kernel files import from here, never from each other.
 
+use cubecl::prelude::CubeDim;
+
 /// Head dims (and value dims) with a comptime specialisation: multiples of 16, so that every
 /// path's rows split into 16-byte chunks and whole `k16` steps.
 pub const SUPPORTED_HEAD_DIMS: [usize; 5] = [32, 64, 80, 96, 128];
@@ -239,20 +241,27 @@ impl CooperativeConfig {
         }
     }
 
+    /// The cube: one plane per `shape.m` query rows.
+    pub fn cube_dim(&self) -> CubeDim {
+        CubeDim::new_2d(self.plane_size as u32, self.planes() as u32)
+    }
+
+    /// The 16-byte chunks each unit copies of a `key_tile x width` tile (the cube's units
+    /// share the tile's chunks evenly, the last ones fewer).
+    pub fn chunks_per_unit(&self, width: usize) -> usize {
+        (width * self.key_tile / CHUNK).div_ceil(self.units())
+    }
+
     /// Registers in which each unit holds its chunks of the next key tile: K' rows for exact
     /// attention, the `key_members` K^T chunks of each K'^T chunk for `G > 1`.
     pub fn key_chunks_per_unit(&self) -> usize {
-        let chunks = (self.reduced_width * self.key_tile / CHUNK).div_ceil(self.units());
-        if self.group_size == 1 {
-            chunks
-        } else {
-            chunks * self.key_members
-        }
+        let members = if self.group_size == 1 { 1 } else { self.key_members };
+        self.chunks_per_unit(self.reduced_width) * members
     }
 
     /// Registers in which each unit holds its chunks of the next value tile.
     pub fn value_chunks_per_unit(&self) -> usize {
-        (self.value_dim * self.key_tile / CHUNK).div_ceil(self.units())
+        self.chunks_per_unit(self.value_dim)
     }
 
     /// Shared rows of V, padded as [`Self::key_stride`].

@@ -266,7 +266,7 @@ pub fn launch_forward<R: Runtime>(
                 cooperative_forward::launch_unchecked::<R>(
                     client,
                     cube_count,
-                    CubeDim::new_2d(config.plane_size as u32, config.planes() as u32),
+                    config.cube_dim(),
                     CHUNK,
                     query.into_tensor_arg(),
                     key.into_tensor_arg(),
@@ -1731,7 +1731,7 @@ fn cooperative_kernel<R: Runtime>(
     dtype: StorageType,
 ) -> cooperative_forward::CooperativeForward<R> {
     cooperative_forward::CooperativeForward::<R>::new(
-        KernelSettings::default().cube_dim(CubeDim::new_2d(config.plane_size as u32, config.planes() as u32)),
+        KernelSettings::default().cube_dim(config.cube_dim()),
         client.clone(),
         TensorCompilationArg { inplace: None },
         TensorCompilationArg { inplace: None },

@@ -423,7 +423,7 @@ fn load_query_fragments<F: Float, N8: Size>(
         fragments.push(unsafe { Matrix::<F>::uninitialized(MatrixIdent::A, m, n, k, MatrixLayout::RowMajor) });
     }
     let query_head = batch * query.stride(0) + head * query.stride(1);
-    let mut chunks = Array::<Vector<F, N8>>::new(comptime!((config.key_tile * config.reduced_width / CHUNK).div_ceil(config.units())));
+    let mut chunks = Array::<Vector<F, N8>>::new(comptime!(config.chunks_per_unit(config.reduced_width)));
     #[unroll]
     for chunk in 0..comptime!(config.block_rows / config.key_tile) {
         let chunk_first_row = chunk * config.key_tile;

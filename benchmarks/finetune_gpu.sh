@@ -19,6 +19,7 @@
 #                (the same in blocks of 64 rows, the smallest the kernels take), g2-lsh (Mean,
 #                LSH, l = 128) (default: the first three)
 #   LIMIT_S      time limit of each run (default 540)
+#   LOG_EVERY    progress line interval in steps (default 50)
 set -u
 out=${OUT:-benchmarks/results/latest}
 mkdir -p "$out"
@@ -43,7 +44,7 @@ for run in $runs; do
         --eval-text "$corpus/heldout/tragedies/macbeth.md" --eval-text "$corpus/heldout/romances/the-tempest.md" \
         --eval-tokens 4096 --eval-context 1024 --eval-every "${EVAL_EVERY:-100}" \
         --steps "${STEPS:-1000}" --batch-size 8 --seq-len 256 --learning-rate 2e-4 --warmup-steps 30 \
-        --log-every 50 --json > "$out/$run.json" 2> "$out/$run.log" &
+        --log-every "${LOG_EVERY:-50}" --json > "$out/$run.json" 2> "$out/$run.log" &
 done
 wait
 for run in $runs; do

@@ -37,6 +37,7 @@ settings=(
   "mean-gram-key-weighted-l32|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 32|1"
   "mean-gram-key-weighted-l16|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 16|1"
   "mean-gram-l8|--attention distr --group-size 2 --representative mean --grouping gram --block-rows 8|1"
+  "mean-l8|--attention distr --group-size 2 --representative mean --block-rows 8"
   "mean-gram-key-weighted-l8|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 8|1"
 )
 

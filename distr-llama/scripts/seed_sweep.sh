@@ -39,6 +39,7 @@ settings=(
   "mean-gram-l8|--attention distr --group-size 2 --representative mean --grouping gram --block-rows 8|1"
   "mean-l8|--attention distr --group-size 2 --representative mean --block-rows 8"
   "mean-gram-key-weighted-l8|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 8|1"
+  "mean-gram-key-weighted-l4|--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 4|1"
 )
 
 for entry in "${settings[@]}"; do

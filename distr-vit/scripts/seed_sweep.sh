@@ -32,6 +32,7 @@ settings=(
   "mean-gram-l64|--representative mean --grouping gram --block-rows 64|1"
   "mean-gram-l32|--representative mean --grouping gram --block-rows 32|1"
   "mean-gram-l16|--representative mean --grouping gram --block-rows 16|1"
+  "mean-gram-l8|--representative mean --grouping gram --block-rows 8|1"
   "mean-gram-key-weighted-l64|--representative mean --grouping gram-key-weighted --block-rows 64|1"
 )
 

@@ -16,8 +16,9 @@
 #   STEPS        optimizer steps (default 1000: 1000 x 8 x 256 = 2,048,000 training tokens)
 #   EVAL_EVERY   held-out evaluation interval in steps (default 100)
 #   RUNS         names among exact, g2-gram (Mean, key-weighted Gram groups, l = 128), g2-gram-l64
-#                (the same in blocks of 64 rows, the smallest the kernels take), g2-lsh (Mean,
-#                LSH, l = 128) (default: the first three)
+#                (the same in blocks of 64 rows, the smallest the kernels take), g2-gram-l16 and
+#                g2-gram-l8 (blocks of 16 and 8 rows: exact attention on the expanded query, at
+#                exact's cost), g2-lsh (Mean, LSH, l = 128) (default: the first three)
 #   LIMIT_S      time limit of each run (default 540)
 #   LOG_EVERY    progress line interval in steps (default 50)
 set -u
@@ -34,6 +35,8 @@ declare -A attention=(
     [exact]="--attention exact"
     [g2-gram]="--attention distr --group-size 2 --representative mean --grouping gram-key-weighted"
     [g2-gram-l64]="--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 64"
+    [g2-gram-l16]="--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 16"
+    [g2-gram-l8]="--attention distr --group-size 2 --representative mean --grouping gram-key-weighted --block-rows 8"
     [g2-lsh]="--attention distr --group-size 2 --representative mean"
 )
 runs=${RUNS:-exact g2-gram g2-gram-l64}

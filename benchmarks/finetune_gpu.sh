@@ -17,8 +17,9 @@
 #   EVAL_EVERY   held-out evaluation interval in steps (default 100)
 #   RUNS         names among exact, g2-gram (Mean, key-weighted Gram groups, l = 128), g2-gram-l64
 #                (the same in blocks of 64 rows, the smallest the kernels take), g2-gram-l16 and
-#                g2-gram-l8 (blocks of 16 and 8 rows: exact attention on the expanded query, at
-#                exact's cost), g2-lsh (Mean, LSH, l = 128) (default: the first three)
+#                g2-gram-l8 (blocks of 16 and 8 rows: exact attention on an expanded query grouped
+#                on the host; a cold l = 8 run on an H100 did not finish its first evaluation in
+#                540 s), g2-lsh (Mean, LSH, l = 128) (default: the first three)
 #   LIMIT_S      time limit of each run (default 540)
 #   LOG_EVERY    progress line interval in steps (default 50)
 set -u
